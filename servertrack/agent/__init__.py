@@ -1,0 +1,7 @@
+"""The ServerTrack agent: samples the node with psutil and publishes over ZeroMQ."""
+
+from .daemon import Agent, run_agent
+from .publisher import SamplePublisher
+from .sampler import LoadSampler
+
+__all__ = ["Agent", "LoadSampler", "SamplePublisher", "run_agent"]

@@ -1,0 +1,37 @@
+"""The PUB side: connects to the collector and sends frames without ever blocking."""
+
+from __future__ import annotations
+
+import zmq
+
+# A few minutes of samples may wait for a collector that is down; older ones
+# are dropped by ZeroMQ (the collector counts the gap in seq).
+SEND_HIGH_WATER_MARK = 1_000
+
+
+class SamplePublisher:
+    """A PUB socket connected to the collector's ingest endpoint."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, high_water_mark: int = SEND_HIGH_WATER_MARK) -> None:
+        self._socket = context.socket(zmq.PUB)
+        try:
+            self._socket.setsockopt(zmq.LINGER, 0)
+            self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
+            self._socket.connect(endpoint)
+        except zmq.ZMQError:
+            self._socket.close(linger=0)
+            raise
+        self.dropped = 0
+
+    def publish(self, frame: bytes) -> bool:
+        """Send one frame now; False (and counted) if ZeroMQ had to drop it."""
+        try:
+            self._socket.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close the socket at once (linger 0)."""
+        self._socket.close(linger=0)

@@ -1,0 +1,57 @@
+"""The Tornado application: routes and the shared objects each handler receives."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import tornado.web
+
+from ..common.aggregator import Aggregator
+from ..common.batch import PendingBatch
+from ..common.inventory import AgentInventory
+from ..common.protocol import NameCache
+from ..common.stats import IngestStats
+from .handlers import (
+    BatchLoadsHandler,
+    HealthHandler,
+    NotFoundHandler,
+    ServerLoadsHandler,
+    ServersHandler,
+    StatsHandler,
+)
+
+_log = logging.getLogger("servertrack.api")
+
+
+def _log_failures(handler: tornado.web.RequestHandler) -> None:
+    # Per-request access logging would cost more than the request itself at
+    # thousands of requests per second; server errors are still logged.
+    if handler.get_status() >= 500:
+        _log.error("%d %s", handler.get_status(), handler._request_summary())
+
+
+def make_app(
+    aggregator: Aggregator,
+    batch: PendingBatch,
+    inventory: AgentInventory,
+    stats: IngestStats,
+    names: NameCache | None = None,
+    clock: Callable[[], float] = time.time,
+) -> tornado.web.Application:
+    """Build the HTTP API over the service's shared objects."""
+    names = names if names is not None else NameCache()
+    loads = dict(aggregator=aggregator, batch=batch, stats=stats, names=names, clock=clock)
+    return tornado.web.Application(
+        [
+            (r"/servers/([^/]+)/loads", ServerLoadsHandler, loads),
+            (r"/loads", BatchLoadsHandler, dict(batch=batch, stats=stats, names=names, clock=clock)),
+            (r"/servers", ServersHandler, dict(aggregator=aggregator, inventory=inventory, names=names)),
+            (r"/healthz", HealthHandler),
+            (r"/stats", StatsHandler, dict(aggregator=aggregator, inventory=inventory, batch=batch, stats=stats)),
+        ],
+        default_handler_class=NotFoundHandler,
+        log_function=_log_failures,
+        compress_response=False,
+    )

@@ -1,0 +1,247 @@
+"""Tornado handlers: record loads, read windows, list servers, health and ingest counters.
+
+Handlers get shared objects through ``initialize`` (see ``app.make_app``).
+They only validate and enqueue: the aggregator is written by the applier
+alone. Every error leaves as ``{"error": "..."}`` from ``JsonHandler.write_error``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import tornado.web
+
+from ..common.aggregator import Aggregator
+from ..common.batch import PendingBatch
+from ..common.errors import InvalidSample
+from ..common.inventory import AgentInventory
+from ..common.protocol import NameCache, check_load, check_timestamp
+from ..common.stats import IngestStats
+from .views import server_entry, server_loads
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_BATCH_ITEMS = 10_000
+DEFAULT_PAGE = 1_000
+MAX_PAGE = 10_000
+
+
+class ApiError(tornado.web.HTTPError):
+    """An HTTP error whose ``message`` is shown to the client."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(status_code)
+        self.message = message
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    """Base handler: JSON responses, JSON errors."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json")
+
+    def write_json(self, status: int, body: Any) -> None:
+        """Finish the request with ``body`` as JSON."""
+        self.set_status(status)
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Render every error as ``{"error": message}``."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, ApiError):
+            message = error.message
+        elif status_code == 405:
+            message = f"method {self.request.method} not allowed on {self.request.path}"
+        elif status_code >= 500:
+            message = "internal error"
+        else:
+            message = self._reason.lower()
+        self.finish(json.dumps({"error": message}))
+
+    def parse_json_body(self) -> Any:
+        """The request body as JSON, or a 400 (413 if over 1 MiB)."""
+        if len(self.request.body) > MAX_BODY_BYTES:
+            raise ApiError(413, f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
+        try:
+            return json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ApiError(400, f"body is not valid JSON: {error}") from None
+
+    def canonical_name(self, names: NameCache, raw: str) -> str:
+        """The canonical server name from the URL, or a 400."""
+        try:
+            return names.canonical(raw)
+        except InvalidSample as invalid:
+            raise ApiError(400, invalid.message) from None
+
+
+class NotFoundHandler(JsonHandler):
+    """Any path no route matches."""
+
+    def prepare(self) -> None:
+        raise ApiError(404, f"no such endpoint: {self.request.path}")
+
+
+class ServerLoadsHandler(JsonHandler):
+    """``POST`` one sample for a server; ``GET`` its minute and hour windows."""
+
+    def initialize(
+        self,
+        aggregator: Aggregator,
+        batch: PendingBatch,
+        stats: IngestStats,
+        names: NameCache,
+        clock: Callable[[], float],
+    ) -> None:
+        self.aggregator = aggregator
+        self.batch = batch
+        self.stats = stats
+        self.names = names
+        self.clock = clock
+
+    def get(self, raw_name: str) -> None:
+        name = self.canonical_name(self.names, raw_name)
+        windows = self.aggregator.windows(name)
+        if windows is None:
+            raise ApiError(404, f"unknown server {name!r}")
+        self.write_json(200, server_loads(windows))
+
+    def post(self, raw_name: str) -> None:
+        name = self.canonical_name(self.names, raw_name)
+        body = self.parse_json_body()
+        if type(body) is not dict:
+            raise ApiError(400, 'body must be a JSON object like {"cpu": 12.5, "ram": 40.0}')
+        ts, cpu, ram = _validated_load(body, self.clock())
+        if self.batch.room() < 1:
+            raise ApiError(503, "ingest queue is full, retry in a second")
+        self.batch.add(name, ts, cpu, ram)
+        self.stats.received += 1
+        self.write_json(202, {"accepted": 1})
+
+
+@tornado.web.stream_request_body
+class BatchLoadsHandler(JsonHandler):
+    """``POST /loads``: up to 10,000 samples for any servers, all or nothing."""
+
+    def initialize(
+        self,
+        batch: PendingBatch,
+        stats: IngestStats,
+        names: NameCache,
+        clock: Callable[[], float],
+    ) -> None:
+        self.batch = batch
+        self.stats = stats
+        self.names = names
+        self.clock = clock
+        self.chunks: list[bytes] = []
+        self.received_bytes = 0
+
+    def prepare(self) -> None:
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise ApiError(413, f"body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
+
+    def data_received(self, chunk: bytes) -> None:
+        self.received_bytes += len(chunk)
+        if self.received_bytes <= MAX_BODY_BYTES:
+            self.chunks.append(chunk)
+
+    def post(self) -> None:
+        if self.received_bytes > MAX_BODY_BYTES:
+            raise ApiError(413, f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
+        self.request.body = b"".join(self.chunks)
+        items = self.parse_json_body()
+        if type(items) is not list:
+            raise ApiError(400, 'body must be a JSON list like [{"server": "web-01", "cpu": 1, "ram": 2}]')
+        if len(items) > MAX_BATCH_ITEMS:
+            raise ApiError(413, f"{len(items)} items exceed the limit of {MAX_BATCH_ITEMS} per request")
+        now = self.clock()
+        canonical = self.names.canonical
+        names: list[str] = []
+        stamps: list[float] = []
+        cpus: list[float] = []
+        rams: list[float] = []
+        for index, item in enumerate(items):
+            try:
+                if type(item) is not dict:
+                    raise InvalidSample("bad_type", "item must be a JSON object")
+                if "server" not in item:
+                    raise InvalidSample("missing_field", "missing key 'server'", "server")
+                names.append(canonical(item["server"]))
+                ts, cpu, ram = _validated_load(item, now)
+            except InvalidSample as invalid:
+                raise ApiError(400, f"item {index}: {invalid.message}") from None
+            stamps.append(ts)
+            cpus.append(cpu)
+            rams.append(ram)
+        if self.batch.room() < len(names):
+            raise ApiError(503, "ingest queue is full, retry in a second")
+        self.batch.extend(names, stamps, cpus, rams)
+        self.stats.received += len(names)
+        self.write_json(202, {"accepted": len(names)})
+
+
+def _validated_load(body: dict[str, Any], now: float) -> tuple[float, float, float]:
+    """``(ts, cpu, ram)`` of one JSON sample; ``ts`` defaults to ``now``."""
+    for key in ("cpu", "ram"):
+        if key not in body:
+            raise InvalidSample("missing_field", f"missing key {key!r}", key)
+    cpu = check_load(body["cpu"], "cpu")
+    ram = check_load(body["ram"], "ram")
+    ts = body.get("ts")
+    return (now if ts is None else check_timestamp(ts, now)), cpu, ram
+
+
+class ServersHandler(JsonHandler):
+    """``GET /servers``: known servers sorted by name, paged with ``limit`` and ``after``."""
+
+    def initialize(self, aggregator: Aggregator, inventory: AgentInventory, names: NameCache) -> None:
+        self.aggregator = aggregator
+        self.inventory = inventory
+        self.names = names
+
+    def get(self) -> None:
+        limit_text = self.get_query_argument("limit", str(DEFAULT_PAGE))
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+            raise ApiError(400, f"limit must be an integer from 1 to {MAX_PAGE}, got {limit_text!r}")
+        limit = int(limit_text)
+        after = self.get_query_argument("after", None)
+        if after is not None:
+            after = self.canonical_name(self.names, after)
+        page = self.aggregator.servers(limit=limit + 1, after=after)
+        more = len(page) > limit
+        page = page[:limit]
+        ips_of = self.inventory.ips_of
+        self.write_json(
+            200,
+            {
+                "servers": [server_entry(name, seen, ips_of(name)) for name, seen in page],
+                "next_after": page[-1][0] if more else None,
+            },
+        )
+
+
+class HealthHandler(JsonHandler):
+    """``GET /healthz``: the process is up and its loop answers."""
+
+    def get(self) -> None:
+        self.write_json(200, {"status": "ok"})
+
+
+class StatsHandler(JsonHandler):
+    """``GET /stats``: ingest counters."""
+
+    def initialize(
+        self, aggregator: Aggregator, inventory: AgentInventory, batch: PendingBatch, stats: IngestStats
+    ) -> None:
+        self.aggregator = aggregator
+        self.inventory = inventory
+        self.batch = batch
+        self.stats = stats
+
+    def get(self) -> None:
+        self.write_json(
+            200, self.stats.snapshot(lost=self.inventory.lost, servers=len(self.aggregator), pending=len(self.batch))
+        )

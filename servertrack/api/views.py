@@ -1,0 +1,47 @@
+"""JSON shapes of the API, built from the aggregator's arrays in one pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..common.aggregator import ServerWindows
+from ..common.buckets import BucketWindow, iso_utc
+
+
+def window_buckets(window: BucketWindow) -> list[dict[str, Any]]:
+    """One dict per bucket, oldest first; a bucket without samples has null loads."""
+    counts = window.count.tolist()
+    cpu_sum, ram_sum = window.cpu_sum.tolist(), window.ram_sum.tolist()
+    cpu_min, cpu_max = window.cpu_min.tolist(), window.cpu_max.tolist()
+    ram_min, ram_max = window.ram_min.tolist(), window.ram_max.tolist()
+    first, width = window.first_bucket, window.width
+    buckets: list[dict[str, Any]] = []
+    for i, samples in enumerate(counts):
+        start = iso_utc((first + i) * width)
+        if samples:
+            buckets.append(
+                {
+                    "start": start,
+                    "samples": samples,
+                    "cpu": {"avg": cpu_sum[i] / samples, "min": cpu_min[i], "max": cpu_max[i]},
+                    "ram": {"avg": ram_sum[i] / samples, "min": ram_min[i], "max": ram_max[i]},
+                }
+            )
+        else:
+            buckets.append({"start": start, "samples": 0, "cpu": None, "ram": None})
+    return buckets
+
+
+def server_loads(windows: ServerWindows) -> dict[str, Any]:
+    """The body of ``GET /servers/{name}/loads``."""
+    return {
+        "server": windows.name,
+        "last_seen": iso_utc(windows.last_seen),
+        "minutes": window_buckets(windows.minutes),
+        "hours": window_buckets(windows.hours),
+    }
+
+
+def server_entry(name: str, last_seen: float, ips: list[str] | None) -> dict[str, Any]:
+    """One entry of ``GET /servers``."""
+    return {"server": name, "last_seen": iso_utc(last_seen), "ips": list(ips) if ips else []}

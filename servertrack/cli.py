@@ -1,0 +1,178 @@
+"""The ``servertrack`` command: argument parsing and wiring only (serve, agent, demo, show)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import socket
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from . import __version__
+from .common.errors import InvalidSample
+from .common.protocol import normalize_name
+from .common.settings import AgentSettings, EnvironmentDefaults, ServeSettings
+
+EXIT_USAGE = 2
+_ENDPOINT = re.compile(r"(tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+|\*):(\d{1,5}|\*)|ipc://\S+)\Z")
+_URL = re.compile(r"https?://[^\s/]+\Z")
+
+
+class CommandLineError(Exception):
+    """A bad flag or an unusable address: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (``servertrack: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandLineError(message)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be an integer from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _endpoint(text: str) -> str:
+    match = _ENDPOINT.match(text)
+    if match is None or (match.group(3) not in (None, "*") and int(match.group(3)) > 65535):
+        raise argparse.ArgumentTypeError(f"expected tcp://HOST:PORT (or ipc://PATH), got {text!r}")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.01 <= value <= 3600.0:
+        raise argparse.ArgumentTypeError(f"interval must be between 0.01 and 3600 seconds, got {text!r}")
+    return value
+
+
+def _agent_count(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"agents must be an integer from 0 to 64, got {text!r}")
+    return int(text)
+
+
+def _server_name(text: str) -> str:
+    try:
+        return normalize_name(text)
+    except InvalidSample as invalid:
+        raise argparse.ArgumentTypeError(invalid.message) from None
+
+
+def _url(text: str) -> str:
+    if _URL.match(text) is None:
+        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT, got {text!r}")
+    return text
+
+
+def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.ArgumentParser:
+    """The full ``servertrack`` parser; flag defaults come from ``SERVERTRACK_*`` variables."""
+    env = defaults if defaults is not None else EnvironmentDefaults()
+    parser = _Parser(prog="servertrack", description="Fleet-load monitor: agents, collector and HTTP API.")
+    parser.add_argument("--version", action="version", version=f"servertrack {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run collector + aggregator + HTTP API")
+    serve.add_argument("--host", default=env.host, help="HTTP listen address (default %(default)s)")
+    serve.add_argument("--port", type=_port, default=env.port, help="HTTP port, 0 for any (default %(default)s)")
+    serve.add_argument("--ingest", type=_endpoint, default=env.ingest, help="ZeroMQ SUB bind address (default %(default)s)")
+    serve.add_argument("--max-servers", type=_positive_int, default=env.max_servers, help="server cap (default %(default)s)")
+
+    agent = commands.add_parser("agent", help="sample this node and publish to a collector")
+    agent.add_argument("--collector", type=_endpoint, default=env.collector, help="collector ingest address (default %(default)s)")
+    agent.add_argument("--interval", type=_interval, default=env.interval, help="seconds between samples (default %(default)s)")
+    agent.add_argument("--name", type=_server_name, default=env.name, help="server name (default: this host's FQDN)")
+
+    demo = commands.add_parser("demo", help="a server and N local agents in one command")
+    demo.add_argument("--agents", type=_agent_count, default=3, help="local agents to start (default %(default)s)")
+    demo.add_argument("--port", type=_port, default=env.port, help="HTTP port (default %(default)s)")
+
+    show = commands.add_parser("show", help="print a server's minute and hour windows")
+    show.add_argument("name", type=_server_name, help="server name")
+    show.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
+    return parser
+
+
+def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | None = None) -> argparse.Namespace:
+    """Parse ``argv``; raise ``CommandLineError`` on a bad flag.
+
+    argparse runs string defaults (from the environment) through the same
+    ``type`` checks as flags, so a bad ``SERVERTRACK_*`` value is caught too.
+    """
+    parser = build_parser(defaults if defaults is not None else EnvironmentDefaults.from_environ())
+    args = parser.parse_args(argv)
+    if args.command == "agent" and args.name is None:
+        try:
+            args.name = normalize_name(socket.getfqdn())
+        except InvalidSample:
+            raise CommandLineError(f"this host's name {socket.getfqdn()!r} is not a valid server name; pass --name") from None
+    return args
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .service import serve
+
+    settings = ServeSettings(host=args.host, port=args.port, ingest=args.ingest, max_servers=args.max_servers)
+
+    def announce(monitor: object) -> None:
+        print(f"servertrack serving http={monitor.http_url} ingest={monitor.ingest_endpoint}", flush=True)  # type: ignore[attr-defined]
+
+    asyncio.run(serve(settings, on_ready=announce))
+    return 0
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from .agent import run_agent
+
+    settings = AgentSettings(collector=args.collector, interval=args.interval, name=args.name)
+    assert settings.name is not None
+    asyncio.run(run_agent(settings.name, settings.collector, settings.interval))
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return asyncio.run(run_demo(agents=args.agents, port=args.port))
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from .console import show_server
+
+    return show_server(args.url, args.name, sys.stdout)
+
+
+_COMMANDS = {"serve": _run_serve, "agent": _run_agent, "demo": _run_demo, "show": _run_show}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``servertrack`` console script; returns the exit code."""
+    from .common.errors import ServerTrackError
+
+    try:
+        args = parse(argv)
+        return _COMMANDS[args.command](args)
+    except (CommandLineError, ServerTrackError) as error:
+        print(f"servertrack: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 0
+
+
+def run() -> NoReturn:
+    """Console-script wrapper: exit with ``main()``'s code."""
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The once-a-second batch apply: moves the pending batch into the aggregator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from ..common.aggregator import Aggregator
+from ..common.batch import PendingBatch
+from ..common.inventory import AgentInventory
+from ..common.stats import IngestStats
+
+APPLY_INTERVAL_SECONDS = 1.0
+# Samples applied between two turns of the event loop (~10 ms each).
+APPLY_CHUNK = 20_000
+EVICTION_INTERVAL_SECONDS = 60.0
+
+
+class BatchApplier:
+    """Applies everything queued, in chunks that keep the event loop responsive."""
+
+    def __init__(
+        self,
+        batch: PendingBatch,
+        aggregator: Aggregator,
+        inventory: AgentInventory,
+        stats: IngestStats,
+        clock: Callable[[], float] = time.time,
+        interval: float = APPLY_INTERVAL_SECONDS,
+    ) -> None:
+        self._batch = batch
+        self._aggregator = aggregator
+        self._inventory = inventory
+        self._stats = stats
+        self._clock = clock
+        self._interval = interval
+        self._next_eviction = clock() + EVICTION_INTERVAL_SECONDS
+
+    async def run(self) -> None:
+        """Apply the batch every ``interval`` seconds, on absolute deadlines, until cancelled."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            deadline += self._interval
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            if loop.time() - deadline > self._interval:  # fell behind: do not try to catch up
+                deadline = loop.time()
+            await self.apply_pending(yield_between_chunks=True)
+
+    async def apply_pending(self, yield_between_chunks: bool = False) -> int:
+        """Apply the whole pending batch now; return how many samples were stored."""
+        names, ts, cpu, ram = self._batch.take()
+        applied = refused = 0
+        busy = 0.0  # time spent applying, not waiting for other tasks between chunks
+        for start in range(0, len(names), APPLY_CHUNK):
+            stop = start + APPLY_CHUNK
+            started = time.perf_counter()
+            result = self._aggregator.apply(names[start:stop], ts[start:stop], cpu[start:stop], ram[start:stop])
+            busy += time.perf_counter() - started
+            applied += result.applied
+            refused += result.refused
+            if yield_between_chunks and stop < len(names):
+                await asyncio.sleep(0)
+        stats = self._stats
+        stats.applied += applied
+        if refused:
+            stats.dropped["server_limit"] += refused
+        if self._clock() >= self._next_eviction:
+            self._next_eviction = self._clock() + EVICTION_INTERVAL_SECONDS
+            self._inventory.forget(self._aggregator.evict_silent())
+        stats.last_batch_size = len(names)
+        stats.last_batch_seconds = busy
+        return applied

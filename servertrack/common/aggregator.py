@@ -1,0 +1,172 @@
+"""In-memory aggregator: per server, 60 minute buckets and 24 hour buckets of cpu/ram load.
+
+One row per server in struct-of-arrays storage (see ``buckets.BucketRing``),
+so memory per server is fixed (about 3.1 KB) whatever it sends. Servers are
+capped at ``max_servers``; rows of servers silent for 24 h are reused.
+Batches are applied as arrays: names are mapped to rows with one dict lookup
+each, and everything else is numpy.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Callable, Sequence
+from itertools import repeat
+from typing import NamedTuple
+
+import numpy as np
+
+from .buckets import (
+    HOUR_SECONDS,
+    HOUR_SLOTS,
+    HOURS_SHOWN,
+    MINUTE_SECONDS,
+    MINUTE_SLOTS,
+    MINUTES_SHOWN,
+    BucketRing,
+    BucketWindow,
+    coarsen,
+    group_samples,
+)
+
+Clock = Callable[[], float]
+SILENCE_EVICTION_SECONDS = 24 * 3600.0
+DEFAULT_MAX_SERVERS = 200_000
+
+
+class ApplyResult(NamedTuple):
+    """What one batch did: samples stored, and samples refused because the server cap was hit."""
+
+    applied: int
+    refused: int
+
+
+class ServerWindows(NamedTuple):
+    """A server's minute window (60 buckets) and hour window (24 buckets), oldest first."""
+
+    name: str
+    last_seen: float
+    minutes: BucketWindow
+    hours: BucketWindow
+
+
+class Aggregator:
+    """Minute and hour load windows for up to ``max_servers`` servers.
+
+    Owned by one event loop: not thread-safe, and needs no locks.
+    """
+
+    def __init__(self, max_servers: int = DEFAULT_MAX_SERVERS, clock: Clock = time.time) -> None:
+        if max_servers < 1:
+            raise ValueError("max_servers must be at least 1")
+        self.max_servers = max_servers
+        self._clock = clock
+        self._rows: dict[str, int] = {}
+        self._names: list[str | None] = []
+        self._free_rows: list[int] = []
+        self._sorted_names: list[str] | None = None
+        self._last_seen = np.zeros(max_servers, dtype=np.float64)
+        self._minutes = BucketRing(max_servers, MINUTE_SECONDS, MINUTE_SLOTS, MINUTES_SHOWN)
+        self._hours = BucketRing(max_servers, HOUR_SECONDS, HOUR_SLOTS, HOURS_SHOWN)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rows
+
+    def apply(
+        self,
+        names: Sequence[str],
+        ts: Sequence[float] | np.ndarray,
+        cpu: Sequence[float] | np.ndarray,
+        ram: Sequence[float] | np.ndarray,
+    ) -> ApplyResult:
+        """Add a batch of validated samples (canonical names, loads in [0, 100]).
+
+        A new server beyond ``max_servers`` is refused (its samples counted in
+        ``refused``), never stored.
+        """
+        count = len(names)
+        if count == 0:
+            return ApplyResult(0, 0)
+        rows = np.fromiter(map(self._rows.get, names, repeat(-1)), dtype=np.int64, count=count)
+        missing = np.flatnonzero(rows < 0)
+        for index in missing.tolist():
+            rows[index] = self._add_server(names[index])
+        ts_array = np.asarray(ts, dtype=np.float64)
+        cpu_array = np.asarray(cpu, dtype=np.float64)
+        ram_array = np.asarray(ram, dtype=np.float64)
+        refused = 0
+        if missing.size and (rows < 0).any():
+            kept = rows >= 0
+            refused = count - int(kept.sum())
+            rows, ts_array, cpu_array, ram_array = rows[kept], ts_array[kept], cpu_array[kept], ram_array[kept]
+        if rows.size:
+            minutes = np.floor_divide(ts_array, MINUTE_SECONDS).astype(np.int64)
+            per_minute = group_samples(rows, minutes, cpu_array, ram_array)
+            self._minutes.add(per_minute)
+            self._hours.add(coarsen(per_minute, HOUR_SECONDS // MINUTE_SECONDS))
+        self._last_seen[rows] = self._clock()
+        return ApplyResult(int(rows.size), refused)
+
+    def _add_server(self, name: str) -> int:
+        row = self._rows.get(name)
+        if row is not None:
+            return row
+        if self._free_rows:
+            row = self._free_rows.pop()
+            self._names[row] = name
+        elif len(self._names) < self.max_servers:
+            row = len(self._names)
+            self._names.append(name)
+        else:
+            return -1
+        self._rows[name] = row
+        self._sorted_names = None
+        return row
+
+    def windows(self, name: str) -> ServerWindows | None:
+        """The current minute and hour windows of server ``name``, or None if unknown."""
+        row = self._rows.get(name)
+        if row is None:
+            return None
+        now = self._clock()
+        return ServerWindows(
+            name=name,
+            last_seen=float(self._last_seen[row]),
+            minutes=self._minutes.window(row, int(now // MINUTE_SECONDS)),
+            hours=self._hours.window(row, int(now // HOUR_SECONDS)),
+        )
+
+    def servers(self, limit: int | None = None, after: str | None = None) -> list[tuple[str, float]]:
+        """Known servers sorted by name as ``(name, last_seen)``, starting after ``after``."""
+        if self._sorted_names is None:
+            self._sorted_names = sorted(self._rows)
+        names = self._sorted_names
+        start = 0 if after is None else bisect.bisect_right(names, after)
+        stop = len(names) if limit is None else start + limit
+        last_seen = self._last_seen
+        rows = self._rows
+        return [(name, float(last_seen[rows[name]])) for name in names[start:stop]]
+
+    def evict_silent(self) -> list[str]:
+        """Forget servers with no sample applied for 24 h; return their names."""
+        used = len(self._names)
+        cutoff = self._clock() - SILENCE_EVICTION_SECONDS
+        silent = np.flatnonzero(self._last_seen[:used] < cutoff)
+        evicted: list[str] = []
+        for row in silent.tolist():
+            name = self._names[row]
+            assert name is not None, "a free row is never silent: its last_seen is +inf"
+            del self._rows[name]
+            self._names[row] = None
+            evicted.append(name)
+        if evicted:
+            self._free_rows.extend(silent.tolist())
+            self._last_seen[silent] = np.inf
+            self._minutes.forget(silent)
+            self._hours.forget(silent)
+            self._sorted_names = None
+        return evicted

@@ -1,0 +1,246 @@
+"""UTC-aligned time buckets and the fixed-size ring that stores them for every server.
+
+A bucket is numbered ``floor(ts / width)``: minute buckets have width 60 s,
+hour buckets 3600 s, so both are aligned to the UTC wall clock. Each server
+owns one row of a ``BucketRing``: ``slots`` buckets kept as struct-of-arrays
+(count, sums, min, max), slot ``bucket % slots``. The ring remembers per row
+the newest bucket written (its *head*); every slot then holds one of the
+buckets ``head - slots + 1 .. head``, and a slot is wiped the moment the head
+moves past the bucket it held, so a stale slot is never read as current.
+
+Min and max are stored as fixed-point integers in units of 1e-5 percent
+(4 bytes instead of 8): exact for any load with at most five decimals.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+MINUTE_SECONDS = 60
+HOUR_SECONDS = 3600
+MINUTES_SHOWN = 60
+HOURS_SHOWN = 24
+# One spare slot: a sample up to 60 s ahead lands in the next bucket without
+# evicting the oldest bucket still shown.
+MINUTE_SLOTS = MINUTES_SHOWN + 1
+HOUR_SLOTS = HOURS_SHOWN + 1
+
+FIXED_POINT_SCALE = 100_000.0
+_EMPTY_MIN = np.iinfo(np.uint32).max
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+def minute_of(ts: float) -> int:
+    """Number of the UTC minute that contains epoch second ``ts``."""
+    return int(ts // MINUTE_SECONDS)
+
+
+def hour_of(ts: float) -> int:
+    """Number of the UTC hour that contains epoch second ``ts``."""
+    return int(ts // HOUR_SECONDS)
+
+
+def iso_utc(epoch_seconds: float) -> str:
+    """Format whole epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
+
+
+def to_fixed_point(values: FloatArray) -> npt.NDArray[np.uint32]:
+    """Loads in [0, 100] as integers in units of 1e-5."""
+    return np.rint(values * FIXED_POINT_SCALE).astype(np.uint32)
+
+
+def from_fixed_point(values: npt.NDArray[np.uint32]) -> FloatArray:
+    """Inverse of ``to_fixed_point``: the nearest double to each stored decimal."""
+    return values / FIXED_POINT_SCALE
+
+
+class BucketGroups(NamedTuple):
+    """Samples summed per (row, bucket): pairs unique and sorted by row, then bucket.
+
+    ``*_min``/``*_max`` are fixed-point (see ``to_fixed_point``).
+    """
+
+    rows: IntArray
+    buckets: IntArray
+    count: IntArray
+    cpu_sum: FloatArray
+    ram_sum: FloatArray
+    cpu_min: npt.NDArray[np.uint32]
+    cpu_max: npt.NDArray[np.uint32]
+    ram_min: npt.NDArray[np.uint32]
+    ram_max: npt.NDArray[np.uint32]
+
+
+def group_samples(rows: IntArray, buckets: IntArray, cpu: FloatArray, ram: FloatArray) -> BucketGroups:
+    """Sum samples (one entry each, in any order) per (row, bucket) with one sort."""
+    low = int(buckets.min())
+    span = int(buckets.max()) - low + 1
+    order = np.argsort(rows * span + (buckets - low))
+    rows, buckets, cpu, ram = rows[order], buckets[order], cpu[order], ram[order]
+    cpu_fixed, ram_fixed = to_fixed_point(cpu), to_fixed_point(ram)
+    change = (rows[1:] != rows[:-1]) | (buckets[1:] != buckets[:-1])
+    if change.all():  # the common case: one sample per server and bucket
+        return BucketGroups(rows, buckets, np.ones(rows.size, dtype=np.int64), cpu, ram,
+                            cpu_fixed, cpu_fixed, ram_fixed, ram_fixed)
+    starts = np.flatnonzero(np.concatenate(([True], change)))
+    return BucketGroups(
+        rows=rows[starts],
+        buckets=buckets[starts],
+        count=np.diff(np.append(starts, rows.size)),
+        cpu_sum=np.add.reduceat(cpu, starts),
+        ram_sum=np.add.reduceat(ram, starts),
+        cpu_min=np.minimum.reduceat(cpu_fixed, starts),
+        cpu_max=np.maximum.reduceat(cpu_fixed, starts),
+        ram_min=np.minimum.reduceat(ram_fixed, starts),
+        ram_max=np.maximum.reduceat(ram_fixed, starts),
+    )
+
+
+def coarsen(groups: BucketGroups, factor: int) -> BucketGroups:
+    """Merge groups into buckets ``factor`` times wider (minutes -> hours), staying sorted."""
+    rows = groups.rows
+    buckets = groups.buckets // factor
+    change = (rows[1:] != rows[:-1]) | (buckets[1:] != buckets[:-1])
+    starts = np.flatnonzero(np.concatenate(([True], change)))
+    return BucketGroups(
+        rows=rows[starts],
+        buckets=buckets[starts],
+        count=np.add.reduceat(groups.count, starts),
+        cpu_sum=np.add.reduceat(groups.cpu_sum, starts),
+        ram_sum=np.add.reduceat(groups.ram_sum, starts),
+        cpu_min=np.minimum.reduceat(groups.cpu_min, starts),
+        cpu_max=np.maximum.reduceat(groups.cpu_max, starts),
+        ram_min=np.minimum.reduceat(groups.ram_min, starts),
+        ram_max=np.maximum.reduceat(groups.ram_max, starts),
+    )
+
+
+class BucketWindow(NamedTuple):
+    """The ``shown`` consecutive buckets ending with ``current``, oldest first (one server)."""
+
+    first_bucket: int
+    width: int
+    count: npt.NDArray[np.uint32]
+    cpu_sum: FloatArray
+    ram_sum: FloatArray
+    cpu_min: FloatArray
+    cpu_max: FloatArray
+    ram_min: FloatArray
+    ram_max: FloatArray
+
+
+class BucketRing:
+    """``slots`` buckets of ``width`` seconds per row, for ``capacity`` rows.
+
+    Memory is allocated once (``np.zeros`` pages cost nothing until touched)
+    and is fixed per row: ``slots * 36`` bytes plus an 8-byte head.
+    """
+
+    def __init__(self, capacity: int, width: int, slots: int, shown: int) -> None:
+        if shown >= slots:
+            raise ValueError("a ring needs more slots than buckets shown")
+        self.width = width
+        self.slots = slots
+        self.shown = shown
+        # head 0 means "never written": any real bucket is far ahead of it, so
+        # the first write wipes the whole row.
+        self.head = np.zeros(capacity, dtype=np.int64)
+        shape = (capacity, slots)
+        self.count = np.zeros(shape, dtype=np.uint32)
+        self.cpu_sum = np.zeros(shape, dtype=np.float64)
+        self.ram_sum = np.zeros(shape, dtype=np.float64)
+        self.cpu_min = np.zeros(shape, dtype=np.uint32)
+        self.cpu_max = np.zeros(shape, dtype=np.uint32)
+        self.ram_min = np.zeros(shape, dtype=np.uint32)
+        self.ram_max = np.zeros(shape, dtype=np.uint32)
+
+    def forget(self, rows: IntArray) -> None:
+        """Mark rows as never written (their next write wipes them)."""
+        self.head[rows] = 0
+
+    def add(self, groups: BucketGroups) -> None:
+        """Add grouped samples to their buckets, moving each row's head forward as needed.
+
+        Groups older than what a row's ring still holds are skipped: they can
+        no longer be part of any window shown.
+        """
+        if groups.rows.size == 0:
+            return
+        rows, buckets = groups.rows, groups.buckets
+        head = self.head
+        # groups are sorted by (row, bucket): a row's last group has its newest bucket
+        last = np.flatnonzero(np.append(rows[1:] != rows[:-1], True))
+        last_rows, newest = rows[last], buckets[last]
+        ahead = newest > head[last_rows]
+        if ahead.any():
+            moved = last_rows[ahead]
+            self._wipe_passed(moved, head[moved], newest[ahead])
+            head[moved] = newest[ahead]
+        keep = buckets > head[rows] - self.slots
+        if keep.all():
+            keep = slice(None)  # type: ignore[assignment]
+        flat = rows[keep] * self.slots + buckets[keep] % self.slots
+        count = self.count.reshape(-1)
+        count[flat] += groups.count[keep].astype(np.uint32)
+        for total, part in ((self.cpu_sum, groups.cpu_sum), (self.ram_sum, groups.ram_sum)):
+            total.reshape(-1)[flat] += part[keep]
+        for lowest, part in ((self.cpu_min, groups.cpu_min), (self.ram_min, groups.ram_min)):
+            cells = lowest.reshape(-1)
+            cells[flat] = np.minimum(cells[flat], part[keep])
+        for highest, part in ((self.cpu_max, groups.cpu_max), (self.ram_max, groups.ram_max)):
+            cells = highest.reshape(-1)
+            cells[flat] = np.maximum(cells[flat], part[keep])
+
+    def _wipe_passed(self, rows: IntArray, old_head: IntArray, new_head: IntArray) -> None:
+        """Empty the slots whose bucket the head has just moved past."""
+        passed = new_head - old_head
+        whole = passed >= self.slots
+        if whole.any():
+            self._clear(rows[whole], slice(None))
+            partial = ~whole
+            rows, old_head, passed = rows[partial], old_head[partial], passed[partial]
+        if rows.size == 0:
+            return
+        # buckets old_head+1 .. new_head, flattened: `passed[i]` entries for row i
+        total = int(passed.sum())
+        group_start = np.repeat(np.cumsum(passed) - passed, passed)
+        step = np.arange(1, total + 1, dtype=np.int64) - group_start
+        slot = (np.repeat(old_head, passed) + step) % self.slots
+        self._clear(np.repeat(rows, passed), slot)
+
+    def _clear(self, rows: IntArray, slots: IntArray | slice) -> None:
+        target = (rows, slots)
+        self.count[target] = 0
+        self.cpu_sum[target] = 0.0
+        self.ram_sum[target] = 0.0
+        self.cpu_min[target] = _EMPTY_MIN
+        self.cpu_max[target] = 0
+        self.ram_min[target] = _EMPTY_MIN
+        self.ram_max[target] = 0
+
+    def window(self, row: int, current: int) -> BucketWindow:
+        """The ``shown`` buckets of ``row`` ending with bucket ``current``, oldest first."""
+        first = current - self.shown + 1
+        buckets = np.arange(first, current + 1, dtype=np.int64)
+        head = int(self.head[row])
+        held = (buckets <= head) & (buckets > head - self.slots)
+        slot = buckets % self.slots
+        count = np.where(held, self.count[row, slot], 0).astype(np.uint32)
+        return BucketWindow(
+            first_bucket=first,
+            width=self.width,
+            count=count,
+            cpu_sum=self.cpu_sum[row, slot],
+            ram_sum=self.ram_sum[row, slot],
+            cpu_min=from_fixed_point(self.cpu_min[row, slot]),
+            cpu_max=from_fixed_point(self.cpu_max[row, slot]),
+            ram_min=from_fixed_point(self.ram_min[row, slot]),
+            ram_max=from_fixed_point(self.ram_max[row, slot]),
+        )

@@ -1,0 +1,22 @@
+"""The one exception tree of ServerTrack; every domain error derives from ServerTrackError."""
+
+from __future__ import annotations
+
+
+class ServerTrackError(Exception):
+    """Root of every error ServerTrack raises on purpose."""
+
+
+class InvalidSample(ServerTrackError):
+    """A sample (from ZeroMQ or HTTP) broke the protocol.
+
+    ``reason`` is a short stable token used as a counter key
+    (``bad_type``, ``out_of_range``...); ``field`` names the offending key.
+    """
+
+    def __init__(self, reason: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.field = field
+

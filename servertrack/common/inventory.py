@@ -1,0 +1,54 @@
+"""What the collector knows of each agent: its IP addresses and the last sequence number seen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class AgentInventory:
+    """Per agent (canonical fqdn): last ``seq`` and IP list; counts messages lost in transit.
+
+    A jump forward in ``seq`` counts the skipped numbers as lost; a step back
+    (the agent restarted and counts from 0 again) or a repeat is not a loss.
+    Holds at most ``max_agents`` agents; beyond that new agents are not tracked.
+    """
+
+    __slots__ = ("_agents", "max_agents", "lost")
+
+    def __init__(self, max_agents: int) -> None:
+        self._agents: dict[str, list] = {}
+        self.max_agents = max_agents
+        self.lost = 0
+
+    def __len__(self) -> int:
+        return len(self._agents)
+
+    def ips_of(self, name: str) -> list[str] | None:
+        """The IP list last accepted from agent ``name``, or None."""
+        record = self._agents.get(name)
+        return None if record is None else record[1]
+
+    def last_seq(self, name: str) -> int | None:
+        """The last sequence number seen from agent ``name``, or None."""
+        record = self._agents.get(name)
+        return None if record is None else record[0]
+
+    def observe(self, name: str, seq: int, ips: list[str]) -> int:
+        """Record a message; return how many messages were lost just before it."""
+        record = self._agents.get(name)
+        if record is None:
+            if len(self._agents) < self.max_agents:
+                self._agents[name] = [seq, ips]
+            return 0
+        gap = seq - record[0] - 1
+        record[0] = seq
+        record[1] = ips
+        if gap > 0:
+            self.lost += gap
+            return gap
+        return 0
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop agents (evicted servers)."""
+        for name in names:
+            self._agents.pop(name, None)

@@ -1,0 +1,214 @@
+"""Wire protocol: one msgpack map per sample, and the validation shared by every entry point.
+
+A frame is ``{"v": 1, "fqdn": str, "ts": float, "ip": [str], "cpu": float,
+"ram": float, "seq": int}``. Unknown keys are ignored; a missing or ill-typed
+required key makes the whole frame invalid. ``decode_sample`` is on the hot
+path of the collector (one call per received frame), so it is written as a
+handful of dict lookups and type checks, with slow work (name and IP parsing)
+cached.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import NamedTuple
+
+import msgpack
+
+from .errors import InvalidSample
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 4096
+MAX_NAME_LENGTH = 253
+MAX_IPS = 32
+MAX_IP_LENGTH = 64
+MAX_SEQ = 2**64 - 1
+MAX_AGE_SECONDS = 24 * 3600.0
+MAX_FUTURE_SECONDS = 60.0
+LOAD_MIN = 0.0
+LOAD_MAX = 100.0
+
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,%d}\Z" % MAX_NAME_LENGTH)
+_NUMBER_TYPES = frozenset((int, float))
+_UNPACK_LIMITS = dict(
+    raw=False,
+    max_str_len=MAX_FRAME_BYTES,
+    max_bin_len=MAX_FRAME_BYTES,
+    max_array_len=MAX_IPS * 4,
+    max_map_len=64,
+    max_ext_len=MAX_FRAME_BYTES,
+)
+
+
+class Sample(NamedTuple):
+    """One load sample as it crosses the wire (``fqdn`` already canonical once decoded)."""
+
+    fqdn: str
+    ts: float
+    cpu: float
+    ram: float
+    seq: int
+    ips: list[str]
+
+
+def normalize_name(name: object) -> str:
+    """Return the canonical (lower-case) server name, or raise ``InvalidSample('bad_name')``.
+
+    Names are 1 to 253 characters of ``[A-Za-z0-9._-]``, compared without case.
+    """
+    if type(name) is not str or _NAME_PATTERN.match(name) is None:
+        shown = name if isinstance(name, str) and len(name) <= 64 else type(name).__name__
+        raise InvalidSample(
+            "bad_name",
+            f"server name {shown!r} is invalid: use 1 to {MAX_NAME_LENGTH} characters of A-Z a-z 0-9 . _ -",
+            "name",
+        )
+    return name.lower()
+
+
+def check_load(value: object, field: str) -> float:
+    """Return ``value`` as a float if it is a finite JSON/msgpack number in [0, 100].
+
+    Booleans are refused even though Python treats them as ints.
+    """
+    if type(value) not in _NUMBER_TYPES:
+        raise InvalidSample("bad_type", f"{field} must be a number, not {_type_name(value)}", field)
+    if not LOAD_MIN <= value <= LOAD_MAX:  # type: ignore[operator]  # also false for NaN
+        raise InvalidSample("out_of_range", f"{field} must be between 0 and 100, got {value!r}", field)
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_timestamp(ts: object, now: float) -> float:
+    """Return ``ts`` as a float if it lies within [now - 24 h, now + 60 s]."""
+    if type(ts) not in _NUMBER_TYPES:
+        raise InvalidSample("bad_type", f"ts must be a number (epoch seconds), not {_type_name(ts)}", "ts")
+    if not now - MAX_AGE_SECONDS <= ts <= now + MAX_FUTURE_SECONDS:  # type: ignore[operator]
+        raise InvalidSample(
+            "bad_timestamp",
+            f"ts {ts!r} is outside the accepted range (24 h ago to 60 s ahead of {now:.3f})",
+            "ts",
+        )
+    return float(ts)  # type: ignore[arg-type]
+
+
+def check_seq(seq: object) -> int:
+    """Return ``seq`` if it is an integer in [0, 2**64)."""
+    if type(seq) is not int:
+        raise InvalidSample("bad_type", f"seq must be an integer, not {_type_name(seq)}", "seq")
+    if not 0 <= seq <= MAX_SEQ:
+        raise InvalidSample("out_of_range", f"seq must be between 0 and 2**64-1, got {seq}", "seq")
+    return seq
+
+
+def check_ips(ips: object) -> list[str]:
+    """Return ``ips`` if it is a list of at most 32 valid IPv4/IPv6 address strings."""
+    if type(ips) is not list:
+        raise InvalidSample("bad_type", f"ip must be a list of strings, not {_type_name(ips)}", "ip")
+    if len(ips) > MAX_IPS:
+        raise InvalidSample("out_of_range", f"ip lists at most {MAX_IPS} addresses, got {len(ips)}", "ip")
+    for address in ips:
+        if type(address) is not str or len(address) > MAX_IP_LENGTH:
+            raise InvalidSample("bad_ip", f"ip entries must be address strings, got {_type_name(address)}", "ip")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise InvalidSample("bad_ip", f"{address!r} is not an IP address", "ip") from None
+    return ips
+
+
+class NameCache:
+    """Remembers which raw names were already validated, and their canonical form.
+
+    Bounded: when full it starts over, so a flood of distinct names costs
+    re-validation, never unbounded memory.
+    """
+
+    __slots__ = ("_canonical", "_limit")
+
+    def __init__(self, limit: int = 400_000) -> None:
+        self._canonical: dict[str, str] = {}
+        self._limit = limit
+
+    def canonical(self, name: object) -> str:
+        """Return the canonical form of ``name``, validating it on first sight."""
+        if type(name) is str:
+            known = self._canonical.get(name)
+            if known is not None:
+                return known
+        canonical = normalize_name(name)
+        if len(self._canonical) >= self._limit:
+            self._canonical.clear()
+        self._canonical[name] = canonical  # type: ignore[index]
+        return canonical
+
+
+def encode_sample(sample: Sample) -> bytes:
+    """Encode one sample as a protocol-v1 msgpack frame."""
+    return msgpack.packb(
+        {
+            "v": PROTOCOL_VERSION,
+            "fqdn": sample.fqdn,
+            "ts": float(sample.ts),
+            "ip": list(sample.ips),
+            "cpu": float(sample.cpu),
+            "ram": float(sample.ram),
+            "seq": int(sample.seq),
+        },
+        use_bin_type=True,
+    )
+
+
+def decode_sample(
+    frame: bytes,
+    now: float,
+    names: NameCache,
+    known_ips: Callable[[str], list[str] | None] | None = None,
+) -> Sample:
+    """Decode and validate one frame received at ``now``; raise ``InvalidSample`` if it is bad.
+
+    ``known_ips(name)`` may return the IP list last accepted for that server:
+    an identical list is not parsed again.
+    """
+    if len(frame) > MAX_FRAME_BYTES:
+        raise InvalidSample("too_large", f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    try:
+        message = msgpack.unpackb(frame, **_UNPACK_LIMITS)
+    except (ValueError, TypeError, msgpack.UnpackException) as error:
+        raise InvalidSample("not_msgpack", f"frame is not valid msgpack: {error}") from None
+    if type(message) is not dict:
+        raise InvalidSample("not_a_map", f"frame must be a msgpack map, not {_type_name(message)}")
+    try:
+        version = message["v"]
+        fqdn = message["fqdn"]
+        ts = message["ts"]
+        cpu = message["cpu"]
+        ram = message["ram"]
+        seq = message["seq"]
+        ips = message["ip"]
+    except KeyError as missing:
+        raise InvalidSample("missing_field", f"frame lacks required key {missing}", str(missing.args[0])) from None
+    if version != PROTOCOL_VERSION or type(version) is not int:
+        raise InvalidSample("bad_version", f"unsupported protocol version {version!r}", "v")
+    name = names.canonical(fqdn)
+    # Inline fast path of check_load/check_timestamp/check_seq; the slow calls give the error.
+    if not (type(cpu) in _NUMBER_TYPES and LOAD_MIN <= cpu <= LOAD_MAX):
+        check_load(cpu, "cpu")
+    if not (type(ram) in _NUMBER_TYPES and LOAD_MIN <= ram <= LOAD_MAX):
+        check_load(ram, "ram")
+    if not (type(ts) in _NUMBER_TYPES and now - MAX_AGE_SECONDS <= ts <= now + MAX_FUTURE_SECONDS):
+        check_timestamp(ts, now)
+    if not (type(seq) is int and 0 <= seq <= MAX_SEQ):
+        check_seq(seq)
+    if known_ips is None or known_ips(name) != ips:
+        check_ips(ips)
+    return Sample(name, ts, cpu, ram, seq, ips)
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", str: "string", list: "list", dict: "map", bytes: "bytes"}.get(
+        type(value), type(value).__name__
+    )

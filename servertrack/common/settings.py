@@ -1,0 +1,60 @@
+"""Typed settings, read once from command-line flags and ``SERVERTRACK_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .aggregator import DEFAULT_MAX_SERVERS
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_INGEST = "tcp://127.0.0.1:5556"
+DEFAULT_INTERVAL = 1.0
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """How ``servertrack serve`` listens."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    ingest: str = DEFAULT_INGEST
+    max_servers: int = DEFAULT_MAX_SERVERS
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """What ``servertrack agent`` samples and where it publishes."""
+
+    collector: str = DEFAULT_INGEST
+    interval: float = DEFAULT_INTERVAL
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentDefaults:
+    """Defaults for the command-line flags, overridable by ``SERVERTRACK_*`` variables."""
+
+    host: str = DEFAULT_HOST
+    port: str = str(DEFAULT_PORT)
+    ingest: str = DEFAULT_INGEST
+    max_servers: str = str(DEFAULT_MAX_SERVERS)
+    collector: str = DEFAULT_INGEST
+    interval: str = str(DEFAULT_INTERVAL)
+    name: str | None = None
+    url: str = DEFAULT_URL
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> EnvironmentDefaults:
+        """Read ``SERVERTRACK_HOST``, ``_PORT``, ``_INGEST``, ``_MAX_SERVERS``, ``_COLLECTOR``,
+        ``_INTERVAL``, ``_NAME`` and ``_URL``; unset ones keep the built-in default."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in cls.__dataclass_fields__:
+            value = environ.get("SERVERTRACK_" + field.upper())
+            if value:
+                values[field] = value
+        return cls(**values)

@@ -1,0 +1,114 @@
+"""The monitoring service: collector, aggregator and HTTP API on one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+
+import tornado.httpserver
+import tornado.netutil
+import zmq
+import zmq.asyncio
+
+from .api import MAX_BODY_BYTES, make_app
+from .collector.applier import BatchApplier
+from .collector.ingest import IngestReader, open_ingest_socket
+from .common.aggregator import Aggregator
+from .common.batch import PendingBatch
+from .common.errors import ServerTrackError
+from .common.inventory import AgentInventory
+from .common.protocol import NameCache
+from .common.settings import ServeSettings
+from .common.stats import IngestStats
+from .shutdown import stop_on_signals
+
+SHUTDOWN_GRACE_SECONDS = 1.0
+
+
+class StartupError(ServerTrackError):
+    """The service could not bind its HTTP port or ingest socket."""
+
+
+class Monitor:
+    """All shared state of one monitoring process, wired together (no I/O until ``start``)."""
+
+    def __init__(self, settings: ServeSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.aggregator = Aggregator(settings.max_servers, clock=clock)
+        self.batch = PendingBatch()
+        self.inventory = AgentInventory(settings.max_servers)
+        self.stats = IngestStats()
+        self.names = NameCache()
+        self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock=clock)
+        self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock)
+        self.http_url = ""
+        self.ingest_endpoint = ""
+        self._context: zmq.asyncio.Context | None = None
+        self._socket: zmq.asyncio.Socket | None = None
+        self._server: tornado.httpserver.HTTPServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Bind the ingest socket and the HTTP port, and start the reader and applier tasks."""
+        self._context = zmq.asyncio.Context()
+        try:
+            self._socket = open_ingest_socket(self._context, self.settings.ingest)
+        except zmq.ZMQError as error:
+            self._context.term()
+            raise StartupError(f"cannot bind ingest socket {self.settings.ingest}: {error}") from None
+        self.ingest_endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        try:
+            sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host, family=socket.AF_INET)
+        except (OSError, socket.gaierror) as error:
+            self._close_ingest()
+            raise StartupError(f"cannot listen on {self.settings.host}:{self.settings.port}: {error}") from None
+        self._server = tornado.httpserver.HTTPServer(self.app, max_body_size=8 * MAX_BODY_BYTES)
+        self._server.add_sockets(sockets)
+        host, port = sockets[0].getsockname()[:2]
+        self.http_url = f"http://{host}:{port}"
+        reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names)
+        self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run())]
+
+    async def stop(self) -> None:
+        """Stop accepting, close connections and sockets, and apply what is still pending."""
+        if self._server is not None:
+            self._server.stop()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.applier.apply_pending()
+        self._close_ingest()
+
+    def _close_ingest(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+
+
+async def serve(
+    settings: ServeSettings,
+    on_ready: Callable[[Monitor], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the monitoring service until SIGINT/SIGTERM (or ``stop`` is set)."""
+    with stop_on_signals(stop if stop is not None else asyncio.Event()) as stopping:
+        monitor = Monitor(settings)
+        await monitor.start()
+        try:
+            if on_ready is not None:
+                on_ready(monitor)
+            await stopping.wait()
+        finally:
+            await monitor.stop()
