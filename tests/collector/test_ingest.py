@@ -1,0 +1,222 @@
+"""The collector's SUB reader and batch applier, over real ZeroMQ sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import msgpack
+import zmq
+import zmq.asyncio
+
+from servertrack.collector.applier import APPLY_CHUNK, BatchApplier
+from servertrack.collector.ingest import IngestReader, open_ingest_socket
+from servertrack.common.aggregator import Aggregator
+from servertrack.common.batch import PendingBatch
+from servertrack.common.inventory import AgentInventory
+from servertrack.common.protocol import Sample, encode_sample
+from servertrack.common.stats import IngestStats
+from tests.conftest import FakeClock
+
+WAIT_SECONDS = 5.0
+
+
+@dataclass
+class Ingest:
+    """A reader on a bound SUB socket, a PUB socket connected to it, and the shared state."""
+
+    publisher: zmq.Socket
+    batch: PendingBatch
+    inventory: AgentInventory
+    stats: IngestStats
+    clock: FakeClock
+    probes: int = 0
+
+    def send(self, *frames: bytes) -> None:
+        for frame in frames:
+            self.publisher.send(frame)
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SECONDS
+        while not condition():
+            assert loop.time() < deadline, "timed out waiting for the reader"
+            await asyncio.sleep(0.005)
+
+    async def received(self, count: int) -> None:
+        """Wait until ``count`` frames (after the probes) have been read."""
+        await self.wait_until(lambda: self.stats.received - self.probes >= count)
+
+
+@contextlib.asynccontextmanager
+async def running_ingest(clock: FakeClock, batch: PendingBatch | None = None) -> AsyncIterator[Ingest]:
+    context = zmq.asyncio.Context()
+    publisher_context = zmq.Context()
+    socket = open_ingest_socket(context, "tcp://127.0.0.1:*")
+    publisher = publisher_context.socket(zmq.PUB)
+    publisher.setsockopt(zmq.LINGER, 0)
+    publisher.connect(socket.getsockopt_string(zmq.LAST_ENDPOINT))
+    ingest = Ingest(publisher, batch if batch is not None else PendingBatch(), AgentInventory(1000), IngestStats(), clock)
+    task = asyncio.create_task(IngestReader(socket, ingest.batch, ingest.inventory, ingest.stats, clock).run())
+    try:
+        # PUB drops until the subscription has travelled: probe until one arrives.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SECONDS
+        while ingest.stats.received == 0:
+            assert loop.time() < deadline, "subscription never completed"
+            ingest.send(encode_sample(Sample("probe", clock.now, 0.0, 0.0, ingest.probes, [])))
+            ingest.probes += 1
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
+        ingest.probes = ingest.stats.received
+        ingest.batch.take()
+        yield ingest
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        publisher.close(linger=0)
+        socket.close(linger=0)
+        publisher_context.term()
+        context.term()
+
+
+def sample(clock: FakeClock, name: str = "node-1", seq: int = 0, cpu: float = 10.0, **changes: object) -> bytes:
+    message = {"v": 1, "fqdn": name, "ts": clock.now, "ip": ["10.1.2.3"], "cpu": cpu, "ram": 20.0, "seq": seq}
+    message.update(changes)
+    return msgpack.packb(message)
+
+
+def test_valid_frames_are_queued_in_order(clock: FakeClock) -> None:
+    async def scenario() -> None:
+        async with running_ingest(clock) as ingest:
+            ingest.send(*(sample(clock, "Node-1", seq, cpu=float(seq)) for seq in range(5)))
+            await ingest.received(5)
+            names, ts, cpu, ram = ingest.batch.take()
+            assert names == ["node-1"] * 5
+            assert cpu == [0.0, 1.0, 2.0, 3.0, 4.0]
+            assert ts == [clock.now] * 5 and ram == [20.0] * 5
+            assert ingest.inventory.ips_of("node-1") == ["10.1.2.3"]
+            assert ingest.stats.dropped == {}
+
+    asyncio.run(scenario())
+
+
+def test_garbage_is_dropped_counted_by_reason_and_reading_goes_on(clock: FakeClock) -> None:
+    async def scenario() -> None:
+        async with running_ingest(clock) as ingest:
+            ingest.send(
+                b"\xff\x00garbage",
+                msgpack.packb([1, 2]),
+                sample(clock, cpu=101.0),
+                sample(clock, cpu="high"),
+                sample(clock, name="bad name"),
+                sample(clock, ts=clock.now - 90_000),
+                sample(clock, ts=clock.now + 61),
+                sample(clock, ip=["999.1.1.1"]),
+                sample(clock, v=9),
+                b"\x00" * 5000,
+                sample(clock, seq=1),
+            )
+            await ingest.received(11)
+            assert dict(ingest.stats.dropped) == {
+                "not_msgpack": 1, "not_a_map": 1, "out_of_range": 1, "bad_type": 1, "bad_name": 1,
+                "bad_timestamp": 2, "bad_ip": 1, "bad_version": 1, "too_large": 1,
+            }
+            names, _, cpu, _ = ingest.batch.take()
+            assert names == ["node-1"] and cpu == [10.0]
+
+    asyncio.run(scenario())
+
+
+def test_sequence_gaps_count_as_lost_but_a_restart_does_not(clock: FakeClock) -> None:
+    async def scenario() -> None:
+        async with running_ingest(clock) as ingest:
+            for seq in (0, 1, 2, 5, 6, 0, 1, 4):  # 3 and 4 lost; restart at 0; 2 and 3 lost
+                ingest.send(sample(clock, seq=seq))
+            ingest.send(sample(clock, "other", seq=100))  # first sight of an agent: nothing lost
+            await ingest.received(9)
+            assert ingest.inventory.lost == 4
+            assert ingest.inventory.last_seq("node-1") == 4
+            assert ingest.inventory.last_seq("other") == 100
+
+    asyncio.run(scenario())
+
+
+def test_a_full_batch_drops_and_counts_instead_of_growing(clock: FakeClock) -> None:
+    async def scenario() -> None:
+        async with running_ingest(clock, PendingBatch(limit=3)) as ingest:
+            ingest.send(*(sample(clock, seq=seq) for seq in range(5)))
+            await ingest.received(5)
+            assert len(ingest.batch) == 3
+            assert ingest.stats.dropped["queue_full"] == 2
+
+    asyncio.run(scenario())
+
+
+def test_binding_a_busy_endpoint_fails_cleanly() -> None:
+    context = zmq.asyncio.Context()
+    first = open_ingest_socket(context, "tcp://127.0.0.1:*")
+    try:
+        endpoint = first.getsockopt_string(zmq.LAST_ENDPOINT)
+        try:
+            open_ingest_socket(context, endpoint)
+        except zmq.ZMQError as error:
+            assert error.errno == zmq.EADDRINUSE
+        else:
+            raise AssertionError("second bind should fail")
+    finally:
+        first.close(linger=0)
+        context.term()
+
+
+def make_applier(clock: FakeClock, max_servers: int = 100) -> tuple[BatchApplier, PendingBatch, Aggregator, IngestStats, AgentInventory]:
+    batch, aggregator, stats, inventory = PendingBatch(), Aggregator(max_servers, clock=clock), IngestStats(), AgentInventory(max_servers)
+    return BatchApplier(batch, aggregator, inventory, stats, clock), batch, aggregator, stats, inventory
+
+
+def test_apply_moves_the_whole_batch_into_the_aggregator(clock: FakeClock) -> None:
+    applier, batch, aggregator, stats, _ = make_applier(clock, max_servers=APPLY_CHUNK + 10)
+    count = APPLY_CHUNK + 5  # more than one chunk
+    batch.extend([f"s{i}" for i in range(count)], [clock.now] * count, [1.0] * count, [2.0] * count)
+    assert asyncio.run(applier.apply_pending(yield_between_chunks=True)) == count
+    assert len(batch) == 0 and len(aggregator) == count
+    assert stats.applied == count and stats.last_batch_size == count and stats.last_batch_seconds > 0
+
+
+def test_apply_counts_servers_refused_by_the_cap(clock: FakeClock) -> None:
+    applier, batch, aggregator, stats, _ = make_applier(clock, max_servers=2)
+    batch.extend(["a", "b", "c", "c"], [clock.now] * 4, [1.0] * 4, [1.0] * 4)
+    assert asyncio.run(applier.apply_pending()) == 2
+    assert stats.dropped["server_limit"] == 2 and len(aggregator) == 2
+
+
+def test_silent_servers_are_evicted_from_aggregator_and_inventory(clock: FakeClock) -> None:
+    applier, batch, aggregator, _, inventory = make_applier(clock)
+    inventory.observe("quiet", 0, ["10.0.0.1"])
+    batch.add("quiet", clock.now, 1.0, 1.0)
+    asyncio.run(applier.apply_pending())
+    clock.advance(24 * 3600 + 61)
+    asyncio.run(applier.apply_pending())
+    assert "quiet" not in aggregator and inventory.ips_of("quiet") is None
+
+
+def test_the_periodic_task_applies_within_about_a_second(clock: FakeClock) -> None:
+    async def scenario() -> None:
+        applier, batch, aggregator, _, _ = make_applier(clock)
+        task = asyncio.create_task(applier.run())
+        try:
+            batch.add("web", clock.now, 5.0, 5.0)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            while "web" not in aggregator:
+                assert loop.time() - started < 1.5, "not applied within ~1 s"
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
