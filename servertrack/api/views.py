@@ -10,7 +10,7 @@ from ..common.buckets import BucketWindow, iso_utc
 
 def window_buckets(window: BucketWindow) -> list[dict[str, Any]]:
     """One dict per bucket, oldest first; a bucket without samples has null loads."""
-    counts = window.count.tolist()
+    counts = window.samples.tolist()
     cpu_sum, ram_sum = window.cpu_sum.tolist(), window.ram_sum.tolist()
     cpu_min, cpu_max = window.cpu_min.tolist(), window.cpu_max.tolist()
     ram_min, ram_max = window.ram_min.tolist(), window.ram_max.tolist()

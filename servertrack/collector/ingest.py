@@ -57,7 +57,7 @@ class IngestReader:
         self._socket = socket
         # A synchronous view of the same socket: recv(NOBLOCK) without a
         # Future per message.
-        self._sync = zmq.Socket.shadow(socket.underlying)
+        self._sync: zmq.Socket = zmq.Socket.shadow(socket.underlying)
         self._batch = batch
         self._inventory = inventory
         self._stats = stats
@@ -67,7 +67,7 @@ class IngestReader:
     async def run(self) -> None:
         """Drain the socket whenever it is readable, until cancelled."""
         while True:
-            await self._socket.poll(flags=zmq.POLLIN)
+            await self._socket.poll()  # readable (POLLIN is the default)
             while self.drain(DRAIN_CHUNK) == DRAIN_CHUNK:
                 await asyncio.sleep(0)
 

@@ -69,7 +69,7 @@ class BucketGroups(NamedTuple):
 
     rows: IntArray
     buckets: IntArray
-    count: IntArray
+    samples: IntArray
     cpu_sum: FloatArray
     ram_sum: FloatArray
     cpu_min: npt.NDArray[np.uint32]
@@ -93,7 +93,7 @@ def group_samples(rows: IntArray, buckets: IntArray, cpu: FloatArray, ram: Float
     return BucketGroups(
         rows=rows[starts],
         buckets=buckets[starts],
-        count=np.diff(np.append(starts, rows.size)),
+        samples=np.diff(np.append(starts, rows.size)),
         cpu_sum=np.add.reduceat(cpu, starts),
         ram_sum=np.add.reduceat(ram, starts),
         cpu_min=np.minimum.reduceat(cpu_fixed, starts),
@@ -112,7 +112,7 @@ def coarsen(groups: BucketGroups, factor: int) -> BucketGroups:
     return BucketGroups(
         rows=rows[starts],
         buckets=buckets[starts],
-        count=np.add.reduceat(groups.count, starts),
+        samples=np.add.reduceat(groups.samples, starts),
         cpu_sum=np.add.reduceat(groups.cpu_sum, starts),
         ram_sum=np.add.reduceat(groups.ram_sum, starts),
         cpu_min=np.minimum.reduceat(groups.cpu_min, starts),
@@ -123,11 +123,14 @@ def coarsen(groups: BucketGroups, factor: int) -> BucketGroups:
 
 
 class BucketWindow(NamedTuple):
-    """The ``shown`` consecutive buckets ending with ``current``, oldest first (one server)."""
+    """The ``shown`` consecutive buckets ending with ``current``, oldest first (one server).
+
+    Sums, min and max are meaningful only where ``samples`` > 0.
+    """
 
     first_bucket: int
     width: int
-    count: npt.NDArray[np.uint32]
+    samples: npt.NDArray[np.uint32]
     cpu_sum: FloatArray
     ram_sum: FloatArray
     cpu_min: FloatArray
@@ -188,15 +191,13 @@ class BucketRing:
             keep = slice(None)  # type: ignore[assignment]
         flat = rows[keep] * self.slots + buckets[keep] % self.slots
         count = self.count.reshape(-1)
-        count[flat] += groups.count[keep].astype(np.uint32)
-        for total, part in ((self.cpu_sum, groups.cpu_sum), (self.ram_sum, groups.ram_sum)):
-            total.reshape(-1)[flat] += part[keep]
-        for lowest, part in ((self.cpu_min, groups.cpu_min), (self.ram_min, groups.ram_min)):
-            cells = lowest.reshape(-1)
-            cells[flat] = np.minimum(cells[flat], part[keep])
-        for highest, part in ((self.cpu_max, groups.cpu_max), (self.ram_max, groups.ram_max)):
-            cells = highest.reshape(-1)
-            cells[flat] = np.maximum(cells[flat], part[keep])
+        count[flat] += groups.samples[keep].astype(np.uint32)
+        self.cpu_sum.reshape(-1)[flat] += groups.cpu_sum[keep]
+        self.ram_sum.reshape(-1)[flat] += groups.ram_sum[keep]
+        _lower(self.cpu_min, flat, groups.cpu_min[keep])
+        _lower(self.ram_min, flat, groups.ram_min[keep])
+        _raise(self.cpu_max, flat, groups.cpu_max[keep])
+        _raise(self.ram_max, flat, groups.ram_max[keep])
 
     def _wipe_passed(self, rows: IntArray, old_head: IntArray, new_head: IntArray) -> None:
         """Empty the slots whose bucket the head has just moved past."""
@@ -232,11 +233,10 @@ class BucketRing:
         head = int(self.head[row])
         held = (buckets <= head) & (buckets > head - self.slots)
         slot = buckets % self.slots
-        count = np.where(held, self.count[row, slot], 0).astype(np.uint32)
         return BucketWindow(
             first_bucket=first,
             width=self.width,
-            count=count,
+            samples=np.where(held, self.count[row, slot], 0).astype(np.uint32),
             cpu_sum=self.cpu_sum[row, slot],
             ram_sum=self.ram_sum[row, slot],
             cpu_min=from_fixed_point(self.cpu_min[row, slot]),
@@ -244,3 +244,13 @@ class BucketRing:
             ram_min=from_fixed_point(self.ram_min[row, slot]),
             ram_max=from_fixed_point(self.ram_max[row, slot]),
         )
+
+
+def _lower(cells: npt.NDArray[np.uint32], flat: IntArray, values: npt.NDArray[np.uint32]) -> None:
+    view = cells.reshape(-1)
+    view[flat] = np.minimum(view[flat], values)
+
+
+def _raise(cells: npt.NDArray[np.uint32], flat: IntArray, values: npt.NDArray[np.uint32]) -> None:
+    view = cells.reshape(-1)
+    view[flat] = np.maximum(view[flat], values)

@@ -46,7 +46,7 @@ class ReferenceModel:
 
 def observed(window: BucketWindow) -> list[tuple | None]:
     result: list[tuple | None] = []
-    for i, count in enumerate(window.count.tolist()):
+    for i, count in enumerate(window.samples.tolist()):
         if count == 0:
             result.append(None)
         else:
@@ -114,8 +114,8 @@ def test_hour_average_is_weighted_by_samples_not_a_mean_of_minutes(clock: FakeCl
     windows = aggregator.windows("web")
     assert windows is not None
     hour = windows.hours
-    assert hour.count[-1] == 4
-    assert hour.cpu_sum[-1] / hour.count[-1] == 30.0  # the mean of minute means would be 50
+    assert hour.samples[-1] == 4
+    assert hour.cpu_sum[-1] / hour.samples[-1] == 30.0  # the mean of minute means would be 50
 
 
 def test_unknown_server_has_no_windows(clock: FakeClock) -> None:
@@ -127,7 +127,7 @@ def test_windows_have_60_minutes_and_24_hours_ending_now(clock: FakeClock) -> No
     aggregator.apply(["web"], [clock.now], [1.0], [2.0])
     windows = aggregator.windows("web")
     assert windows is not None
-    assert len(windows.minutes.count) == 60 and len(windows.hours.count) == 24
+    assert len(windows.minutes.samples) == 60 and len(windows.hours.samples) == 24
     assert windows.minutes.first_bucket + 59 == int(clock.now // 60)
     assert windows.hours.first_bucket + 23 == int(clock.now // 3600)
     assert windows.last_seen == clock.now
@@ -140,7 +140,7 @@ def test_new_servers_beyond_the_cap_are_refused_and_counted(clock: FakeClock) ->
     assert len(aggregator) == 2
     assert "c" not in aggregator and aggregator.windows("c") is None
     windows = aggregator.windows("a")
-    assert windows is not None and windows.minutes.count[-1] == 2
+    assert windows is not None and windows.minutes.samples[-1] == 2
 
 
 def test_servers_are_listed_sorted_and_paged(clock: FakeClock) -> None:
@@ -169,7 +169,7 @@ def test_servers_silent_for_24_hours_are_evicted_and_their_row_reused(clock: Fak
     aggregator.apply(["new"], [clock.now], [7.0], [7.0])
     windows = aggregator.windows("new")
     assert windows is not None
-    assert int(windows.hours.count.sum()) == 1 and windows.hours.cpu_sum[-1] == 7.0
+    assert int(windows.hours.samples.sum()) == 1 and windows.hours.cpu_sum[-1] == 7.0
     assert aggregator.apply(["another"], [clock.now], [1.0], [1.0]).refused == 1
 
 

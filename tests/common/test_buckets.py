@@ -35,7 +35,7 @@ def add(ring: BucketRing, row: int, bucket: int, cpu: float, ram: float = 0.0) -
 
 
 def counts(ring: BucketRing, row: int, current: int) -> list[int]:
-    return ring.window(row, current).count.tolist()
+    return ring.window(row, current).samples.tolist()
 
 
 def test_window_is_oldest_first_ending_with_current() -> None:
@@ -45,7 +45,7 @@ def test_window_is_oldest_first_ending_with_current() -> None:
     add(ring, 0, 102, 30.0)
     window = ring.window(0, 103)
     assert window.first_bucket == 100
-    assert window.count.tolist() == [1, 0, 2, 0]
+    assert window.samples.tolist() == [1, 0, 2, 0]
     assert window.cpu_sum[2] == 50.0
     assert (window.cpu_min[2], window.cpu_max[2]) == (20.0, 30.0)
 
@@ -111,7 +111,7 @@ def test_group_samples_sums_per_row_and_bucket() -> None:
     )
     assert groups.rows.tolist() == [0, 1, 1]
     assert groups.buckets.tolist() == [7, 7, 8]
-    assert groups.count.tolist() == [1, 2, 1]
+    assert groups.samples.tolist() == [1, 2, 1]
     assert groups.cpu_sum.tolist() == [20.0, 40.0, 40.0]
     assert from_fixed_point(groups.cpu_min).tolist() == [20.0, 10.0, 40.0]
     assert from_fixed_point(groups.ram_max).tolist() == [2.0, 3.0, 4.0]
