@@ -7,10 +7,10 @@ alone. Every error leaves as ``{"error": "..."}`` from ``JsonHandler.write_error
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import tornado.web
 
 from ..common.aggregator import Aggregator
@@ -44,7 +44,7 @@ class JsonHandler(tornado.web.RequestHandler):
     def write_json(self, status: int, body: Any) -> None:
         """Finish the request with ``body`` as JSON."""
         self.set_status(status)
-        self.finish(json.dumps(body, separators=(",", ":")))
+        self.finish(orjson.dumps(body))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Render every error as ``{"error": message}``."""
@@ -57,15 +57,15 @@ class JsonHandler(tornado.web.RequestHandler):
             message = "internal error"
         else:
             message = self._reason.lower()
-        self.finish(json.dumps({"error": message}))
+        self.finish(orjson.dumps({"error": message}))
 
     def parse_json_body(self) -> Any:
         """The request body as JSON, or a 400 (413 if over 1 MiB)."""
         if len(self.request.body) > MAX_BODY_BYTES:
             raise ApiError(413, f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
         try:
-            return json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError) as error:
+            return orjson.loads(self.request.body)
+        except orjson.JSONDecodeError as error:
             raise ApiError(400, f"body is not valid JSON: {error}") from None
 
     def canonical_name(self, names: NameCache, raw: str) -> str:
@@ -112,7 +112,10 @@ class ServerLoadsHandler(JsonHandler):
         body = self.parse_json_body()
         if type(body) is not dict:
             raise ApiError(400, 'body must be a JSON object like {"cpu": 12.5, "ram": 40.0}')
-        ts, cpu, ram = _validated_load(body, self.clock())
+        try:
+            ts, cpu, ram = _validated_load(body, self.clock())
+        except InvalidSample as invalid:
+            raise ApiError(400, invalid.message) from None
         if self.batch.room() < 1:
             raise ApiError(503, "ingest queue is full, retry in a second")
         self.batch.add(name, ts, cpu, ram)

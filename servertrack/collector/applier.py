@@ -12,8 +12,8 @@ from ..common.inventory import AgentInventory
 from ..common.stats import IngestStats
 
 APPLY_INTERVAL_SECONDS = 1.0
-# Samples applied between two turns of the event loop (~10 ms each).
-APPLY_CHUNK = 20_000
+# Samples applied between two turns of the event loop (~3 ms each).
+APPLY_CHUNK = 5_000
 EVICTION_INTERVAL_SECONDS = 60.0
 
 

@@ -15,9 +15,9 @@ from ..common.inventory import AgentInventory
 from ..common.protocol import NameCache, decode_sample
 from ..common.stats import IngestStats
 
-# Frames handled per turn of the event loop: ~10 ms of work, so HTTP
+# Frames handled per turn of the event loop: ~3 ms of work, so HTTP
 # requests never wait long behind a flood of samples.
-DRAIN_CHUNK = 2_000
+DRAIN_CHUNK = 500
 # Generous receive buffer: the loop pauses for a batch apply, and PUB/SUB
 # drops (and we count as lost) whatever does not fit.
 RECEIVE_HIGH_WATER_MARK = 1_000_000
