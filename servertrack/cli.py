@@ -8,7 +8,7 @@ import re
 import socket
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .common.errors import InvalidSample
@@ -25,7 +25,15 @@ class CommandLineError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line (``servertrack: error: ...``) and exit code 2."""
+    """argparse, but errors are one line (``servertrack: error: ...``) and exit code 2.
+
+    Abbreviated flags (``--coll``) are refused: they would break silently when
+    a later flag shares the prefix.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise CommandLineError(message)
@@ -84,7 +92,7 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     env = defaults if defaults is not None else EnvironmentDefaults()
     parser = _Parser(prog="servertrack", description="Fleet-load monitor: agents, collector and HTTP API.")
     parser.add_argument("--version", action="version", version=f"servertrack {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run collector + aggregator + HTTP API")
     serve.add_argument("--host", default=env.host, help="HTTP listen address (default %(default)s)")

@@ -63,6 +63,7 @@ def test_show_and_demo_flags() -> None:
         ["serve", "--unknown"],
         ["agent", "--collector", "tcp://127.0.0.1"],
         ["agent", "--interval", "abc"],
+        ["agent", "--coll", "tcp://127.0.0.1:5556"],
         ["agent", "--interval", "0"],
         ["agent", "--name", "bad name"],
         ["demo", "--agents", "-1"],

@@ -47,8 +47,10 @@ def next_deadline(start: float, interval: float, now: float) -> float:
     Ticks sit on a fixed grid, so the schedule never drifts; ticks missed
     (the process was suspended) are skipped, not bunched up.
     """
-    elapsed = now - start
-    return start + (int(elapsed // interval) + 1) * interval
+    ticks = int((now - start) // interval) + 1
+    while start + ticks * interval <= now:  # float rounding can land exactly on now
+        ticks += 1
+    return start + ticks * interval
 
 
 class AgentError(ServerTrackError):
@@ -82,7 +84,10 @@ async def run_agent(
 
 async def _tick_until(stop: asyncio.Event, agent: Agent, interval: float) -> None:
     loop = asyncio.get_running_loop()
-    start = next_tick = loop.time()
+    # The first sample waits one interval: cpu_percent then measures a real
+    # interval, and the PUB socket has had time to connect.
+    start = loop.time()
+    next_tick = start + interval
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), max(0.0, next_tick - loop.time()))

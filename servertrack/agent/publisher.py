@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import zmq
 
-# A few minutes of samples may wait for a collector that is down; older ones
-# are dropped by ZeroMQ (the collector counts the gap in seq).
+# Frames queued for a connected but slow collector; beyond that a send fails
+# at once and is counted (the collector counts the gap in seq). While no
+# collector is connected, PUB sends nothing and keeps nothing.
 SEND_HIGH_WATER_MARK = 1_000
 
 
@@ -17,6 +18,9 @@ class SamplePublisher:
         try:
             self._socket.setsockopt(zmq.LINGER, 0)
             self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
+            # Without NODROP a PUB socket at its high-water mark discards
+            # silently; with it a non-blocking send raises Again, so drops are counted.
+            self._socket.setsockopt(zmq.XPUB_NODROP, 1)
             self._socket.connect(endpoint)
         except zmq.ZMQError:
             self._socket.close(linger=0)

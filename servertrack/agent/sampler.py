@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 from types import ModuleType
 from typing import Any
 
 import psutil
+
+from ..common.protocol import MAX_IPS
 
 _IP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
@@ -23,12 +26,13 @@ class LoadSampler:
 
     def load(self) -> tuple[float, float]:
         """CPU percent since the previous call, and RAM percent used."""
-        cpu = float(self._psutil.cpu_percent(interval=None))
-        ram = float(self._psutil.virtual_memory().percent)
-        return min(max(cpu, 0.0), 100.0), min(max(ram, 0.0), 100.0)
+        return _percent(self._psutil.cpu_percent(interval=None)), _percent(self._psutil.virtual_memory().percent)
 
     def ips(self) -> list[str]:
-        """The node's IPv4/IPv6 addresses, without loopback and link-local ones, sorted."""
+        """The node's IPv4/IPv6 addresses, without loopback and link-local ones, sorted.
+
+        At most ``MAX_IPS`` (what the protocol carries), IPv4 first.
+        """
         found: set[str] = set()
         for addresses in self._psutil.net_if_addrs().values():
             for address in addresses:
@@ -40,4 +44,10 @@ class LoadSampler:
                     continue
                 if not (ip.is_loopback or ip.is_link_local):
                     found.add(str(ip))
-        return sorted(found)
+        return sorted(found, key=lambda text: (":" in text, text))[:MAX_IPS]
+
+
+def _percent(value: float) -> float:
+    """``value`` clamped to [0, 100]; a non-finite reading (never expected) counts as 0."""
+    value = float(value)
+    return min(max(value, 0.0), 100.0) if math.isfinite(value) else 0.0
