@@ -66,7 +66,7 @@ class Monitor:
         except (OSError, socket.gaierror) as error:
             self._close_ingest()
             raise StartupError(f"cannot listen on {self.settings.host}:{self.settings.port}: {error}") from None
-        self._server = tornado.httpserver.HTTPServer(self.app, max_body_size=8 * MAX_BODY_BYTES)
+        self._server = tornado.httpserver.HTTPServer(self.app, max_body_size=MAX_BODY_BYTES)
         self._server.add_sockets(sockets)
         host, port = sockets[0].getsockname()[:2]
         self.http_url = f"http://{host}:{port}"

@@ -8,6 +8,7 @@ alone. Every error leaves as ``{"error": "..."}`` from ``JsonHandler.write_error
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
 from typing import Any
 
 import orjson
@@ -25,6 +26,11 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_ITEMS = 10_000
 DEFAULT_PAGE = 1_000
 MAX_PAGE = 10_000
+# Bodies of a streamed POST are read (and discarded past MAX_BODY_BYTES) up to
+# this size, so an oversized body still gets a JSON 413; beyond it Tornado
+# closes the connection.
+MAX_STREAMED_BYTES = 64 * MAX_BODY_BYTES
+_DECIMAL = re.compile(r"[0-9]{1,9}")
 
 
 class ApiError(tornado.web.HTTPError):
@@ -60,9 +66,7 @@ class JsonHandler(tornado.web.RequestHandler):
         self.finish(orjson.dumps({"error": message}))
 
     def parse_json_body(self) -> Any:
-        """The request body as JSON, or a 400 (413 if over 1 MiB)."""
-        if len(self.request.body) > MAX_BODY_BYTES:
-            raise ApiError(413, f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
+        """The request body as JSON, or a 400."""
         try:
             return orjson.loads(self.request.body)
         except orjson.JSONDecodeError as error:
@@ -76,6 +80,33 @@ class JsonHandler(tornado.web.RequestHandler):
             raise ApiError(400, invalid.message) from None
 
 
+@tornado.web.stream_request_body
+class StreamedJsonHandler(JsonHandler):
+    """A handler that reads its body itself, so an oversized one gets a JSON 413."""
+
+    def prepare(self) -> None:
+        self.chunks: list[bytes] = []
+        self.received_bytes = 0
+        length = self.request.headers.get("Content-Length", "")
+        if _DECIMAL.fullmatch(length) is None and length:
+            return  # Tornado itself refuses a malformed Content-Length
+        if length and int(length) > MAX_BODY_BYTES:
+            raise ApiError(413, f"body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
+        self.request.connection.set_max_body_size(MAX_STREAMED_BYTES)  # type: ignore[union-attr]
+
+    def data_received(self, chunk: bytes) -> None:
+        self.received_bytes += len(chunk)
+        if self.received_bytes <= MAX_BODY_BYTES:
+            self.chunks.append(chunk)
+
+    def parse_json_body(self) -> Any:
+        """The streamed body as JSON: 413 if over 1 MiB, 400 if not JSON."""
+        if self.received_bytes > MAX_BODY_BYTES:
+            raise ApiError(413, f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
+        self.request.body = b"".join(self.chunks)
+        return super().parse_json_body()
+
+
 class NotFoundHandler(JsonHandler):
     """Any path no route matches."""
 
@@ -83,7 +114,7 @@ class NotFoundHandler(JsonHandler):
         raise ApiError(404, f"no such endpoint: {self.request.path}")
 
 
-class ServerLoadsHandler(JsonHandler):
+class ServerLoadsHandler(StreamedJsonHandler):
     """``POST`` one sample for a server; ``GET`` its minute and hour windows."""
 
     def initialize(
@@ -123,8 +154,7 @@ class ServerLoadsHandler(JsonHandler):
         self.write_json(202, {"accepted": 1})
 
 
-@tornado.web.stream_request_body
-class BatchLoadsHandler(JsonHandler):
+class BatchLoadsHandler(StreamedJsonHandler):
     """``POST /loads``: up to 10,000 samples for any servers, all or nothing."""
 
     def initialize(
@@ -138,23 +168,8 @@ class BatchLoadsHandler(JsonHandler):
         self.stats = stats
         self.names = names
         self.clock = clock
-        self.chunks: list[bytes] = []
-        self.received_bytes = 0
-
-    def prepare(self) -> None:
-        length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise ApiError(413, f"body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
-
-    def data_received(self, chunk: bytes) -> None:
-        self.received_bytes += len(chunk)
-        if self.received_bytes <= MAX_BODY_BYTES:
-            self.chunks.append(chunk)
 
     def post(self) -> None:
-        if self.received_bytes > MAX_BODY_BYTES:
-            raise ApiError(413, f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
-        self.request.body = b"".join(self.chunks)
         items = self.parse_json_body()
         if type(items) is not list:
             raise ApiError(400, 'body must be a JSON list like [{"server": "web-01", "cpu": 1, "ram": 2}]')
@@ -193,8 +208,7 @@ def _validated_load(body: dict[str, Any], now: float) -> tuple[float, float, flo
             raise InvalidSample("missing_field", f"missing key {key!r}", key)
     cpu = check_load(body["cpu"], "cpu")
     ram = check_load(body["ram"], "ram")
-    ts = body.get("ts")
-    return (now if ts is None else check_timestamp(ts, now)), cpu, ram
+    return (check_timestamp(body["ts"], now) if "ts" in body else now), cpu, ram
 
 
 class ServersHandler(JsonHandler):
@@ -207,7 +221,7 @@ class ServersHandler(JsonHandler):
 
     def get(self) -> None:
         limit_text = self.get_query_argument("limit", str(DEFAULT_PAGE))
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+        if _DECIMAL.fullmatch(limit_text) is None or not 1 <= int(limit_text) <= MAX_PAGE:
             raise ApiError(400, f"limit must be an integer from 1 to {MAX_PAGE}, got {limit_text!r}")
         limit = int(limit_text)
         after = self.get_query_argument("after", None)

@@ -8,8 +8,9 @@ the newest bucket written (its *head*); every slot then holds one of the
 buckets ``head - slots + 1 .. head``, and a slot is wiped the moment the head
 moves past the bucket it held, so a stale slot is never read as current.
 
-Min and max are stored as fixed-point integers in units of 1e-5 percent
-(4 bytes instead of 8): exact for any load with at most five decimals.
+Loads are kept to five decimals (1e-5 percent): rounded once on the way in,
+so sums, min and max agree. Min and max are stored as fixed-point integers
+in those units (4 bytes instead of 8).
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ def group_samples(rows: IntArray, buckets: IntArray, cpu: FloatArray, ram: Float
     low = int(buckets.min())
     span = int(buckets.max()) - low + 1
     order = np.argsort(rows * span + (buckets - low))
-    rows, buckets, cpu, ram = rows[order], buckets[order], cpu[order], ram[order]
-    cpu_fixed, ram_fixed = to_fixed_point(cpu), to_fixed_point(ram)
+    rows, buckets = rows[order], buckets[order]
+    cpu_fixed, ram_fixed = to_fixed_point(cpu[order]), to_fixed_point(ram[order])
+    cpu, ram = from_fixed_point(cpu_fixed), from_fixed_point(ram_fixed)
     change = (rows[1:] != rows[:-1]) | (buckets[1:] != buckets[:-1])
     if change.all():  # the common case: one sample per server and bucket
         return BucketGroups(rows, buckets, np.ones(rows.size, dtype=np.int64), cpu, ram,

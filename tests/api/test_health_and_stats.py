@@ -1,0 +1,81 @@
+"""``GET /healthz`` and ``GET /stats``: liveness, and ingest counters that follow the samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from live_api import LiveApi
+
+
+def stats(api: LiveApi) -> dict[str, Any]:
+    reply = api.get("/stats")
+    assert reply.status == 200, (reply.status, reply.raw)
+    assert reply.content_type == "application/json"
+    return reply.json
+
+
+def test_healthz_answers_200_status_ok(api: LiveApi) -> None:
+    reply = api.get("/healthz")
+    assert reply.status == 200
+    assert reply.content_type == "application/json"
+    assert reply.json == {"status": "ok"}
+
+
+def test_stats_of_a_fresh_service_are_zero(api: LiveApi) -> None:
+    body = stats(api)
+    assert {"received", "applied", "dropped", "lost", "servers", "last_batch_seconds"} <= set(body)
+    assert (body["received"], body["applied"], body["dropped"], body["lost"], body["servers"]) == (0, 0, {}, 0, 0)
+    assert body["last_batch_seconds"] == 0
+
+
+def test_received_counts_samples_when_they_are_recorded(api: LiveApi) -> None:
+    api.record("web-01", cpu=1, ram=2)
+    api.post("/loads", [{"server": f"web-{i:02d}", "cpu": 1, "ram": 2} for i in range(4)])
+    body = stats(api)
+    assert body["received"] == 5
+    assert body["applied"] == 0 and body["servers"] == 0
+
+
+def test_applied_and_servers_count_when_the_batch_is_applied(api: LiveApi) -> None:
+    api.record("web-01", cpu=1, ram=2)
+    api.post("/loads", [{"server": f"web-{i:02d}", "cpu": 1, "ram": 2} for i in range(4)])
+    api.apply()
+    body = stats(api)
+    assert (body["received"], body["applied"], body["servers"]) == (5, 5, 4)
+    assert isinstance(body["last_batch_seconds"], (int, float)) and body["last_batch_seconds"] >= 0
+    api.record("web-01", cpu=1, ram=2)
+    api.apply()
+    assert (stats(api)["received"], stats(api)["applied"], stats(api)["servers"]) == (6, 6, 4)
+
+
+def test_pending_counts_samples_waiting_for_the_apply(api: LiveApi) -> None:
+    api.record("web-01", cpu=1, ram=2)
+    api.record("web-02", cpu=1, ram=2)
+    assert stats(api)["pending"] == 2
+    api.apply()
+    assert stats(api)["pending"] == 0
+    assert stats(api)["last_batch_size"] == 2
+
+
+def test_samples_of_servers_beyond_the_cap_are_dropped_and_counted_by_reason(make_api) -> None:
+    api = make_api(max_servers=2)
+    api.post("/loads", [{"server": name, "cpu": 1, "ram": 2} for name in ["a", "b", "c", "c", "d"]])
+    api.apply()
+    body = stats(api)
+    assert (body["received"], body["applied"], body["servers"]) == (5, 2, 2)
+    assert body["dropped"] == {"server_limit": 3}
+    assert api.get("/servers/c/loads").status == 404
+
+
+def test_lost_shows_the_sequence_gaps_of_agents(api: LiveApi) -> None:
+    api.inventory.observe("node01", 1, [])
+    api.inventory.observe("node01", 5, [])
+    assert stats(api)["lost"] == 3
+
+
+def test_rejected_requests_move_no_counter(seeded_api: LiveApi) -> None:
+    before = stats(seeded_api)
+    seeded_api.post_load("web-01", cpu=101, ram=2)
+    seeded_api.post("/loads", [{"server": "web-01", "cpu": 1, "ram": 2}, {"server": "web-02", "cpu": 1}])
+    seeded_api.request("POST", "/loads", "not json")
+    assert stats(seeded_api) == before
