@@ -7,8 +7,8 @@ alone. Every error leaves as ``{"error": "..."}`` from ``JsonHandler.write_error
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -31,6 +31,7 @@ MAX_PAGE = 10_000
 # closes the connection.
 MAX_STREAMED_BYTES = 64 * MAX_BODY_BYTES
 _DECIMAL = re.compile(r"[0-9]{1,9}")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class ApiError(tornado.web.HTTPError):
@@ -88,7 +89,7 @@ class StreamedJsonHandler(JsonHandler):
         self.chunks: list[bytes] = []
         self.received_bytes = 0
         length = self.request.headers.get("Content-Length", "")
-        if _DECIMAL.fullmatch(length) is None and length:
+        if length and _DIGITS.fullmatch(length) is None:
             return  # Tornado itself refuses a malformed Content-Length
         if length and int(length) > MAX_BODY_BYTES:
             raise ApiError(413, f"body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
