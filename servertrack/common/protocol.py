@@ -191,7 +191,9 @@ def decode_sample(
         raise InvalidSample("missing_field", f"frame lacks required key {missing}", str(missing.args[0])) from None
     if version != PROTOCOL_VERSION or type(version) is not int:
         raise InvalidSample("bad_version", f"unsupported protocol version {version!r}", "v")
-    name = names.canonical(fqdn)
+    name = names._canonical.get(fqdn) if type(fqdn) is str else None  # inlined NameCache.canonical
+    if name is None:
+        name = names.canonical(fqdn)
     # Inline fast path of check_load/check_timestamp/check_seq; the slow calls give the error.
     if not (type(cpu) in _NUMBER_TYPES and LOAD_MIN <= cpu <= LOAD_MAX):
         check_load(cpu, "cpu")
