@@ -15,14 +15,20 @@ How
     - ``--via http``: ``POST /loads`` in batches of 1,000; every server gets
       one sample now and one 61 minutes ago (a different minute and hour bucket).
 
-    It waits until ``/stats`` shows every sample applied and ``servers`` equal
-    to the number loaded, waits ``--idle`` seconds more, and reads RSS again
-    (RSS_loaded). Figures are medians over ``--runs`` runs. RSS may grow in
+    The bucket rings are slot-major (one slot of every server is contiguous),
+    so a server's memory becomes resident bucket by bucket as time passes. To
+    measure the full fixed cost, ``--fill`` (the default) then gives every
+    server a sample in each of its 61 minute and 25 hour buckets over
+    ``POST /loads`` (timestamps up to ~24 h back), as a server reporting for a
+    day would. It waits until ``/stats`` shows every sample applied and
+    ``servers`` equal to the number loaded, waits ``--idle`` seconds more, and
+    reads RSS again (RSS_loaded). Figures are medians over ``--runs`` runs. RSS may grow in
     2 MiB steps (transparent huge pages), hence the measurement at full scale.
 
 Usage
     python bench/memory.py                 # 100,000 servers via ZeroMQ, 3 runs
     python bench/memory.py --via http --runs 1
+    python bench/memory.py --no-fill       # only the buckets two samples touch
 """
 
 from __future__ import annotations
@@ -70,6 +76,25 @@ def load_via_http(service: harness.Service, servers: int) -> int:
     return sent
 
 
+MINUTE_OFFSETS = [minute * 60 for minute in range(61)]
+HOUR_OFFSETS = [hour * 3600 for hour in range(1, 24)] + [86_400 - 300]
+
+
+def fill_every_bucket(service: harness.Service, servers: int) -> int:
+    """One sample per server in each minute and hour bucket its rings hold; return samples sent."""
+    sent = 0
+    for offset in MINUTE_OFFSETS + HOUR_OFFSETS:
+        for start in range(0, servers, HTTP_BATCH):
+            ts = time.time() - offset
+            body = [{"server": server_name(i), "cpu": 50.0, "ram": 25.0, "ts": ts}
+                    for i in range(start, min(servers, start + HTTP_BATCH))]
+            status, reply = harness.http_json("POST", service.url + "/loads", body)
+            if status != 202:
+                raise RuntimeError(f"POST /loads answered {status}: {reply}")
+            sent += len(body)
+    return sent
+
+
 def one_run(args: argparse.Namespace) -> tuple[int, int, dict]:
     """RSS empty, RSS loaded, final stats."""
     with harness.Service(max_servers=args.max_servers) as service:
@@ -79,6 +104,8 @@ def one_run(args: argparse.Namespace) -> tuple[int, int, dict]:
             load_via_zmq(service, args.servers, args.rate)
         else:
             load_via_http(service, args.servers)
+        if args.fill:
+            fill_every_bucket(service, args.servers)
         stats = service.wait_for(lambda s: s["servers"] >= args.servers and s["pending"] == 0, timeout=60)
         stats = service.wait_idle(timeout=60)
         if stats["servers"] != args.servers:
@@ -93,6 +120,8 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=100_000, help="servers to load (default %(default)s)")
     parser.add_argument("--via", choices=("zmq", "http"), default="zmq", help="how to load them (default %(default)s)")
     parser.add_argument("--rate", type=int, default=50_000, help="loadgen rate for --via zmq (default %(default)s)")
+    parser.add_argument("--fill", action=argparse.BooleanOptionalAction, default=True,
+                        help="then fill every minute and hour bucket of every server (default on)")
     parser.add_argument("--idle", type=float, default=2.0, help="seconds to wait before each RSS read (default %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="fresh services (default %(default)s)")
     parser.add_argument("--max-servers", type=int, default=200_000, help="serve --max-servers (default %(default)s)")

@@ -93,8 +93,10 @@ class Aggregator:
             return ApplyResult(0, 0)
         rows = np.fromiter(map(self._rows.get, names, repeat(-1)), dtype=np.int64, count=count)
         missing = np.flatnonzero(rows < 0)
-        for index in missing.tolist():
-            rows[index] = self._add_server(names[index])
+        if missing.size:
+            unknown = [names[index] for index in missing.tolist()]
+            self._add_servers(list(dict.fromkeys(unknown)))
+            rows[missing] = np.fromiter(map(self._rows.get, unknown, repeat(-1)), dtype=np.int64, count=missing.size)
         ts_array = np.asarray(ts, dtype=np.float64)
         cpu_array = np.asarray(cpu, dtype=np.float64)
         ram_array = np.asarray(ram, dtype=np.float64)
@@ -111,21 +113,19 @@ class Aggregator:
         self._last_seen[rows] = self._clock()
         return ApplyResult(int(rows.size), refused)
 
-    def _add_server(self, name: str) -> int:
-        row = self._rows.get(name)
-        if row is not None:
-            return row
-        if self._free_rows:
-            row = self._free_rows.pop()
+    def _add_servers(self, new_names: list[str]) -> None:
+        """Give rows to new servers (distinct, not yet known): freed rows first, then
+        never-used ones, as long as ``max_servers`` allows; the rest get none."""
+        reused = [self._free_rows.pop() for _ in range(min(len(self._free_rows), len(new_names)))]
+        for row, name in zip(reused, new_names):
             self._names[row] = name
-        elif len(self._names) < self.max_servers:
-            row = len(self._names)
-            self._names.append(name)
-        else:
-            return -1
-        self._rows[name] = row
-        self._sorted_names = None
-        return row
+        fresh_names = new_names[len(reused):len(reused) + self.max_servers - len(self._names)]
+        first_fresh = len(self._names)
+        self._names.extend(fresh_names)
+        self._rows.update(zip(new_names, reused))
+        self._rows.update(zip(fresh_names, range(first_fresh, first_fresh + len(fresh_names))))
+        if reused or fresh_names:
+            self._sorted_names = None
 
     def windows(self, name: str) -> ServerWindows | None:
         """The current minute and hour windows of server ``name``, or None if unknown."""

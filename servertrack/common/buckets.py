@@ -10,7 +10,9 @@ moves past the bucket it held, so a stale slot is never read as current.
 
 Loads are kept to five decimals (1e-5 percent): rounded once on the way in,
 so sums, min and max agree. Min and max are stored as fixed-point integers
-in those units (4 bytes instead of 8).
+in those units (4 bytes instead of 8), the min inverted (``TOP - min``) so
+that an empty slot is all zeros: rows fresh from ``np.zeros`` need no wiping,
+and their pages are not touched before they are used.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ MINUTE_SLOTS = MINUTES_SHOWN + 1
 HOUR_SLOTS = HOURS_SHOWN + 1
 
 FIXED_POINT_SCALE = 100_000.0
-_EMPTY_MIN = np.iinfo(np.uint32).max
+_FIXED_POINT_TOP = np.uint32(np.iinfo(np.uint32).max)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -145,7 +147,8 @@ class BucketRing:
     """``slots`` buckets of ``width`` seconds per row, for ``capacity`` rows.
 
     Memory is allocated once (``np.zeros`` pages cost nothing until touched)
-    and is fixed per row: ``slots * 36`` bytes plus an 8-byte head.
+    and is fixed per row: ``slots * 36`` bytes plus an 8-byte head. An empty
+    slot is all zeros.
     """
 
     def __init__(self, capacity: int, width: int, slots: int, shown: int) -> None:
@@ -154,20 +157,24 @@ class BucketRing:
         self.width = width
         self.slots = slots
         self.shown = shown
-        # head 0 means "never written": any real bucket is far ahead of it, so
-        # the first write wipes the whole row.
+        # head 0 means "never written, all zeros": no real bucket is that old.
         self.head = np.zeros(capacity, dtype=np.int64)
-        shape = (capacity, slots)
+        self.capacity = capacity
+        # Slot-major: one slot of every row is contiguous. A batch (rows sorted)
+        # writes each slot's stripe in address order, and a new server touches
+        # only the stripes of the buckets it writes.
+        shape = (slots, capacity)
         self.count = np.zeros(shape, dtype=np.uint32)
         self.cpu_sum = np.zeros(shape, dtype=np.float64)
         self.ram_sum = np.zeros(shape, dtype=np.float64)
-        self.cpu_min = np.zeros(shape, dtype=np.uint32)
+        self.cpu_min_inverted = np.zeros(shape, dtype=np.uint32)
         self.cpu_max = np.zeros(shape, dtype=np.uint32)
-        self.ram_min = np.zeros(shape, dtype=np.uint32)
+        self.ram_min_inverted = np.zeros(shape, dtype=np.uint32)
         self.ram_max = np.zeros(shape, dtype=np.uint32)
 
     def forget(self, rows: IntArray) -> None:
-        """Mark rows as never written (their next write wipes them)."""
+        """Empty rows entirely (servers evicted), so they can serve new servers."""
+        self._clear(rows, slice(None))
         self.head[rows] = 0
 
     def add(self, groups: BucketGroups) -> None:
@@ -185,19 +192,21 @@ class BucketRing:
         last_rows, newest = rows[last], buckets[last]
         ahead = newest > head[last_rows]
         if ahead.any():
-            moved = last_rows[ahead]
-            self._wipe_passed(moved, head[moved], newest[ahead])
-            head[moved] = newest[ahead]
+            moved, moved_to = last_rows[ahead], newest[ahead]
+            used = head[moved] != 0  # a never-written row is all zeros already
+            if used.any():
+                self._wipe_passed(moved[used], head[moved[used]], moved_to[used])
+            head[moved] = moved_to
         keep = buckets > head[rows] - self.slots
         if keep.all():
             keep = slice(None)  # type: ignore[assignment]
-        flat = rows[keep] * self.slots + buckets[keep] % self.slots
+        flat = (buckets[keep] % self.slots) * self.capacity + rows[keep]
         count = self.count.reshape(-1)
         count[flat] += groups.samples[keep].astype(np.uint32)
         self.cpu_sum.reshape(-1)[flat] += groups.cpu_sum[keep]
         self.ram_sum.reshape(-1)[flat] += groups.ram_sum[keep]
-        _lower(self.cpu_min, flat, groups.cpu_min[keep])
-        _lower(self.ram_min, flat, groups.ram_min[keep])
+        _raise(self.cpu_min_inverted, flat, _FIXED_POINT_TOP - groups.cpu_min[keep])
+        _raise(self.ram_min_inverted, flat, _FIXED_POINT_TOP - groups.ram_min[keep])
         _raise(self.cpu_max, flat, groups.cpu_max[keep])
         _raise(self.ram_max, flat, groups.ram_max[keep])
 
@@ -219,14 +228,10 @@ class BucketRing:
         self._clear(np.repeat(rows, passed), slot)
 
     def _clear(self, rows: IntArray, slots: IntArray | slice) -> None:
-        target = (rows, slots)
-        self.count[target] = 0
-        self.cpu_sum[target] = 0.0
-        self.ram_sum[target] = 0.0
-        self.cpu_min[target] = _EMPTY_MIN
-        self.cpu_max[target] = 0
-        self.ram_min[target] = _EMPTY_MIN
-        self.ram_max[target] = 0
+        target = (slots, rows)
+        for cells in (self.count, self.cpu_sum, self.ram_sum, self.cpu_min_inverted, self.cpu_max,
+                      self.ram_min_inverted, self.ram_max):
+            cells[target] = 0
 
     def window(self, row: int, current: int) -> BucketWindow:
         """The ``shown`` buckets of ``row`` ending with bucket ``current``, oldest first."""
@@ -238,19 +243,14 @@ class BucketRing:
         return BucketWindow(
             first_bucket=first,
             width=self.width,
-            samples=np.where(held, self.count[row, slot], 0).astype(np.uint32),
-            cpu_sum=self.cpu_sum[row, slot],
-            ram_sum=self.ram_sum[row, slot],
-            cpu_min=from_fixed_point(self.cpu_min[row, slot]),
-            cpu_max=from_fixed_point(self.cpu_max[row, slot]),
-            ram_min=from_fixed_point(self.ram_min[row, slot]),
-            ram_max=from_fixed_point(self.ram_max[row, slot]),
+            samples=np.where(held, self.count[slot, row], 0).astype(np.uint32),
+            cpu_sum=self.cpu_sum[slot, row],
+            ram_sum=self.ram_sum[slot, row],
+            cpu_min=from_fixed_point(_FIXED_POINT_TOP - self.cpu_min_inverted[slot, row]),
+            cpu_max=from_fixed_point(self.cpu_max[slot, row]),
+            ram_min=from_fixed_point(_FIXED_POINT_TOP - self.ram_min_inverted[slot, row]),
+            ram_max=from_fixed_point(self.ram_max[slot, row]),
         )
-
-
-def _lower(cells: npt.NDArray[np.uint32], flat: IntArray, values: npt.NDArray[np.uint32]) -> None:
-    view = cells.reshape(-1)
-    view[flat] = np.minimum(view[flat], values)
 
 
 def _raise(cells: npt.NDArray[np.uint32], flat: IntArray, values: npt.NDArray[np.uint32]) -> None:

@@ -96,8 +96,8 @@ def test_valid_frames_are_queued_in_order(clock: FakeClock) -> None:
             await ingest.received(5)
             names, ts, cpu, ram = ingest.batch.take()
             assert names == ["node-1"] * 5
-            assert cpu == [0.0, 1.0, 2.0, 3.0, 4.0]
-            assert ts == [clock.now] * 5 and ram == [20.0] * 5
+            assert cpu.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+            assert ts.tolist() == [clock.now] * 5 and ram.tolist() == [20.0] * 5
             assert ingest.inventory.ips_of("node-1") == ["10.1.2.3"]
             assert ingest.stats.dropped == {}
 
@@ -126,7 +126,7 @@ def test_garbage_is_dropped_counted_by_reason_and_reading_goes_on(clock: FakeClo
                 "bad_timestamp": 2, "bad_ip": 1, "bad_version": 1, "too_large": 1,
             }
             names, _, cpu, _ = ingest.batch.take()
-            assert names == ["node-1"] and cpu == [10.0]
+            assert names == ["node-1"] and cpu.tolist() == [10.0]
 
     asyncio.run(scenario())
 
