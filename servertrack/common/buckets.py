@@ -33,6 +33,7 @@ MINUTE_SLOTS = MINUTES_SHOWN + 1
 HOUR_SLOTS = HOURS_SHOWN + 1
 
 FIXED_POINT_SCALE = 100_000.0
+ROWS_PER_BLOCK = 4096
 _FIXED_POINT_TOP = np.uint32(np.iinfo(np.uint32).max)
 
 IntArray = npt.NDArray[np.int64]
@@ -159,11 +160,12 @@ class BucketRing:
         self.shown = shown
         # head 0 means "never written, all zeros": no real bucket is that old.
         self.head = np.zeros(capacity, dtype=np.int64)
-        self.capacity = capacity
-        # Slot-major: one slot of every row is contiguous. A batch (rows sorted)
-        # writes each slot's stripe in address order, and a new server touches
-        # only the stripes of the buckets it writes.
-        shape = (slots, capacity)
+        # Blocks of ROWS_PER_BLOCK rows, slot-major inside a block: a batch
+        # (rows sorted) writes each stripe in address order, while memory
+        # becomes resident block by block as servers arrive (with huge pages a
+        # purely slot-major layout would make the whole capacity resident).
+        blocks = -(-capacity // ROWS_PER_BLOCK)
+        shape = (blocks, slots, ROWS_PER_BLOCK)
         self.count = np.zeros(shape, dtype=np.uint32)
         self.cpu_sum = np.zeros(shape, dtype=np.float64)
         self.ram_sum = np.zeros(shape, dtype=np.float64)
@@ -200,7 +202,7 @@ class BucketRing:
         keep = buckets > head[rows] - self.slots
         if keep.all():
             keep = slice(None)  # type: ignore[assignment]
-        flat = (buckets[keep] % self.slots) * self.capacity + rows[keep]
+        flat = self._cell(rows[keep], buckets[keep] % self.slots)
         count = self.count.reshape(-1)
         count[flat] += groups.samples[keep].astype(np.uint32)
         self.cpu_sum.reshape(-1)[flat] += groups.cpu_sum[keep]
@@ -227,8 +229,13 @@ class BucketRing:
         slot = (np.repeat(old_head, passed) + step) % self.slots
         self._clear(np.repeat(rows, passed), slot)
 
+    def _cell(self, rows: IntArray, slots: IntArray) -> IntArray:
+        """Flat index of (row, slot) in the (block, slot, row-in-block) arrays."""
+        block, offset = np.divmod(rows, ROWS_PER_BLOCK)
+        return (block * self.slots + slots) * ROWS_PER_BLOCK + offset
+
     def _clear(self, rows: IntArray, slots: IntArray | slice) -> None:
-        target = (slots, rows)
+        target = (rows // ROWS_PER_BLOCK, slots, rows % ROWS_PER_BLOCK)
         for cells in (self.count, self.cpu_sum, self.ram_sum, self.cpu_min_inverted, self.cpu_max,
                       self.ram_min_inverted, self.ram_max):
             cells[target] = 0
@@ -240,16 +247,17 @@ class BucketRing:
         head = int(self.head[row])
         held = (buckets <= head) & (buckets > head - self.slots)
         slot = buckets % self.slots
+        block, offset = divmod(row, ROWS_PER_BLOCK)
         return BucketWindow(
             first_bucket=first,
             width=self.width,
-            samples=np.where(held, self.count[slot, row], 0).astype(np.uint32),
-            cpu_sum=self.cpu_sum[slot, row],
-            ram_sum=self.ram_sum[slot, row],
-            cpu_min=from_fixed_point(_FIXED_POINT_TOP - self.cpu_min_inverted[slot, row]),
-            cpu_max=from_fixed_point(self.cpu_max[slot, row]),
-            ram_min=from_fixed_point(_FIXED_POINT_TOP - self.ram_min_inverted[slot, row]),
-            ram_max=from_fixed_point(self.ram_max[slot, row]),
+            samples=np.where(held, self.count[block, slot, offset], 0).astype(np.uint32),
+            cpu_sum=self.cpu_sum[block, slot, offset],
+            ram_sum=self.ram_sum[block, slot, offset],
+            cpu_min=from_fixed_point(_FIXED_POINT_TOP - self.cpu_min_inverted[block, slot, offset]),
+            cpu_max=from_fixed_point(self.cpu_max[block, slot, offset]),
+            ram_min=from_fixed_point(_FIXED_POINT_TOP - self.ram_min_inverted[block, slot, offset]),
+            ram_max=from_fixed_point(self.ram_max[block, slot, offset]),
         )
 
 
