@@ -41,8 +41,9 @@ def clock() -> FakeClock:
 
 
 def subprocess_env() -> dict[str, str]:
-    """Environment for ``python -m servertrack`` children: this checkout first on the path."""
-    env = dict(os.environ)
+    """Environment for ``python -m servertrack`` children: this checkout first on the path,
+    and no ``SERVERTRACK_*`` settings leaking in from the caller."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SERVERTRACK_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env

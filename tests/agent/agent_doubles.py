@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import psutil
 import zmq
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import servertrack_command  # noqa: F401  (re-exported for the agent tests)
+from tests.conftest import subprocess_env as checkout_env  # noqa: F401
 
 # psutil's own constant for the link-layer family (AF_PACKET on Linux).
 AF_LINK = getattr(psutil, "AF_LINK", getattr(socket, "AF_PACKET", 17))
@@ -113,19 +111,3 @@ def unused_tcp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def servertrack_command(*args: str) -> list[str]:
-    """``python -m servertrack ARGS`` with this interpreter."""
-    return [sys.executable, "-m", "servertrack", *args]
-
-
-def checkout_env() -> dict[str, str]:
-    """Environment for a child servertrack: this checkout first on the path, no SERVERTRACK_* leaking in."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SERVERTRACK_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env

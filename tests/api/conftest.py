@@ -6,13 +6,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from live_api import FakeClock, LiveApi
+from live_api import START, LiveApi
+
+from tests.conftest import FakeClock
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     """The fake clock every object of the app reads, at ``live_api.START``."""
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from servertrack.common.batch import PendingBatch
 from servertrack.common.inventory import AgentInventory
 from servertrack.common.protocol import NameCache
 from servertrack.common.stats import IngestStats
+from tests.conftest import FakeClock
 
 # 2027-01-15T08:00:00Z is an exact UTC hour; the default clock is 17.5 s into it.
 HOUR_START = 1_800_000_000.0
@@ -115,19 +116,6 @@ def invalid_timestamps(now: float) -> st.SearchStrategy[object]:
 def epoch(iso: str) -> float:
     """Epoch seconds of a UTC time written ``2026-11-24T06:29:41Z``."""
     return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
-
-
-class FakeClock:
-    """A clock the test moves by hand: ``clock()`` returns ``clock.now`` (epoch seconds)."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

@@ -198,7 +198,7 @@ def test_ts_outside_24h_ago_to_60s_ahead_is_rejected_with_400(seeded_api: LiveAp
     assert seeded_api.state() == before
 
 
-@pytest.mark.parametrize("ts", ['"1800000017"', "true", "[]", "{}"])
+@pytest.mark.parametrize("ts", ['"1800000017"', "true", "[]", "{}", "null"])
 def test_a_ts_that_is_not_a_number_is_rejected_with_400_naming_it(seeded_api: LiveApi, ts: str) -> None:
     before = seeded_api.state()
     reply = post_text(seeded_api, "web-01", '{"cpu": 1, "ram": 2, "ts": %s}' % ts)
