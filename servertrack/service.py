@@ -20,6 +20,7 @@ from .common.aggregator import Aggregator
 from .common.batch import PendingBatch
 from .common.errors import ServerTrackError
 from .common.inventory import AgentInventory
+from .common.nodes import NodeRegistry
 from .common.protocol import NameCache
 from .common.settings import ServeSettings
 from .common.stats import IngestStats
@@ -43,8 +44,10 @@ class Monitor:
         self.inventory = AgentInventory(settings.max_servers)
         self.stats = IngestStats()
         self.names = NameCache()
-        self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock=clock)
-        self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock)
+        self.nodes = NodeRegistry(settings.max_servers, clock, offline_after=settings.offline_after)
+        self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock=clock,
+                                    nodes=self.nodes)
+        self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes)
         self.http_url = ""
         self.ingest_endpoint = ""
         self._context: zmq.asyncio.Context | None = None
@@ -70,7 +73,7 @@ class Monitor:
         self._server.add_sockets(sockets)
         host, port = sockets[0].getsockname()[:2]
         self.http_url = f"http://{host}:{port}"
-        reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names)
+        reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names, self.nodes)
         self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run())]
 
     async def stop(self) -> None:

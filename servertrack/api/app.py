@@ -11,6 +11,7 @@ import tornado.web
 from ..common.aggregator import Aggregator
 from ..common.batch import PendingBatch
 from ..common.inventory import AgentInventory
+from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache
 from ..common.stats import IngestStats
 from .handlers import (
@@ -39,9 +40,11 @@ def make_app(
     stats: IngestStats,
     names: NameCache | None = None,
     clock: Callable[[], float] = time.time,
+    nodes: NodeRegistry | None = None,
 ) -> tornado.web.Application:
     """Build the HTTP API over the service's shared objects."""
     names = names if names is not None else NameCache()
+    nodes = nodes if nodes is not None else NodeRegistry(aggregator.max_servers, clock)
     loads = dict(aggregator=aggregator, batch=batch, stats=stats, names=names, clock=clock)
     return tornado.web.Application(
         [

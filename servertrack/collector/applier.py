@@ -9,6 +9,7 @@ from collections.abc import Callable
 from ..common.aggregator import Aggregator
 from ..common.batch import PendingBatch
 from ..common.inventory import AgentInventory
+from ..common.nodes import NodeRegistry
 from ..common.stats import IngestStats
 
 APPLY_INTERVAL_SECONDS = 1.0
@@ -28,6 +29,7 @@ class BatchApplier:
         stats: IngestStats,
         clock: Callable[[], float] = time.time,
         interval: float = APPLY_INTERVAL_SECONDS,
+        nodes: NodeRegistry | None = None,
     ) -> None:
         self._batch = batch
         self._aggregator = aggregator
@@ -35,6 +37,7 @@ class BatchApplier:
         self._stats = stats
         self._clock = clock
         self._interval = interval
+        self._nodes = nodes
         self._next_eviction = clock() + EVICTION_INTERVAL_SECONDS
 
     async def run(self) -> None:
@@ -69,6 +72,8 @@ class BatchApplier:
         if self._clock() >= self._next_eviction:
             self._next_eviction = self._clock() + EVICTION_INTERVAL_SECONDS
             self._inventory.forget(self._aggregator.evict_silent())
+            if self._nodes is not None:
+                self._nodes.forget_silent()
         stats.last_batch_size = len(names)
         stats.last_batch_seconds = busy
         return applied

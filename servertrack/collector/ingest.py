@@ -12,7 +12,9 @@ import zmq.asyncio
 from ..common.batch import PendingBatch
 from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
-from ..common.protocol import NameCache, decode_sample
+from ..common.node_messages import NodeBye, NodeHello, NodeSnapshot, decode_message
+from ..common.nodes import NodeRegistry
+from ..common.protocol import NameCache, Sample
 from ..common.stats import IngestStats
 
 # Frames handled per turn of the event loop: ~3 ms of work, so HTTP
@@ -53,6 +55,7 @@ class IngestReader:
         stats: IngestStats,
         clock: Callable[[], float] = time.time,
         names: NameCache | None = None,
+        nodes: NodeRegistry | None = None,
     ) -> None:
         self._socket = socket
         # A synchronous view of the same socket: recv(NOBLOCK) without a
@@ -63,6 +66,7 @@ class IngestReader:
         self._stats = stats
         self._clock = clock
         self._names = names if names is not None else NameCache()
+        self._nodes = nodes if nodes is not None else NodeRegistry(inventory.max_agents, clock)
 
     async def run(self) -> None:
         """Drain the socket whenever it is readable, until cancelled."""
@@ -80,6 +84,7 @@ class IngestReader:
         observe = self._inventory.observe
         ips_of = self._inventory.ips_of
         names = self._names
+        node_seen = self._nodes.seen
         dropped = self._stats.dropped
         now = self._clock()
         received = 0
@@ -91,11 +96,15 @@ class IngestReader:
                 break
             received += 1
             try:
-                sample = decode_sample(frame, now, names, ips_of)
+                sample = decode_message(frame, now, names, ips_of)
             except InvalidSample as invalid:
                 dropped[invalid.reason] += 1
                 continue
+            if not isinstance(sample, Sample):
+                self._node_message(sample, now)
+                continue
             observe(sample.fqdn, sample.seq, sample.ips)
+            node_seen(sample.fqdn, now)
             if room <= 0:
                 dropped["queue_full"] += 1
                 continue
@@ -106,3 +115,18 @@ class IngestReader:
             add_ram(sample.ram)
         self._stats.received += received
         return received
+
+    def _node_message(self, message: NodeHello | NodeBye | NodeSnapshot, now: float) -> None:
+        """Apply a hello, bye or snapshot to the node registry (and the agent's seq)."""
+        nodes = self._nodes
+        if type(message) is NodeHello:
+            self._inventory.observe(message.fqdn, message.seq, message.ips)
+            accepted = nodes.hello(message.fqdn, message.ips, message.info, now) is not None
+        else:
+            self._inventory.observe_seq(message.fqdn, message.seq)
+            if type(message) is NodeBye:
+                accepted = nodes.bye(message.fqdn, now)
+            else:
+                accepted = nodes.record_stats(message.fqdn, message.stats, message.ts, now) is not None  # type: ignore[union-attr]
+        if not accepted:
+            self._stats.dropped["node_refused"] += 1

@@ -48,6 +48,11 @@ class AgentInventory:
             return gap
         return 0
 
+    def observe_seq(self, name: str, seq: int) -> int:
+        """Like ``observe`` for a message without IP addresses (the known ones are kept)."""
+        record = self._agents.get(name)
+        return self.observe(name, seq, [] if record is None else record[1])
+
     def forget(self, names: Iterable[str]) -> None:
         """Drop agents (evicted servers)."""
         for name in names:

@@ -13,14 +13,18 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgpack
 
 from .errors import InvalidSample
 
 PROTOCOL_VERSION = 1
-MAX_FRAME_BYTES = 4096
+# v2 adds node messages ("kind": hello | bye | snapshot, see node_messages);
+# a v1 frame, or a v2 frame of kind "sample", is a load sample.
+NODE_PROTOCOL_VERSION = 2
+# Large enough for a stats snapshot (see node_messages); a sample is ~100 bytes.
+MAX_FRAME_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 253
 MAX_IPS = 32
 MAX_IP_LENGTH = 64
@@ -36,7 +40,7 @@ _UNPACK_LIMITS = dict(
     raw=False,
     max_str_len=MAX_FRAME_BYTES,
     max_bin_len=MAX_FRAME_BYTES,
-    max_array_len=MAX_IPS * 4,
+    max_array_len=1024,
     max_map_len=64,
     max_ext_len=MAX_FRAME_BYTES,
 )
@@ -160,17 +164,8 @@ def encode_sample(sample: Sample) -> bytes:
     )
 
 
-def decode_sample(
-    frame: bytes,
-    now: float,
-    names: NameCache,
-    known_ips: Callable[[str], list[str] | None] | None = None,
-) -> Sample:
-    """Decode and validate one frame received at ``now``; raise ``InvalidSample`` if it is bad.
-
-    ``known_ips(name)`` may return the IP list last accepted for that server:
-    an identical list is not parsed again.
-    """
+def unpack_frame(frame: bytes) -> dict[str, Any]:
+    """The msgpack map in ``frame`` (size limits applied); raise ``InvalidSample`` otherwise."""
     if len(frame) > MAX_FRAME_BYTES:
         raise InvalidSample("too_large", f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
     try:
@@ -179,6 +174,30 @@ def decode_sample(
         raise InvalidSample("not_msgpack", f"frame is not valid msgpack: {error}") from None
     if type(message) is not dict:
         raise InvalidSample("not_a_map", f"frame must be a msgpack map, not {_type_name(message)}")
+    return message
+
+
+def decode_sample(
+    frame: bytes,
+    now: float,
+    names: NameCache,
+    known_ips: Callable[[str], list[str] | None] | None = None,
+) -> Sample:
+    """Decode and validate one sample frame received at ``now``; raise ``InvalidSample`` if it is bad.
+
+    ``known_ips(name)`` may return the IP list last accepted for that server:
+    an identical list is not parsed again.
+    """
+    return sample_from_map(unpack_frame(frame), now, names, known_ips)
+
+
+def sample_from_map(
+    message: dict[str, Any],
+    now: float,
+    names: NameCache,
+    known_ips: Callable[[str], list[str] | None] | None = None,
+) -> Sample:
+    """Validate an unpacked sample message (see ``decode_sample``)."""
     try:
         version = message["v"]
         fqdn = message["fqdn"]
@@ -190,7 +209,8 @@ def decode_sample(
     except KeyError as missing:
         raise InvalidSample("missing_field", f"frame lacks required key {missing}", str(missing.args[0])) from None
     if version != PROTOCOL_VERSION or type(version) is not int:
-        raise InvalidSample("bad_version", f"unsupported protocol version {version!r}", "v")
+        if not (version == NODE_PROTOCOL_VERSION and type(version) is int and message.get("kind") == "sample"):
+            raise InvalidSample("bad_version", f"unsupported protocol version {version!r}", "v")
     name = names._canonical.get(fqdn) if type(fqdn) is str else None  # inlined NameCache.canonical
     if name is None:
         name = names.canonical(fqdn)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .aggregator import DEFAULT_MAX_SERVERS
+from .nodes import DEFAULT_OFFLINE_AFTER_SECONDS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -23,6 +24,7 @@ class ServeSettings:
     port: int = DEFAULT_PORT
     ingest: str = DEFAULT_INGEST
     max_servers: int = DEFAULT_MAX_SERVERS
+    offline_after: float = DEFAULT_OFFLINE_AFTER_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class EnvironmentDefaults:
     port: str = str(DEFAULT_PORT)
     ingest: str = DEFAULT_INGEST
     max_servers: str = str(DEFAULT_MAX_SERVERS)
+    offline_after: str = str(DEFAULT_OFFLINE_AFTER_SECONDS)
     collector: str = DEFAULT_INGEST
     interval: str = str(DEFAULT_INTERVAL)
     name: str | None = None
@@ -49,7 +52,7 @@ class EnvironmentDefaults:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> EnvironmentDefaults:
-        """Read ``SERVERTRACK_HOST``, ``_PORT``, ``_INGEST``, ``_MAX_SERVERS``, ``_COLLECTOR``,
+        """Read ``SERVERTRACK_HOST``, ``_PORT``, ``_INGEST``, ``_MAX_SERVERS``, ``_OFFLINE_AFTER``, ``_COLLECTOR``,
         ``_INTERVAL``, ``_NAME`` and ``_URL``; unset ones keep the built-in default."""
         environ = os.environ if environ is None else environ
         values = {}

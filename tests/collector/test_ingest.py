@@ -16,7 +16,7 @@ from servertrack.collector.ingest import IngestReader, open_ingest_socket
 from servertrack.common.aggregator import Aggregator
 from servertrack.common.batch import PendingBatch
 from servertrack.common.inventory import AgentInventory
-from servertrack.common.protocol import Sample, encode_sample
+from servertrack.common.protocol import MAX_FRAME_BYTES, Sample, encode_sample
 from servertrack.common.stats import IngestStats
 from tests.conftest import FakeClock
 
@@ -117,7 +117,7 @@ def test_garbage_is_dropped_counted_by_reason_and_reading_goes_on(clock: FakeClo
                 sample(clock, ts=clock.now + 61),
                 sample(clock, ip=["999.1.1.1"]),
                 sample(clock, v=9),
-                b"\x00" * 5000,
+                b"\x00" * (MAX_FRAME_BYTES + 1),
                 sample(clock, seq=1),
             )
             await ingest.received(11)

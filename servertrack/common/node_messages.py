@@ -1,0 +1,182 @@
+"""Node messages of protocol v2: ``hello``, ``bye`` and stats ``snapshot`` frames.
+
+Envelope (msgpack map): ``{"v": 2, "kind": ..., "fqdn": str, "ts": float, "seq": int, ...}``;
+``seq`` counts every message of an agent run, whatever its kind.
+
+- ``hello``: the envelope plus ``HELLO_FIELDS`` (hostname, IPs, boot time,
+  OS, platform, CPU count, total memory, agent version, sample interval).
+- ``bye``: the envelope alone; the agent is stopping cleanly.
+- ``snapshot``: the envelope plus ``"stats"``, matching ``STATS`` below.
+  Every list is bounded, so a snapshot frame stays under ``MAX_FRAME_BYTES``
+  (64 KiB; typically 5-10 KiB) and the collector stores at most that per node.
+
+A v1 frame (no ``kind``), or a v2 frame of kind ``sample``, is a load sample
+(see ``protocol``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import msgpack
+
+from .errors import InvalidSample
+from .protocol import (
+    MAX_FRAME_BYTES,
+    MAX_IPS,
+    NODE_PROTOCOL_VERSION,
+    NameCache,
+    Sample,
+    check_ips,
+    check_seq,
+    check_timestamp,
+    sample_from_map,
+    unpack_frame,
+)
+from .schema import ListOf, Number, Record, Text
+
+MAX_CPUS = 1024
+MAX_DISKS = 64
+MAX_INTERFACES = 64
+MAX_TOP_PROCESSES = 20
+MAX_TEXT = 256
+
+_percent = Number(0.0, 100.0)
+_count = Number(0, None, integer=True)
+_rate = Number(0.0, None)
+_text = Text(MAX_TEXT)
+
+PROCESS = Record({
+    "pid": _count,
+    "name": _text,
+    "user": Text(MAX_TEXT, optional=True),
+    "status": _text,
+    "cpu_percent": Number(0.0, 100.0 * MAX_CPUS),
+    "rss": _count,
+    "memory_percent": _percent,
+    "create_time": Number(0.0, None),
+    "cmdline": _text,
+})
+
+STATS = Record({
+    "cpu": Record({
+        "percent": _percent,
+        "per_cpu": ListOf(_percent, MAX_CPUS),
+        "load_avg": ListOf(Number(0.0, None), 3, exactly=3),
+        "times_percent": Record({"user": _percent, "system": _percent, "idle": _percent, "iowait": _percent}),
+        "freq_mhz": Number(0.0, None, optional=True),
+    }),
+    "memory": Record({"total": _count, "available": _count, "used": _count, "percent": _percent}),
+    "swap": Record({"total": _count, "used": _count, "percent": _percent}),
+    "disks": ListOf(Record({
+        "device": _text, "mountpoint": _text, "fstype": _text,
+        "total": _count, "used": _count, "free": _count, "percent": _percent,
+    }), MAX_DISKS),
+    "disk_io": Record({
+        "read_bytes_per_s": _rate, "write_bytes_per_s": _rate, "read_ops_per_s": _rate, "write_ops_per_s": _rate,
+    }, optional=True),
+    "network": ListOf(Record({
+        "interface": _text,
+        "rx_bytes_per_s": _rate, "tx_bytes_per_s": _rate, "rx_packets_per_s": _rate, "tx_packets_per_s": _rate,
+        "rx_errors": _count, "tx_errors": _count, "rx_drops": _count, "tx_drops": _count,
+    }), MAX_INTERFACES),
+    "processes": Record({
+        "count": _count,
+        "top_cpu": ListOf(PROCESS, MAX_TOP_PROCESSES),
+        "top_memory": ListOf(PROCESS, MAX_TOP_PROCESSES),
+    }),
+})
+
+HELLO_FIELDS = Record({
+    "hostname": _text,
+    "boot_time": Number(0.0, None),
+    "os": _text,
+    "platform": _text,
+    "cpu_count": Number(1, MAX_CPUS, integer=True),
+    "memory_total": _count,
+    "agent_version": Text(64),
+    "interval": Number(0.01, 3600.0),
+})
+
+
+class NodeHello(NamedTuple):
+    """An agent announcing itself (``info`` holds the cleaned ``HELLO_FIELDS``)."""
+
+    fqdn: str
+    ts: float
+    seq: int
+    ips: list[str]
+    info: dict[str, Any]
+
+
+class NodeBye(NamedTuple):
+    """An agent stopping cleanly."""
+
+    fqdn: str
+    ts: float
+    seq: int
+
+
+class NodeSnapshot(NamedTuple):
+    """An agent's latest rich statistics (``stats`` cleaned against ``STATS``)."""
+
+    fqdn: str
+    ts: float
+    seq: int
+    stats: dict[str, Any]
+
+
+Message = Sample | NodeHello | NodeBye | NodeSnapshot
+
+
+def decode_message(
+    frame: bytes,
+    now: float,
+    names: NameCache,
+    known_ips: Callable[[str], list[str] | None] | None = None,
+) -> Message:
+    """Decode one frame of any kind received at ``now``; raise ``InvalidSample`` if it is bad."""
+    message = unpack_frame(frame)
+    kind = message.get("kind")
+    if kind is None or kind == "sample":
+        return sample_from_map(message, now, names, known_ips)
+    if message.get("v") != NODE_PROTOCOL_VERSION or type(message.get("v")) is not int:
+        raise InvalidSample("bad_version", f"kind {kind!r} needs protocol version {NODE_PROTOCOL_VERSION}", "v")
+    for key in ("fqdn", "ts", "seq"):
+        if key not in message:
+            raise InvalidSample("missing_field", f"frame lacks required key {key!r}", key)
+    fqdn = names.canonical(message["fqdn"])
+    ts = check_timestamp(message["ts"], now)
+    seq = check_seq(message["seq"])
+    if kind == "hello":
+        if "ip" not in message:
+            raise InvalidSample("missing_field", "frame lacks required key 'ip'", "ip")
+        return NodeHello(fqdn, ts, seq, check_ips(message["ip"]), HELLO_FIELDS.check(message, ""))
+    if kind == "bye":
+        return NodeBye(fqdn, ts, seq)
+    if kind == "snapshot":
+        return NodeSnapshot(fqdn, ts, seq, STATS.check(message.get("stats"), "stats"))
+    raise InvalidSample("unknown_kind", f"unknown message kind {kind!r}", "kind")
+
+
+def _envelope(kind: str, fqdn: str, ts: float, seq: int) -> dict[str, Any]:
+    return {"v": NODE_PROTOCOL_VERSION, "kind": kind, "fqdn": fqdn, "ts": float(ts), "seq": int(seq)}
+
+
+def encode_hello(fqdn: str, ts: float, seq: int, ips: list[str], info: dict[str, Any]) -> bytes:
+    """A ``hello`` frame (``info``: the ``HELLO_FIELDS``)."""
+    return msgpack.packb({**_envelope("hello", fqdn, ts, seq), "ip": list(ips)[:MAX_IPS], **info})
+
+
+def encode_bye(fqdn: str, ts: float, seq: int) -> bytes:
+    """A ``bye`` frame."""
+    return msgpack.packb(_envelope("bye", fqdn, ts, seq))
+
+
+def encode_snapshot(fqdn: str, ts: float, seq: int, stats: dict[str, Any]) -> bytes:
+    """A ``snapshot`` frame; raise ``ValueError`` if it would exceed ``MAX_FRAME_BYTES``."""
+    frame = msgpack.packb({**_envelope("snapshot", fqdn, ts, seq), "stats": stats})
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ValueError(f"snapshot of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    return frame

@@ -1,0 +1,211 @@
+"""Node inventory: which nodes exist, what they are, whether each is up, and their latest stats.
+
+A node is registered by a ``hello`` (ZeroMQ) or ``POST /nodes``, kept up to
+date by its samples and snapshots, marked offline by ``bye``, and removed by
+``DELETE /nodes/{name}`` or after 24 h of silence. Its state is computed
+from the clock whenever asked (``node_state``), never stored, so it needs no
+timer and is tested without sleeping. The latest stats snapshot is kept as
+msgpack bytes (bounded by the frame limit), decoded only when read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .errors import ServerTrackError
+
+ONLINE, STALE, OFFLINE = "online", "stale", "offline"
+NODE_STATES = (ONLINE, STALE, OFFLINE)
+STALE_AFTER_INTERVALS = 3
+DEFAULT_OFFLINE_AFTER_SECONDS = 300.0
+FORGET_AFTER_SECONDS = 24 * 3600.0
+DEFAULT_INTERVAL = 1.0
+
+
+class UnknownNode(ServerTrackError):
+    """No node has that name or address."""
+
+
+class AmbiguousAddress(ServerTrackError):
+    """Several nodes share the address; ``names`` lists them."""
+
+    def __init__(self, address: str, names: list[str]) -> None:
+        super().__init__(f"address {address} belongs to several nodes: {', '.join(names)}")
+        self.address = address
+        self.names = names
+
+
+def node_state(last_seen: float, interval: float, said_bye: bool, now: float, offline_after: float) -> str:
+    """``online`` if heard from within 3 intervals, ``offline`` after a bye or ``offline_after``
+    seconds of silence, ``stale`` in between."""
+    silence = now - last_seen
+    if said_bye or silence > offline_after:
+        return OFFLINE
+    if silence <= STALE_AFTER_INTERVALS * interval:
+        return ONLINE
+    return STALE
+
+
+@dataclass(slots=True)
+class Node:
+    """What is known of one node. ``info`` holds its hello fields (empty until a hello)."""
+
+    name: str
+    ips: list[str]
+    info: dict[str, Any]
+    registered: float
+    last_seen: float
+    said_bye: bool = False
+    snapshot: bytes | None = None
+    snapshot_ts: float | None = None
+
+    @property
+    def interval(self) -> float:
+        """The agent's sample interval (1 s until it says otherwise)."""
+        return float(self.info.get("interval") or DEFAULT_INTERVAL)
+
+    def stats(self) -> dict[str, Any] | None:
+        """The latest stats snapshot, decoded, or None."""
+        return None if self.snapshot is None else msgpack.unpackb(self.snapshot)
+
+
+class NodeRegistry:
+    """At most ``max_nodes`` nodes by canonical name, with an index of their IP addresses."""
+
+    def __init__(
+        self,
+        max_nodes: int,
+        clock: Callable[[], float] = time.time,
+        offline_after: float = DEFAULT_OFFLINE_AFTER_SECONDS,
+    ) -> None:
+        self.max_nodes = max_nodes
+        self.offline_after = offline_after
+        self.refused = 0
+        self._clock = clock
+        self._nodes: dict[str, Node] = {}
+        self._by_ip: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    def get(self, name: str) -> Node | None:
+        """The node called ``name``, or None."""
+        return self._nodes.get(name)
+
+    def state(self, node: Node) -> str:
+        """The node's state now."""
+        return node_state(node.last_seen, node.interval, node.said_bye, self._clock(), self.offline_after)
+
+    def hello(self, name: str, ips: list[str], info: dict[str, Any], now: float | None = None) -> Node | None:
+        """Register or refresh a node; None (and counted in ``refused``) when the registry is full."""
+        now = self._clock() if now is None else now
+        node = self._nodes.get(name) or self._add(name, now)
+        if node is None:
+            return None
+        self._index(node, ips)
+        node.info = info
+        node.last_seen = now
+        node.said_bye = False
+        return node
+
+    def seen(self, name: str, now: float) -> None:
+        """A sample arrived from ``name``: it is alive (unknown names are ignored)."""
+        node = self._nodes.get(name)
+        if node is not None:
+            node.last_seen = now
+            node.said_bye = False
+
+    def bye(self, name: str, now: float) -> bool:
+        """The node stopped cleanly; False if it is unknown."""
+        node = self._nodes.get(name)
+        if node is None:
+            return False
+        node.last_seen = now
+        node.said_bye = True
+        return True
+
+    def record_stats(self, name: str, stats: dict[str, Any], ts: float, now: float) -> Node | None:
+        """Keep ``stats`` (validated) as the node's latest snapshot, registering it if needed."""
+        node = self._nodes.get(name) or self._add(name, now)
+        if node is None:
+            return None
+        node.snapshot = msgpack.packb(stats)
+        node.snapshot_ts = ts
+        node.last_seen = now
+        node.said_bye = False
+        return node
+
+    def remove(self, name: str) -> bool:
+        """Forget a node (its load history stays in the aggregator); False if unknown."""
+        node = self._nodes.pop(name, None)
+        if node is None:
+            return False
+        self._index(node, [])
+        return True
+
+    def resolve(self, name_or_ip: str) -> Node:
+        """The node with this name, else the one node with this IP address.
+
+        Raises ``UnknownNode``, or ``AmbiguousAddress`` if several nodes share the IP.
+        """
+        node = self._nodes.get(name_or_ip.lower())
+        if node is not None:
+            return node
+        try:
+            address = str(ipaddress.ip_address(name_or_ip))
+        except ValueError:
+            raise UnknownNode(f"unknown node {name_or_ip!r}") from None
+        owners = sorted(self._by_ip.get(address, ()))
+        if not owners:
+            raise UnknownNode(f"no node has address {address}")
+        if len(owners) > 1:
+            raise AmbiguousAddress(address, owners)
+        return self._nodes[owners[0]]
+
+    def nodes(self, state: str | None = None) -> list[tuple[Node, str]]:
+        """``(node, state)`` sorted by name, optionally only those in ``state``."""
+        now = self._clock()
+        listed = []
+        for name in sorted(self._nodes):
+            node = self._nodes[name]
+            current = node_state(node.last_seen, node.interval, node.said_bye, now, self.offline_after)
+            if state is None or current == state:
+                listed.append((node, current))
+        return listed
+
+    def forget_silent(self) -> list[str]:
+        """Remove nodes silent for 24 h; return their names."""
+        cutoff = self._clock() - FORGET_AFTER_SECONDS
+        silent = [name for name, node in self._nodes.items() if node.last_seen < cutoff]
+        for name in silent:
+            self.remove(name)
+        return silent
+
+    def _add(self, name: str, now: float) -> Node | None:
+        if len(self._nodes) >= self.max_nodes:
+            self.refused += 1
+            return None
+        node = Node(name=name, ips=[], info={}, registered=now, last_seen=now)
+        self._nodes[name] = node
+        return node
+
+    def _index(self, node: Node, ips: list[str]) -> None:
+        """Point the IP index at ``ips`` for this node (normalised addresses)."""
+        for old in node.ips:
+            owners = self._by_ip.get(old)
+            if owners is not None:
+                owners.discard(node.name)
+                if not owners:
+                    del self._by_ip[old]
+        node.ips = [str(ipaddress.ip_address(address)) for address in ips]
+        for address in node.ips:
+            self._by_ip.setdefault(address, set()).add(node.name)
