@@ -16,6 +16,8 @@ from servertrack.collector.ingest import IngestReader, open_ingest_socket
 from servertrack.common.aggregator import Aggregator
 from servertrack.common.batch import PendingBatch
 from servertrack.common.inventory import AgentInventory
+from servertrack.common.node_messages import encode_bye, encode_hello, encode_snapshot
+from servertrack.common.nodes import OFFLINE, ONLINE, NodeRegistry
 from servertrack.common.protocol import MAX_FRAME_BYTES, Sample, encode_sample
 from servertrack.common.stats import IngestStats
 from tests.conftest import FakeClock
@@ -32,6 +34,7 @@ class Ingest:
     inventory: AgentInventory
     stats: IngestStats
     clock: FakeClock
+    nodes: NodeRegistry
     probes: int = 0
 
     def send(self, *frames: bytes) -> None:
@@ -58,8 +61,10 @@ async def running_ingest(clock: FakeClock, batch: PendingBatch | None = None) ->
     publisher = publisher_context.socket(zmq.PUB)
     publisher.setsockopt(zmq.LINGER, 0)
     publisher.connect(socket.getsockopt_string(zmq.LAST_ENDPOINT))
-    ingest = Ingest(publisher, batch if batch is not None else PendingBatch(), AgentInventory(1000), IngestStats(), clock)
-    task = asyncio.create_task(IngestReader(socket, ingest.batch, ingest.inventory, ingest.stats, clock).run())
+    ingest = Ingest(publisher, batch if batch is not None else PendingBatch(), AgentInventory(1000), IngestStats(), clock,
+                    NodeRegistry(1000, clock))
+    reader = IngestReader(socket, ingest.batch, ingest.inventory, ingest.stats, clock, nodes=ingest.nodes)
+    task = asyncio.create_task(reader.run())
     try:
         # PUB drops until the subscription has travelled: probe until one arrives.
         loop = asyncio.get_running_loop()
@@ -218,5 +223,32 @@ def test_the_periodic_task_applies_within_about_a_second(clock: FakeClock) -> No
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    asyncio.run(scenario())
+
+
+def test_node_messages_register_update_and_say_bye(clock: FakeClock) -> None:
+    from tests.common.test_node_messages import HELLO_INFO, stats
+
+    async def scenario() -> None:
+        async with running_ingest(clock) as ingest:
+            ingest.send(
+                encode_hello("Node-1", clock.now, 0, ["10.1.2.3"], HELLO_INFO),
+                sample(clock, "node-1", seq=1),
+                encode_snapshot("node-1", clock.now, 2, stats()),
+                encode_snapshot("node-1", clock.now, 3, stats(cpu="busy")),
+            )
+            await ingest.received(4)
+            node = ingest.nodes.get("node-1")
+            assert node is not None and node.info["hostname"] == "node01" and node.ips == ["10.1.2.3"]
+            assert ingest.nodes.state(node) == ONLINE
+            assert node.stats() == stats()  # the bad snapshot changed nothing
+            assert ingest.stats.dropped == {"bad_field": 1}
+            assert len(ingest.batch) == 1  # the sample still feeds the aggregator
+            ingest.send(encode_bye("node-1", clock.now, 4))
+            await ingest.received(5)
+            assert ingest.nodes.state(node) == OFFLINE
+            # seq runs across every kind of message: only the refused snapshot (seq 3) left a gap
+            assert ingest.inventory.lost == 1
 
     asyncio.run(scenario())

@@ -1,0 +1,153 @@
+"""Protocol v2 node messages: hello, bye and snapshot frames, next to v1 samples."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import msgpack
+import pytest
+
+from servertrack.common.errors import InvalidSample
+from servertrack.common.node_messages import (
+    MAX_TOP_PROCESSES,
+    NodeBye,
+    NodeHello,
+    NodeSnapshot,
+    decode_message,
+    encode_bye,
+    encode_hello,
+    encode_snapshot,
+)
+from servertrack.common.protocol import MAX_FRAME_BYTES, NameCache, Sample, encode_sample
+from tests.conftest import EPOCH
+
+NOW = EPOCH
+
+HELLO_INFO = {
+    "hostname": "node01", "boot_time": NOW - 3600.0, "os": "Linux 6.1.0", "platform": "x86_64",
+    "cpu_count": 4, "memory_total": 16 * 2**30, "agent_version": "0.1.0", "interval": 1.0,
+}
+
+
+def process(pid: int, **changes: Any) -> dict[str, Any]:
+    entry = {"pid": pid, "name": "python3", "user": "root", "status": "running", "cpu_percent": 12.5,
+             "rss": 50_000_000, "memory_percent": 0.3, "create_time": NOW - 100.0, "cmdline": "python3 -m x"}
+    entry.update(changes)
+    return entry
+
+
+def stats(**changes: Any) -> dict[str, Any]:
+    snapshot: dict[str, Any] = {
+        "cpu": {"percent": 25.0, "per_cpu": [20.0, 30.0], "load_avg": [0.5, 0.4, 0.3],
+                "times_percent": {"user": 20.0, "system": 5.0, "idle": 75.0, "iowait": 0.0}, "freq_mhz": None},
+        "memory": {"total": 100, "available": 60, "used": 40, "percent": 40.0},
+        "swap": {"total": 0, "used": 0, "percent": 0.0},
+        "disks": [{"device": "/dev/vda1", "mountpoint": "/", "fstype": "ext4", "total": 100, "used": 30,
+                   "free": 70, "percent": 30.0}],
+        "disk_io": None,
+        "network": [{"interface": "eth0", "rx_bytes_per_s": 10.0, "tx_bytes_per_s": 5.0, "rx_packets_per_s": 1.0,
+                     "tx_packets_per_s": 1.0, "rx_errors": 0, "tx_errors": 0, "rx_drops": 0, "tx_drops": 0}],
+        "processes": {"count": 2, "top_cpu": [process(1), process(2)], "top_memory": [process(2)]},
+    }
+    snapshot.update(changes)
+    return snapshot
+
+
+def decode(frame: bytes) -> object:
+    return decode_message(frame, NOW, NameCache())
+
+
+def test_v1_sample_is_still_a_sample() -> None:
+    sent = Sample("web-01", NOW, 1.0, 2.0, 0, [])
+    assert decode(encode_sample(sent)) == sent
+
+
+def test_v2_sample_kind_is_a_sample() -> None:
+    frame = msgpack.packb({"v": 2, "kind": "sample", "fqdn": "web-01", "ts": NOW, "ip": [], "cpu": 1.0,
+                           "ram": 2.0, "seq": 3})
+    assert decode(frame) == Sample("web-01", NOW, 1.0, 2.0, 3, [])
+
+
+def test_hello_round_trips() -> None:
+    message = decode(encode_hello("Node01.Example", NOW, 0, ["10.0.0.5"], HELLO_INFO))
+    assert message == NodeHello("node01.example", NOW, 0, ["10.0.0.5"], HELLO_INFO)
+
+
+def test_bye_round_trips() -> None:
+    assert decode(encode_bye("node01", NOW, 9)) == NodeBye("node01", NOW, 9)
+
+
+def test_snapshot_round_trips_and_drops_unknown_keys() -> None:
+    sent = stats(extra_section={"x": 1})
+    message = decode(encode_snapshot("node01", NOW, 4, sent))
+    assert isinstance(message, NodeSnapshot)
+    del sent["extra_section"]
+    assert message.stats == sent
+
+
+def test_snapshot_larger_than_a_frame_cannot_be_encoded() -> None:
+    huge = stats(disks=[{"device": "d" * 256, "mountpoint": "m" * 256, "fstype": "f", "total": 1, "used": 1,
+                         "free": 0, "percent": 100.0}] * 400)
+    with pytest.raises(ValueError):
+        encode_snapshot("node01", NOW, 0, huge)
+
+
+def test_a_full_size_snapshot_fits_in_a_frame() -> None:
+    long = "x" * 256
+    biggest = stats(processes={"count": 5000,
+                               "top_cpu": [process(i, name=long, cmdline=long, user=long) for i in range(MAX_TOP_PROCESSES)],
+                               "top_memory": [process(i, name=long, cmdline=long, user=long) for i in range(MAX_TOP_PROCESSES)]})
+    assert len(encode_snapshot("node01", NOW, 0, biggest)) <= MAX_FRAME_BYTES
+
+
+def with_stats(path: list[str | int], value: object) -> bytes:
+    snapshot = copy.deepcopy(stats())
+    target: Any = snapshot
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return msgpack.packb({"v": 2, "kind": "snapshot", "fqdn": "n", "ts": NOW, "seq": 0, "stats": snapshot})
+
+
+@pytest.mark.parametrize(
+    "path, value, named",
+    [
+        (["cpu", "percent"], 101.0, "stats.cpu.percent"),
+        (["cpu", "per_cpu"], [1.0, "x"], "stats.cpu.per_cpu[1]"),
+        (["cpu", "load_avg"], [1.0, 2.0], "stats.cpu.load_avg"),
+        (["memory", "total"], -1, "stats.memory.total"),
+        (["memory", "used"], 1.5, "stats.memory.used"),
+        (["swap", "percent"], True, "stats.swap.percent"),
+        (["disks"], [{}], "stats.disks[0].device"),
+        (["network", 0, "rx_bytes_per_s"], -1.0, "stats.network[0].rx_bytes_per_s"),
+        (["processes", "top_cpu", 1, "pid"], "1", "stats.processes.top_cpu[1].pid"),
+        (["processes", "top_cpu"], [process(i) for i in range(MAX_TOP_PROCESSES + 1)], "stats.processes.top_cpu"),
+        (["processes", "top_memory", 0, "cmdline"], "c" * 257, "stats.processes.top_memory[0].cmdline"),
+        (["processes"], None, "stats.processes"),
+    ],
+)
+def test_bad_snapshots_are_refused_naming_the_path(path: list[str | int], value: object, named: str) -> None:
+    with pytest.raises(InvalidSample) as refused:
+        decode(with_stats(path, value))
+    assert refused.value.field == named and named in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "message, reason",
+    [
+        ({"v": 1, "kind": "hello", "fqdn": "n", "ts": NOW, "seq": 0}, "bad_version"),
+        ({"v": 2, "kind": "reboot", "fqdn": "n", "ts": NOW, "seq": 0}, "unknown_kind"),
+        ({"v": 2, "kind": "bye", "fqdn": "n", "ts": NOW}, "missing_field"),
+        ({"v": 2, "kind": "bye", "fqdn": "bad name", "ts": NOW, "seq": 0}, "bad_name"),
+        ({"v": 2, "kind": "bye", "fqdn": "n", "ts": NOW - 90_000, "seq": 0}, "bad_timestamp"),
+        ({"v": 2, "kind": "hello", "fqdn": "n", "ts": NOW, "seq": 0, **HELLO_INFO}, "missing_field"),
+        ({"v": 2, "kind": "hello", "fqdn": "n", "ts": NOW, "seq": 0, "ip": [], **HELLO_INFO, "cpu_count": 0},
+         "bad_field"),
+        ({"v": 2, "kind": "snapshot", "fqdn": "n", "ts": NOW, "seq": 0}, "bad_field"),
+    ],
+)
+def test_bad_node_messages_are_refused_with_a_reason(message: dict[str, object], reason: str) -> None:
+    with pytest.raises(InvalidSample) as refused:
+        decode(msgpack.packb(message))
+    assert refused.value.reason == reason
