@@ -74,6 +74,22 @@ def _agent_count(text: str) -> int:
     return int(text)
 
 
+def _sample_count(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) > 1_000_000:
+        raise argparse.ArgumentTypeError(f"expected a whole number of samples from 0, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 86_400.0:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 86400, got {text!r}")
+    return value
+
+
 def _server_name(text: str) -> str:
     try:
         return normalize_name(text)
@@ -104,6 +120,10 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     agent.add_argument("--collector", type=_endpoint, default=env.collector, help="collector ingest address (default %(default)s)")
     agent.add_argument("--interval", type=_interval, default=env.interval, help="seconds between samples (default %(default)s)")
     agent.add_argument("--name", type=_server_name, default=env.name, help="server name (default: this host's FQDN)")
+    agent.add_argument("--stats-every", type=_sample_count, default=env.stats_every,
+                       help="send a rich stats snapshot every N samples, 0 for never (default %(default)s)")
+    agent.add_argument("--process-interval", type=_seconds, default=env.process_interval,
+                       help="seconds between two process scans for the top-20 lists (default %(default)s)")
 
     demo = commands.add_parser("demo", help="a server and N local agents in one command")
     demo.add_argument("--agents", type=_agent_count, default=3, help="local agents to start (default %(default)s)")
@@ -146,9 +166,14 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _run_agent(args: argparse.Namespace) -> int:
     from .agent import run_agent
 
-    settings = AgentSettings(collector=args.collector, interval=args.interval, name=args.name)
+    from .agent.node_stats import NodeStatsCollector
+
+    settings = AgentSettings(collector=args.collector, interval=args.interval, name=args.name,
+                             stats_every=args.stats_every, process_interval=args.process_interval)
     assert settings.name is not None
-    asyncio.run(run_agent(settings.name, settings.collector, settings.interval))
+    node_stats = NodeStatsCollector(process_interval=settings.process_interval)
+    asyncio.run(run_agent(settings.name, settings.collector, settings.interval, node_stats=node_stats,
+                          stats_every=settings.stats_every))
     return 0
 
 

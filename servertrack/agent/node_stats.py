@@ -24,13 +24,9 @@ from typing import Any, NamedTuple
 
 import psutil
 
+from ..common.node_messages import MAX_CPUS, MAX_DISKS, MAX_INTERFACES, MAX_TEXT, MAX_TOP_PROCESSES
 from .rates import CounterRates, Rates
 
-MAX_TEXT = 256
-MAX_CPUS = 1024
-MAX_DISKS = 64
-MAX_INTERFACES = 64
-MAX_TOP_PROCESSES = 20
 DEFAULT_PROCESS_INTERVAL = 15.0
 
 PROCESS_ATTRS = ["pid", "name", "username", "status", "cpu_percent", "memory_info", "memory_percent", "create_time", "cmdline"]
@@ -42,6 +38,7 @@ _DISK_IO_FIELDS = {"read_bytes": "read_bytes_per_s", "write_bytes": "write_bytes
 _NET_RATE_FIELDS = {"bytes_recv": "rx_bytes_per_s", "bytes_sent": "tx_bytes_per_s", "packets_recv": "rx_packets_per_s", "packets_sent": "tx_packets_per_s"}
 _NET_TOTAL_FIELDS = {"errin": "rx_errors", "errout": "tx_errors", "dropin": "rx_drops", "dropout": "tx_drops"}
 _DISK_IO_KEY = "total"
+_MAX_UINT64 = 2**64 - 1
 
 
 class _Process(NamedTuple):
@@ -80,7 +77,8 @@ class NodeStatsCollector:
         self._clock = clock
         self._process_interval = float(process_interval)
         self._hostname = hostname
-        self._cpu_count = _count(psutil_module.cpu_count()) or 1
+        # Capped like the protocol's hello (1..MAX_CPUS); also bounds a process's cpu_percent.
+        self._cpu_count = min(_count(psutil_module.cpu_count()) or 1, MAX_CPUS)
         self._disk_rates = CounterRates()
         self._net_rates = CounterRates()
         self._last_scan_at: float | None = None
@@ -240,7 +238,7 @@ class NodeStatsCollector:
                 cleaned = _process(info, 100.0 * self._cpu_count)
                 if cleaned is not None:
                     seen.append(cleaned)
-        except psutil.Error:
+        except (psutil.Error, OSError):
             pass  # the iteration itself failed part-way: report what was seen
         ranked = [proc for proc in seen if proc.status != psutil.STATUS_ZOMBIE]
         top_cpu = heapq.nsmallest(MAX_TOP_PROCESSES, ranked, key=lambda proc: (-proc.cpu_percent, proc.pid))
@@ -256,7 +254,7 @@ def _process(info: Mapping[str, Any] | None, max_cpu: float) -> _Process | None:
     if not isinstance(info, Mapping):
         return None
     pid = info.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid <= _MAX_UINT64:
         return None
     username = info.get("username")
     memory = info.get("memory_info")
@@ -333,7 +331,7 @@ def _percent(value: Any) -> float:
 
 
 def _count(value: Any) -> int:
-    """A non-negative int; anything else counts as 0."""
+    """A non-negative int that msgpack can carry (at most 2**64 - 1); anything else counts as 0."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return 0
-    return max(int(value), 0)
+    return min(max(int(value), 0), _MAX_UINT64)

@@ -36,6 +36,6 @@ class SamplePublisher:
             return False
         return True
 
-    def close(self) -> None:
-        """Close the socket at once (linger 0)."""
-        self._socket.close(linger=0)
+    def close(self, linger_ms: int = 0) -> None:
+        """Close the socket, waiting at most ``linger_ms`` for queued frames to leave."""
+        self._socket.close(linger=linger_ms)

@@ -14,6 +14,8 @@ DEFAULT_PORT = 8080
 DEFAULT_INGEST = "tcp://127.0.0.1:5556"
 DEFAULT_INTERVAL = 1.0
 DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_STATS_EVERY = 5  # samples between two stats snapshots (5 s at the default interval)
+DEFAULT_PROCESS_INTERVAL = 15.0  # seconds between two process scans (the costly part of a snapshot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ class AgentSettings:
     collector: str = DEFAULT_INGEST
     interval: float = DEFAULT_INTERVAL
     name: str | None = None
+    stats_every: int = DEFAULT_STATS_EVERY
+    process_interval: float = DEFAULT_PROCESS_INTERVAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +52,14 @@ class EnvironmentDefaults:
     collector: str = DEFAULT_INGEST
     interval: str = str(DEFAULT_INTERVAL)
     name: str | None = None
+    stats_every: str = str(DEFAULT_STATS_EVERY)
+    process_interval: str = str(DEFAULT_PROCESS_INTERVAL)
     url: str = DEFAULT_URL
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> EnvironmentDefaults:
         """Read ``SERVERTRACK_HOST``, ``_PORT``, ``_INGEST``, ``_MAX_SERVERS``, ``_OFFLINE_AFTER``, ``_COLLECTOR``,
-        ``_INTERVAL``, ``_NAME`` and ``_URL``; unset ones keep the built-in default."""
+        ``_INTERVAL``, ``_NAME``, ``_STATS_EVERY``, ``_PROCESS_INTERVAL`` and ``_URL``; unset ones keep the built-in default."""
         environ = os.environ if environ is None else environ
         values = {}
         for field in cls.__dataclass_fields__:

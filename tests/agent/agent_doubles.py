@@ -111,3 +111,150 @@ def unused_tcp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- psutil, rich statistics (NodeStatsCollector)
+
+
+def net_counters(
+    bytes_recv: int = 0,
+    bytes_sent: int = 0,
+    packets_recv: int = 0,
+    packets_sent: int = 0,
+    errin: int = 0,
+    errout: int = 0,
+    dropin: int = 0,
+    dropout: int = 0,
+) -> SimpleNamespace:
+    """One value of ``psutil.net_io_counters(pernic=True)`` (psutil's ``snetio``)."""
+    return SimpleNamespace(
+        bytes_sent=bytes_sent, bytes_recv=bytes_recv, packets_sent=packets_sent, packets_recv=packets_recv,
+        errin=errin, errout=errout, dropin=dropin, dropout=dropout,
+    )
+
+
+def disk_counters(read_bytes: int = 0, write_bytes: int = 0, read_count: int = 0, write_count: int = 0) -> SimpleNamespace:
+    """``psutil.disk_io_counters(perdisk=False)`` (psutil's ``sdiskio``, the fields the collector reads and two more)."""
+    return SimpleNamespace(
+        read_count=read_count, write_count=write_count, read_bytes=read_bytes, write_bytes=write_bytes, read_time=0, write_time=0,
+    )
+
+
+def partition(device: str, mountpoint: str, fstype: str = "ext4") -> SimpleNamespace:
+    """One entry of ``psutil.disk_partitions()`` (psutil's ``sdiskpart``)."""
+    return SimpleNamespace(device=device, mountpoint=mountpoint, fstype=fstype, opts="rw")
+
+
+def disk_usage(total: int, used: int) -> SimpleNamespace:
+    """``psutil.disk_usage(path)`` (psutil's ``sdiskusage``), percent computed as psutil does."""
+    return SimpleNamespace(total=total, used=used, free=total - used, percent=round(100.0 * used / total, 1) if total else 0.0)
+
+
+def process_info(pid: int, **fields: Any) -> dict[str, Any]:
+    """The ``info`` dict ``process_iter(attrs=...)`` attaches to a process: plausible defaults, ``fields`` override."""
+    info: dict[str, Any] = {
+        "pid": pid,
+        "name": f"proc{pid}",
+        "username": "root",
+        "status": "sleeping",
+        "cpu_percent": 0.0,
+        "memory_info": SimpleNamespace(rss=1 << 20, vms=4 << 20),
+        "memory_percent": 0.1,
+        "create_time": 1_700_000_000.0 + pid,
+        "cmdline": [f"/usr/bin/proc{pid}", "--flag"],
+    }
+    info.update(fields)
+    return info
+
+
+class FakeProcess:
+    """What ``process_iter(attrs=...)`` yields: ``info`` is the attribute dict, or raises ``error`` when read."""
+
+    def __init__(self, info: dict[str, Any] | None = None, error: BaseException | None = None) -> None:
+        self._info = info
+        self._error = error
+
+    @property
+    def info(self) -> dict[str, Any] | None:
+        if self._error is not None:
+            raise self._error
+        return self._info
+
+
+class FakeNodePsutil:
+    """A module-like psutil with the functions NodeStatsCollector calls; tests change the attributes between snapshots.
+
+    An attribute holding an exception instance makes the matching function raise it;
+    ``usage`` maps a mountpoint to its usage or to an exception; an exception inside
+    ``processes`` is raised by ``process_iter`` when the iteration reaches it.
+    Every call is recorded in ``calls`` as ``(function name, keyword arguments)``.
+    """
+
+    def __init__(self) -> None:
+        self.cpus = 4
+        self.boot = 1_699_990_000.0
+        self.times_percent: Any = SimpleNamespace(user=20.0, nice=0.0, system=10.0, idle=65.0, iowait=5.0, irq=0.0, softirq=0.0, steal=0.0)
+        self.per_cpu: list[float] = [10.0, 20.0, 30.0, 40.0]
+        self.loadavg: Any = (0.5, 0.25, 0.125)
+        self.freq: Any = SimpleNamespace(current=2400.0, min=800.0, max=3600.0)
+        self.memory = SimpleNamespace(total=16 << 30, available=10 << 30, used=6 << 30, free=9 << 30, percent=37.5)
+        self.swap: Any = SimpleNamespace(total=2 << 30, used=1 << 28, free=(2 << 30) - (1 << 28), percent=12.5, sin=0, sout=0)
+        self.partitions: Any = [partition("/dev/sda1", "/")]
+        self.usage: dict[str, Any] = {"/": disk_usage(100 << 30, 25 << 30)}
+        self.disk_io: Any = disk_counters(read_bytes=1000, write_bytes=2000, read_count=10, write_count=20)
+        self.nics: Any = {"eth0": net_counters(bytes_recv=1000, bytes_sent=500, packets_recv=10, packets_sent=5)}
+        self.processes: list[Any] = [FakeProcess(process_info(1))]
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def _answer(self, name: str, value: Any, kwargs: dict[str, Any]) -> Any:
+        self.calls.append((name, kwargs))
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+    def called(self, name: str) -> list[dict[str, Any]]:
+        """The keyword arguments of every call of ``name``, in order."""
+        return [kwargs for called, kwargs in self.calls if called == name]
+
+    def cpu_count(self, logical: bool = True) -> int | None:
+        return self._answer("cpu_count", self.cpus, {"logical": logical})
+
+    def boot_time(self) -> float:
+        return self._answer("boot_time", self.boot, {})
+
+    def cpu_times_percent(self, **kwargs: Any) -> Any:
+        return self._answer("cpu_times_percent", self.times_percent, kwargs)
+
+    def cpu_percent(self, **kwargs: Any) -> Any:
+        return self._answer("cpu_percent", list(self.per_cpu) if kwargs.get("percpu") else 50.0, kwargs)
+
+    def getloadavg(self) -> Any:
+        return self._answer("getloadavg", self.loadavg, {})
+
+    def cpu_freq(self, **kwargs: Any) -> Any:
+        return self._answer("cpu_freq", self.freq, kwargs)
+
+    def virtual_memory(self) -> Any:
+        return self._answer("virtual_memory", self.memory, {})
+
+    def swap_memory(self) -> Any:
+        return self._answer("swap_memory", self.swap, {})
+
+    def disk_partitions(self, **kwargs: Any) -> Any:
+        return self._answer("disk_partitions", self.partitions, kwargs)
+
+    def disk_usage(self, path: str) -> Any:
+        return self._answer("disk_usage", self.usage.get(path, FileNotFoundError(path)), {"path": path})
+
+    def disk_io_counters(self, **kwargs: Any) -> Any:
+        return self._answer("disk_io_counters", self.disk_io, kwargs)
+
+    def net_io_counters(self, **kwargs: Any) -> Any:
+        return self._answer("net_io_counters", self.nics, kwargs)
+
+    def process_iter(self, attrs: Any = None, ad_value: Any = None) -> Any:  # a generator, as psutil's
+        self.calls.append(("process_iter", {"attrs": attrs, "ad_value": ad_value}))
+        for entry in list(self.processes):
+            if isinstance(entry, BaseException):
+                raise entry
+            yield entry

@@ -12,7 +12,8 @@ import pytest
 import zmq
 from agent_doubles import checkout_env, servertrack_command, unused_tcp_port
 
-from servertrack.common.protocol import NameCache, decode_sample
+from servertrack.common.node_messages import decode_message
+from servertrack.common.protocol import NameCache, Sample
 
 pytestmark = pytest.mark.e2e
 
@@ -81,34 +82,40 @@ def _wait_until_running_zmq(process: subprocess.Popen) -> None:
     pytest.fail("agent did not open its ZeroMQ socket in time")
 
 
-def test_agent_publishes_consecutive_samples_and_stops_on_sigterm(spawn, zmq_context) -> None:
+def test_agent_publishes_hello_samples_snapshots_then_bye_on_sigterm(spawn, zmq_context) -> None:
     sub = zmq_context.socket(zmq.SUB)
     try:
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         port = sub.bind_to_random_port("tcp://127.0.0.1")
-        agent = spawn("agent", "--collector", f"tcp://127.0.0.1:{port}", "--name", "e2e-agent", "--interval", "0.2")
+        agent = spawn("agent", "--collector", f"tcp://127.0.0.1:{port}", "--name", "e2e-agent", "--interval", "0.2",
+                      "--stats-every", "2")
 
         frames: list[bytes] = []
         deadline = time.monotonic() + STARTUP_SECONDS
-        while len(frames) < 3 and time.monotonic() < deadline:
+        while len(frames) < 6 and time.monotonic() < deadline:
             if sub.poll(100):
                 frames.append(sub.recv())
             assert agent.poll() is None, agent.communicate()[1].decode(errors="replace")
-        assert len(frames) >= 3, f"only {len(frames)} frames within {STARTUP_SECONDS} s"
+        assert len(frames) >= 6, f"only {len(frames)} frames within {STARTUP_SECONDS} s"
 
         returncode, stderr = _stop(agent, signal.SIGTERM)
+        while sub.poll(500):  # the bye leaves before the agent exits
+            frames.append(sub.recv())
     finally:
         sub.close(linger=0)
 
     names = NameCache()
-    samples = [decode_sample(frame, time.time(), names) for frame in frames]
-    assert {sample.fqdn for sample in samples} == {"e2e-agent"}
-    seqs = [sample.seq for sample in samples]
+    messages = [decode_message(frame, time.time(), names) for frame in frames]
+    assert {message.fqdn for message in messages} == {"e2e-agent"}
+    kinds = [type(message).__name__ for message in messages]
+    assert "NodeHello" in kinds and "NodeSnapshot" in kinds and kinds[-1] == "NodeBye", kinds
+    seqs = [message.seq for message in messages]
     # PUB/SUB may lose the very first frames while the connection comes up (the collector
     # counts that gap), but from the first frame received on, nothing is missing.
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     assert seqs[0] <= 4, f"first received seq {seqs[0]}: more than the start-up frames were lost"
+    samples = [message for message in messages if isinstance(message, Sample)]
     assert all(earlier.ts < later.ts for earlier, later in zip(samples, samples[1:]))
     assert returncode == 0, stderr
     assert "Traceback" not in stderr

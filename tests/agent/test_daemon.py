@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from servertrack.agent.daemon import Agent, AgentError, next_deadline, run_agent
 from servertrack.common.errors import ServerTrackError
+from servertrack.common.node_messages import NodeHello, decode_message
 from servertrack.common.protocol import NameCache, Sample, decode_sample
 
 # --------------------------------------------------------------------------- Agent.tick
@@ -295,3 +296,53 @@ def test_run_agent_gives_back_the_signal_handlers_it_found() -> None:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
     assert after == {signal.SIGTERM: previous_term, signal.SIGINT: previous_int}
+
+
+class FakeNodeStats:
+    """Stands in for NodeStatsCollector: fixed hello fields and a counted snapshot."""
+
+    def __init__(self) -> None:
+        self.snapshots = 0
+
+    def hello_fields(self) -> dict[str, object]:
+        return {"hostname": "n1", "boot_time": 1.0, "os": "Linux 6", "platform": "x86_64", "cpu_count": 2,
+                "memory_total": 1024}
+
+    def snapshot(self) -> dict[str, object]:
+        from tests.common.test_node_messages import stats
+
+        self.snapshots += 1
+        return stats()
+
+
+def test_agent_with_node_stats_says_hello_sends_snapshots_every_n_samples_and_bye() -> None:
+    clock = FakeClock(start=1_700_000_000.25, step=0.0)
+    outbox = Outbox()
+    agent = Agent("n1", FakeSampler(), outbox, clock=clock, node_stats=FakeNodeStats(), interval=2.0,  # type: ignore[arg-type]
+                  stats_every=3, hello_every=60.0)
+    for _ in range(7):
+        agent.tick()
+        clock.now += 2.0
+    agent.bye()
+    names = NameCache()
+    messages = [decode_message(frame, clock.now, names) for frame in outbox.frames]
+    kinds = [type(message).__name__[4:] if type(message).__name__.startswith("Node") else "Sample"
+             for message in messages]
+    assert kinds == ["Hello", "Sample", "Sample", "Sample", "Snapshot", "Sample", "Sample", "Sample", "Snapshot",
+                     "Sample", "Bye"]
+    assert [message.seq for message in messages] == list(range(11))
+    hello = messages[0]
+    assert isinstance(hello, NodeHello) and hello.info["interval"] == 2.0 and hello.info["agent_version"]
+    assert agent.samples == 7 and agent.seq == 11
+
+
+def test_hello_is_repeated_so_a_restarted_collector_relearns_the_node() -> None:
+    clock = FakeClock(start=1_700_000_000.25, step=0.0)
+    outbox = Outbox()
+    agent = Agent("n1", FakeSampler(), outbox, clock=clock, node_stats=FakeNodeStats(), stats_every=0,  # type: ignore[arg-type]
+                  hello_every=60.0)
+    for _ in range(181):
+        agent.tick()
+        clock.now += 1.0
+    hellos = [frame for frame in outbox.frames if isinstance(decode_message(frame, clock.now, NameCache()), NodeHello)]
+    assert len(hellos) == 4  # at 0, 60, 120 and 180 s
