@@ -24,10 +24,10 @@ from typing import Any, NamedTuple
 
 import psutil
 
-from ..common.node_messages import MAX_CPUS, MAX_DISKS, MAX_INTERFACES, MAX_TEXT, MAX_TOP_PROCESSES
+from ..common.settings import DEFAULT_PROCESS_INTERVAL
+from ..common.node_messages import MAX_CPUS, MAX_DISKS, MAX_INTERFACES, MAX_NAME, MAX_TEXT, MAX_TOP_PROCESSES
 from .rates import CounterRates, Rates
 
-DEFAULT_PROCESS_INTERVAL = 15.0
 
 PROCESS_ATTRS = ["pid", "name", "username", "status", "cpu_percent", "memory_info", "memory_percent", "create_time", "cmdline"]
 
@@ -182,9 +182,9 @@ class NodeStatsCollector:
                 continue
             disks.append(
                 {
-                    "device": _text(partition.device),
+                    "device": _name(partition.device),
                     "mountpoint": _text(partition.mountpoint),
-                    "fstype": _text(partition.fstype),
+                    "fstype": _name(partition.fstype),
                     "total": _count(usage.total),
                     "used": _count(usage.used),
                     "free": _count(usage.free),
@@ -213,7 +213,7 @@ class NodeStatsCollector:
         interfaces = []
         for name in names:
             counters = per_nic[name]
-            entry: dict[str, Any] = {"interface": _text(name)}
+            entry: dict[str, Any] = {"interface": _name(name)}
             entry.update(_renamed(rates[name] or {}, _NET_RATE_FIELDS))
             entry.update({out: _count(getattr(counters, field, 0)) for field, out in _NET_TOTAL_FIELDS.items()})
             interfaces.append(entry)
@@ -260,9 +260,9 @@ def _process(info: Mapping[str, Any] | None, max_cpu: float) -> _Process | None:
     memory = info.get("memory_info")
     return _Process(
         pid=pid,
-        name=_text(info.get("name") or ""),
-        user=_text(username) if isinstance(username, str) else None,
-        status=_text(info.get("status") or "unknown"),
+        name=_name(info.get("name") or ""),
+        user=_name(username) if isinstance(username, str) else None,
+        status=_name(info.get("status") or "unknown"),
         cpu_percent=min(_float(info.get("cpu_percent")), max_cpu),
         rss=_count(getattr(memory, "rss", 0)),
         memory_percent=_percent(info.get("memory_percent")),
@@ -315,6 +315,11 @@ def _renamed(rates: Rates, fields: Mapping[str, str]) -> dict[str, float]:
 def _text(value: Any) -> str:
     """``value`` as a string of at most ``MAX_TEXT`` characters."""
     return str(value)[:MAX_TEXT]
+
+
+def _name(value: Any) -> str:
+    """``value`` as a string of at most ``MAX_NAME`` characters."""
+    return str(value)[:MAX_NAME]
 
 
 def _float(value: Any) -> float:

@@ -7,8 +7,10 @@ Envelope (msgpack map): ``{"v": 2, "kind": ..., "fqdn": str, "ts": float, "seq":
   OS, platform, CPU count, total memory, agent version, sample interval).
 - ``bye``: the envelope alone; the agent is stopping cleanly.
 - ``snapshot``: the envelope plus ``"stats"``, matching ``STATS`` below.
-  Every list is bounded, so a snapshot frame stays under ``MAX_FRAME_BYTES``
-  (64 KiB; typically 5-10 KiB) and the collector stores at most that per node.
+  Every list and string is bounded, so even a snapshot at every maximum
+  (1,024 CPUs, 64 disks, 64 interfaces, 2 x 20 processes, all names at their
+  longest: ~75 KiB) fits in ``MAX_FRAME_BYTES`` (128 KiB); a typical one is
+  5-10 KiB, which is what the collector keeps per node.
 
 A v1 frame (no ``kind``), or a v2 frame of kind ``sample``, is a load sample
 (see ``protocol``).
@@ -40,18 +42,20 @@ MAX_CPUS = 1024
 MAX_DISKS = 64
 MAX_INTERFACES = 64
 MAX_TOP_PROCESSES = 20
-MAX_TEXT = 256
+MAX_TEXT = 256  # paths and command lines
+MAX_NAME = 64  # interface, device, file system, process, user and status names
 
 _percent = Number(0.0, 100.0)
 _count = Number(0, None, integer=True)
 _rate = Number(0.0, None)
 _text = Text(MAX_TEXT)
+_name = Text(MAX_NAME)
 
 PROCESS = Record({
     "pid": _count,
-    "name": _text,
-    "user": Text(MAX_TEXT, optional=True),
-    "status": _text,
+    "name": _name,
+    "user": Text(MAX_NAME, optional=True),
+    "status": _name,
     "cpu_percent": Number(0.0, 100.0 * MAX_CPUS),
     "rss": _count,
     "memory_percent": _percent,
@@ -70,14 +74,14 @@ STATS = Record({
     "memory": Record({"total": _count, "available": _count, "used": _count, "percent": _percent}),
     "swap": Record({"total": _count, "used": _count, "percent": _percent}),
     "disks": ListOf(Record({
-        "device": _text, "mountpoint": _text, "fstype": _text,
+        "device": _name, "mountpoint": _text, "fstype": _name,
         "total": _count, "used": _count, "free": _count, "percent": _percent,
     }), MAX_DISKS),
     "disk_io": Record({
         "read_bytes_per_s": _rate, "write_bytes_per_s": _rate, "read_ops_per_s": _rate, "write_ops_per_s": _rate,
     }, optional=True),
     "network": ListOf(Record({
-        "interface": _text,
+        "interface": _name,
         "rx_bytes_per_s": _rate, "tx_bytes_per_s": _rate, "rx_packets_per_s": _rate, "tx_packets_per_s": _rate,
         "rx_errors": _count, "tx_errors": _count, "rx_drops": _count, "tx_drops": _count,
     }), MAX_INTERFACES),

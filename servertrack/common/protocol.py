@@ -23,8 +23,8 @@ PROTOCOL_VERSION = 1
 # v2 adds node messages ("kind": hello | bye | snapshot, see node_messages);
 # a v1 frame, or a v2 frame of kind "sample", is a load sample.
 NODE_PROTOCOL_VERSION = 2
-# Large enough for a stats snapshot (see node_messages); a sample is ~100 bytes.
-MAX_FRAME_BYTES = 64 * 1024
+# Large enough for a stats snapshot at its bounds (see node_messages); a sample is ~100 bytes.
+MAX_FRAME_BYTES = 128 * 1024
 MAX_NAME_LENGTH = 253
 MAX_IPS = 32
 MAX_IP_LENGTH = 64

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from servertrack.agent.node_stats import PROCESS_ATTRS, NodeStatsCollector
 from servertrack.agent.rates import WRAP_32
-from servertrack.common.node_messages import HELLO_FIELDS, STATS, encode_snapshot
+from servertrack.common.node_messages import HELLO_FIELDS, MAX_NAME, MAX_TEXT, STATS, encode_snapshot
 from tests.conftest import FakeClock
 
 # --------------------------------------------------------------------------- the schema, checked independently
@@ -213,7 +213,8 @@ def test_long_disk_strings_are_truncated() -> None:
     fake.partitions = [partition("/dev/" + "x" * 300, "/" + "y" * 300, "z" * 300)]
     fake.usage = {"/" + "y" * 300: disk_usage(10, 1)}
     [disk] = collector(fake).snapshot()["disks"]
-    assert len(disk["device"]) == len(disk["mountpoint"]) == len(disk["fstype"]) == 256
+    assert len(disk["device"]) == len(disk["fstype"]) == MAX_NAME
+    assert len(disk["mountpoint"]) == MAX_TEXT
 
 
 # --------------------------------------------------------------------------- disk I/O rates
@@ -344,7 +345,8 @@ def test_process_strings_are_truncated_and_cpu_clamped_to_all_cores() -> None:
     fake.processes = [FakeProcess(process_info(7, name="n" * 300, username="u" * 300, cmdline=["a" * 200, "b" * 100] + ["c"] * 10**5,
                                                cpu_percent=987.0))]
     [proc] = collector(fake).snapshot()["processes"]["top_cpu"]
-    assert len(proc["name"]) == len(proc["user"]) == len(proc["cmdline"]) == 256
+    assert len(proc["name"]) == len(proc["user"]) == MAX_NAME
+    assert len(proc["cmdline"]) == MAX_TEXT
     assert proc["cmdline"] == "a" * 200 + " " + "b" * 55
     assert proc["cpu_percent"] == 400.0
 

@@ -10,6 +10,11 @@ import pytest
 
 from servertrack.common.errors import InvalidSample
 from servertrack.common.node_messages import (
+    MAX_CPUS,
+    MAX_DISKS,
+    MAX_INTERFACES,
+    MAX_NAME,
+    MAX_TEXT,
     MAX_TOP_PROCESSES,
     NodeBye,
     NodeHello,
@@ -93,12 +98,24 @@ def test_snapshot_larger_than_a_frame_cannot_be_encoded() -> None:
         encode_snapshot("node01", NOW, 0, huge)
 
 
-def test_a_full_size_snapshot_fits_in_a_frame() -> None:
-    long = "x" * 256
-    biggest = stats(processes={"count": 5000,
-                               "top_cpu": [process(i, name=long, cmdline=long, user=long) for i in range(MAX_TOP_PROCESSES)],
-                               "top_memory": [process(i, name=long, cmdline=long, user=long) for i in range(MAX_TOP_PROCESSES)]})
-    assert len(encode_snapshot("node01", NOW, 0, biggest)) <= MAX_FRAME_BYTES
+def test_a_snapshot_at_every_bound_fits_in_a_frame() -> None:
+    name, text = "n" * MAX_NAME, "t" * MAX_TEXT
+    top = [process(2**32 + i, name=name, user=name, status=name, cmdline=text) for i in range(MAX_TOP_PROCESSES)]
+    biggest = stats(
+        cpu={"percent": 99.99999, "per_cpu": [99.99999] * MAX_CPUS, "load_avg": [1e6, 1e6, 1e6],
+             "times_percent": {"user": 33.33333, "system": 33.33333, "idle": 33.33333, "iowait": 0.00001},
+             "freq_mhz": 1e9},
+        disks=[{"device": name, "mountpoint": text, "fstype": name, "total": 2**63, "used": 2**63, "free": 2**63,
+                "percent": 99.99999}] * MAX_DISKS,
+        disk_io={"read_bytes_per_s": 1e12, "write_bytes_per_s": 1e12, "read_ops_per_s": 1e9, "write_ops_per_s": 1e9},
+        network=[{"interface": name, "rx_bytes_per_s": 1e12, "tx_bytes_per_s": 1e12, "rx_packets_per_s": 1e9,
+                  "tx_packets_per_s": 1e9, "rx_errors": 2**63, "tx_errors": 2**63, "rx_drops": 2**63,
+                  "tx_drops": 2**63}] * MAX_INTERFACES,
+        processes={"count": 2**31, "top_cpu": top, "top_memory": top},
+    )
+    frame = encode_snapshot("n" * 253, NOW, 2**63, biggest)
+    assert len(frame) <= MAX_FRAME_BYTES
+    assert isinstance(decode(frame), NodeSnapshot)
 
 
 def with_stats(path: list[str | int], value: object) -> bytes:
@@ -124,6 +141,7 @@ def with_stats(path: list[str | int], value: object) -> bytes:
         (["processes", "top_cpu", 1, "pid"], "1", "stats.processes.top_cpu[1].pid"),
         (["processes", "top_cpu"], [process(i) for i in range(MAX_TOP_PROCESSES + 1)], "stats.processes.top_cpu"),
         (["processes", "top_memory", 0, "cmdline"], "c" * 257, "stats.processes.top_memory[0].cmdline"),
+        (["processes", "top_memory", 0, "name"], "c" * 65, "stats.processes.top_memory[0].name"),
         (["processes"], None, "stats.processes"),
     ],
 )
