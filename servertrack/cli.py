@@ -1,9 +1,11 @@
-"""The ``servertrack`` command: argument parsing and wiring only (serve, agent, demo, show)."""
+"""The ``servertrack`` command: argument parsing and wiring only (serve, agent, demo, show, nodes, node)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import os
 import re
 import socket
 import sys
@@ -12,6 +14,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .common.errors import InvalidSample
+from .common.nodes import NODE_STATES
 from .common.protocol import normalize_name
 from .common.settings import AgentSettings, EnvironmentDefaults, ServeSettings
 
@@ -97,6 +100,17 @@ def _server_name(text: str) -> str:
         raise argparse.ArgumentTypeError(invalid.message) from None
 
 
+def _node_id(text: str) -> str:
+    try:
+        return normalize_name(text)
+    except InvalidSample:
+        pass
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a node name or an IP address, got {text!r}") from None
+
+
 def _url(text: str) -> str:
     if _URL.match(text) is None:
         raise argparse.ArgumentTypeError(f"expected http://HOST:PORT, got {text!r}")
@@ -132,6 +146,14 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     show = commands.add_parser("show", help="print a server's minute and hour windows")
     show.add_argument("name", type=_server_name, help="server name")
     show.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
+
+    nodes = commands.add_parser("nodes", help="list the node inventory")
+    nodes.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
+    nodes.add_argument("--state", choices=NODE_STATES, help="only nodes in this state")
+
+    node = commands.add_parser("node", help="print one node's summary and latest stats")
+    node.add_argument("name", type=_node_id, metavar="NAME", help="node name or IP address")
+    node.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
     return parser
 
 
@@ -189,7 +211,26 @@ def _run_show(args: argparse.Namespace) -> int:
     return show_server(args.url, args.name, sys.stdout)
 
 
-_COMMANDS = {"serve": _run_serve, "agent": _run_agent, "demo": _run_demo, "show": _run_show}
+def _run_nodes(args: argparse.Namespace) -> int:
+    from .console import list_nodes, wants_colour
+
+    return list_nodes(args.url, args.state, sys.stdout, sys.stderr, wants_colour(sys.stdout, os.environ))
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    from .console import show_node, wants_colour
+
+    return show_node(args.url, args.name, sys.stdout, sys.stderr, wants_colour(sys.stdout, os.environ))
+
+
+_COMMANDS = {
+    "serve": _run_serve,
+    "agent": _run_agent,
+    "demo": _run_demo,
+    "show": _run_show,
+    "nodes": _run_nodes,
+    "node": _run_node,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

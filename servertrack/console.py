@@ -1,4 +1,7 @@
-"""``servertrack show``: fetch a server's windows over HTTP and print them for a terminal."""
+"""The API's client commands: ``servertrack show`` (a server's windows), ``nodes`` (the node
+inventory) and ``node`` (one node's summary and latest stats), fetched over HTTP and printed for a
+terminal. Fetching is ``fetch_json``; everything printed comes from pure ``render_*`` functions.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,31 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TextIO
 
 from .common.errors import ServerTrackError
 
 REQUEST_TIMEOUT_SECONDS = 5.0
 BAR_WIDTH = 20
+TOP_PROCESSES_SHOWN = 10
+PER_CPU_SHOWN = 32
+COMMAND_WIDTH = 60
+NODE_SECTIONS = ("cpu", "memory", "disks", "network", "processes")
+_STATE_COLOURS = {"online": "32", "stale": "33", "offline": "31"}  # ANSI green, yellow, red
 
 
 class ApiUnreachable(ServerTrackError):
     """The API at the given URL did not answer."""
 
 
-def fetch_loads(base_url: str, name: str) -> tuple[int, dict[str, Any]]:
-    """``(status, body)`` of ``GET /servers/{name}/loads``; raise ``ApiUnreachable`` if no answer."""
-    url = f"{base_url.rstrip('/')}/servers/{urllib.parse.quote(name)}/loads"
+def fetch_json(base_url: str, path: str) -> tuple[int, Any]:
+    """``(status, body)`` of ``GET {base_url}{path}`` (``path`` already URL-quoted).
+
+    An HTTP error status is returned with its JSON body (or ``{"error": reason}``);
+    raise ``ApiUnreachable`` if there is no HTTP answer at all.
+    """
+    url = base_url.rstrip("/") + path
     try:
         with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
             return response.status, json.load(response)
@@ -33,6 +46,13 @@ def fetch_loads(base_url: str, name: str) -> tuple[int, dict[str, Any]]:
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise ApiUnreachable(f"cannot reach {base_url}: {reason}") from None
+
+
+def _error_message(status: int, body: Any) -> str:
+    """The API's ``{"error": ...}`` message, or the bare status."""
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return body["error"]
+    return f"HTTP {status}"
 
 
 def _bar(percent: float) -> str:
@@ -62,9 +82,236 @@ def render_loads(body: dict[str, Any]) -> str:
 
 def show_server(base_url: str, name: str, out: TextIO) -> int:
     """Print server ``name``'s windows; return the exit code (1 if the API refused)."""
-    status, body = fetch_loads(base_url, name)
+    status, body = fetch_json(base_url, f"/servers/{urllib.parse.quote(name, safe='')}/loads")
     if status != 200:
-        out.write(f"servertrack: {body.get('error', 'HTTP ' + str(status))}\n")
+        out.write(f"servertrack: {_error_message(status, body)}\n")
         return 1
     out.write(render_loads(body))
     return 0
+
+
+# -- servertrack nodes / node -------------------------------------------------------
+
+
+def wants_colour(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Colour only a terminal, and only if ``NO_COLOR`` is unset or empty (https://no-color.org)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty()) and not environ.get("NO_COLOR")
+
+
+def _paint_state(state: str, colour: bool) -> str:
+    code = _STATE_COLOURS.get(state)
+    return f"\x1b[{code}m{state}\x1b[0m" if colour and code is not None else state
+
+
+def _table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    right: Collection[int] = (),
+    paint: Callable[[int, str], str] | None = None,
+) -> list[str]:
+    """Aligned columns, two spaces apart; ``paint(column, cell)`` may decorate a cell (padding is
+    computed on the plain text, so ANSI codes do not break the alignment)."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+
+    def line(cells: Sequence[str], painted: bool) -> str:
+        parts = []
+        for index, (cell, width) in enumerate(zip(cells, widths)):
+            padding = " " * (width - len(cell))
+            shown = paint(index, cell) if painted and paint is not None else cell
+            parts.append(padding + shown if index in right else shown + padding)
+        return "  ".join(parts).rstrip()
+
+    return [line(header, False)] + [line(row, True) for row in rows]
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _size(value: Any) -> str:
+    """Bytes for a human: ``512 B``, ``1.5 KiB``, ``16.0 GiB``."""
+    if value is None:
+        return "-"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(amount) < 1024 or unit == "PiB":
+            return f"{int(amount)} B" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _duration(seconds: Any) -> str:
+    """``3d 04:05:06`` or ``04:05:06``."""
+    if seconds is None:
+        return "-"
+    days, rest = divmod(int(seconds), 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+def render_nodes(body: dict[str, Any], colour: bool = False) -> str:
+    """The node inventory (``GET /nodes``) as a table; states coloured if ``colour``."""
+    nodes = body["nodes"]
+    if not nodes:
+        return "no nodes\n"
+    rows = [
+        [node["name"], node["state"], node["last_seen"], _text(node.get("hostname")), ", ".join(node["ips"]) or "-"]
+        for node in nodes
+    ]
+    lines = _table(["NAME", "STATE", "LAST SEEN (UTC)", "HOSTNAME", "IPS"], rows,
+                   paint=lambda column, cell: _paint_state(cell, colour) if column == 1 else cell)
+    return "\n".join(lines) + "\n"
+
+
+def _load_line(loads: dict[str, Any] | None) -> str:
+    if loads is None or not loads["samples"]:
+        return "no samples"
+    cpu, ram = loads["cpu"], loads["ram"]
+    count = loads["samples"]
+    return (f"{count} sample{'' if count == 1 else 's'},"
+            f" cpu avg {cpu['avg']:.1f} % (min {cpu['min']:.1f}, max {cpu['max']:.1f}),"
+            f" ram avg {ram['avg']:.1f} % (min {ram['min']:.1f}, max {ram['max']:.1f})")
+
+
+def _node_lines(node: dict[str, Any], loads: dict[str, Any] | None, colour: bool) -> list[str]:
+    system = node.get("os")
+    if system is not None and node.get("platform"):
+        system = f"{system} ({node['platform']})"
+    cpus = node.get("cpu_count")
+    hardware = f"{_text(cpus)} CPU{'' if cpus == 1 else 's'}, {_size(node.get('memory_total'))} memory"
+    interval = node.get("interval")
+    agent = _text(node.get("agent_version")) + ("" if interval is None else f", every {interval:g} s")
+    window = loads["window"] if loads is not None else "1h"
+    return [
+        f"{node['name']}  {_paint_state(node['state'], colour)}  (last seen {node['last_seen']})",
+        f"  {'hostname':<13}{_text(node.get('hostname'))}",
+        f"  {'addresses':<13}{', '.join(node.get('ips') or []) or '-'}",
+        f"  {'system':<13}{_text(system)}, {hardware}",
+        f"  {'agent':<13}{agent}",
+        f"  {'booted':<13}{_text(node.get('boot_time'))}, up {_duration(node.get('uptime_seconds'))}",
+        f"  {'loads (' + window + ')':<13}{_load_line(loads)}",
+    ]
+
+
+def _cpu_lines(stats: dict[str, Any]) -> list[str]:
+    cpu = stats["cpu"]
+    times = cpu["times_percent"]
+    frequency = "" if cpu.get("freq_mhz") is None else f"  {cpu['freq_mhz']:.0f} MHz"
+    per_cpu = " ".join(_percent(value) for value in cpu["per_cpu"][:PER_CPU_SHOWN])
+    if len(cpu["per_cpu"]) > PER_CPU_SHOWN:
+        per_cpu += f" ... ({len(cpu['per_cpu'])} CPUs)"
+    memory, swap = stats["memory"], stats["swap"]
+    lines = [
+        f"  {'cpu':<13}{_percent(cpu['percent'])} %  user {_percent(times['user'])}  system "
+        f"{_percent(times['system'])}  iowait {_percent(times['iowait'])}  idle {_percent(times['idle'])}{frequency}",
+        f"  {'per cpu':<13}{per_cpu or '-'}",
+        f"  {'load':<13}{' '.join(f'{value:.2f}' for value in cpu['load_avg'])}",
+        f"  {'memory':<13}{_percent(memory['percent'])} %  {_size(memory['used'])} used of {_size(memory['total'])},"
+        f" {_size(memory['available'])} available",
+        f"  {'swap':<13}{_percent(swap['percent'])} %  {_size(swap['used'])} used of {_size(swap['total'])}",
+    ]
+    disk_io = stats.get("disk_io")
+    if disk_io is not None:
+        lines.append(
+            f"  {'disk i/o':<13}read {_size(disk_io['read_bytes_per_s'])}/s ({disk_io['read_ops_per_s']:.1f} ops/s),"
+            f" write {_size(disk_io['write_bytes_per_s'])}/s ({disk_io['write_ops_per_s']:.1f} ops/s)"
+        )
+    return lines
+
+
+def _disk_lines(disks: list[dict[str, Any]]) -> list[str]:
+    rows = [[disk["mountpoint"], disk["device"], disk["fstype"], _size(disk["used"]), _size(disk["total"]),
+             _percent(disk["percent"])] for disk in disks]
+    return ["  " + line for line in _table(["MOUNT", "DEVICE", "TYPE", "USED", "SIZE", "USE %"], rows, {3, 4, 5})]
+
+
+def _network_lines(interfaces: list[dict[str, Any]]) -> list[str]:
+    rows = [[nic["interface"], f"{_size(nic['rx_bytes_per_s'])}/s", f"{_size(nic['tx_bytes_per_s'])}/s",
+             f"{nic['rx_packets_per_s']:.1f}", f"{nic['tx_packets_per_s']:.1f}",
+             f"{nic['rx_errors']}/{nic['tx_errors']}", f"{nic['rx_drops']}/{nic['tx_drops']}"] for nic in interfaces]
+    header = ["INTERFACE", "RX", "TX", "RX PKT/S", "TX PKT/S", "ERRORS RX/TX", "DROPS RX/TX"]
+    return ["  " + line for line in _table(header, rows, {1, 2, 3, 4, 5, 6})]
+
+
+def _process_lines(processes: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for process in processes[:TOP_PROCESSES_SHOWN]:
+        command = process["cmdline"] or process["name"]
+        if len(command) > COMMAND_WIDTH:
+            command = command[:COMMAND_WIDTH - 3] + "..."
+        rows.append([str(process["pid"]), _text(process.get("user")), _percent(process["cpu_percent"]),
+                     _percent(process["memory_percent"]), _size(process["rss"]), process["name"], command])
+    header = ["PID", "USER", "CPU %", "MEM %", "RSS", "NAME", "COMMAND"]
+    return ["  " + line for line in _table(header, rows, {0, 2, 3, 4})]
+
+
+def render_node(
+    node: dict[str, Any], stats: dict[str, Any] | None, loads: dict[str, Any] | None = None, colour: bool = False
+) -> str:
+    """One node for a terminal: ``node`` is ``GET /nodes/{id}``, ``loads`` its ``/summary`` (or None) and
+    ``stats`` its latest snapshot (the sections of ``/cpu``, ``/memory``, ``/disks``, ``/network`` and
+    ``/processes`` together), or None if it has sent none."""
+    lines = _node_lines(node, loads, colour)
+    if stats is None:
+        return "\n".join([*lines, "", "No stats received yet."]) + "\n"
+    lines += ["", f"Latest stats ({node.get('stats_at') or '?'})", *_cpu_lines(stats)]
+    lines += ["", "Disks", *(_disk_lines(stats["disks"]) if stats["disks"] else ["  none"])]
+    lines += ["", "Network", *(_network_lines(stats["network"]) if stats["network"] else ["  none"])]
+    processes = stats["processes"]
+    lines += ["", f"Processes: {processes['count']} in total"]
+    for title, key in (("Top by CPU", "top_cpu"), ("Top by memory", "top_memory")):
+        lines += ["", title, *(_process_lines(processes[key]) if processes[key] else ["  none"])]
+    return "\n".join(lines) + "\n"
+
+
+def list_nodes(base_url: str, state: str | None, out: TextIO, err: TextIO, colour: bool = False) -> int:
+    """Print the node inventory (only nodes in ``state`` if given); return the exit code (1 if the API refused)."""
+    path = "/nodes" if state is None else "/nodes?" + urllib.parse.urlencode({"state": state})
+    status, body = fetch_json(base_url, path)
+    if status != 200:
+        err.write(f"servertrack: {_error_message(status, body)}\n")
+        return 1
+    out.write(render_nodes(body, colour))
+    return 0
+
+
+def show_node(base_url: str, node_id: str, out: TextIO, err: TextIO, colour: bool = False) -> int:
+    """Print one node (by name or IP address) with its latest stats; return the exit code (1 if the API refused)."""
+    status, node = fetch_json(base_url, f"/nodes/{urllib.parse.quote(node_id, safe='')}")
+    if status != 200:
+        err.write(f"servertrack: {_error_message(status, node)}\n")
+        return 1
+    base = f"/nodes/{urllib.parse.quote(node['name'], safe='')}"  # by name from here on: an IP may be shared
+    fetches = [("loads", base + "/summary?window=1h")]
+    if node.get("stats_at") is not None:
+        fetches += [(section, f"{base}/{section}") for section in NODE_SECTIONS]
+    answers: dict[str, dict[str, Any]] = {}
+    for key, path in fetches:
+        status, body = fetch_json(base_url, path)
+        if status != 200:
+            err.write(f"servertrack: {_error_message(status, body)}\n")
+            return 1
+        answers[key] = body
+    stats = snapshot_of(answers) if node.get("stats_at") is not None else None
+    out.write(render_node(node, stats, answers["loads"], colour))
+    return 0
+
+
+def snapshot_of(sections: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The stats snapshot put back together from the bodies of ``/cpu``, ``/memory``, ``/disks``,
+    ``/network`` and ``/processes`` (``cpu`` and ``processes`` show their fields directly)."""
+    snapshot: dict[str, Any] = {}
+    for section in NODE_SECTIONS:
+        fields = {key: value for key, value in sections[section].items() if key not in ("name", "stats_at")}
+        if section in ("cpu", "processes"):
+            snapshot[section] = fields
+        else:
+            snapshot.update(fields)
+    return snapshot

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import http.server
+import io
+import json
+import re
 import socket
 import subprocess
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from servertrack.cli import CommandLineError, main, parse
+from servertrack.console import render_node, render_nodes, wants_colour
 from servertrack.common.settings import EnvironmentDefaults
 from tests.conftest import servertrack_command, subprocess_env
 
@@ -104,3 +112,260 @@ def test_python_dash_m_runs_the_same_cli() -> None:
     done = subprocess.run(servertrack_command("--version"), env=subprocess_env(), capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == 0 and done.stdout.startswith("servertrack ")
+
+
+# -- servertrack nodes / node ------------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+NODE_LIST: dict[str, Any] = {"nodes": [
+    {"name": "db-01.example", "hostname": "db-01", "state": "offline", "last_seen": "2026-11-25T14:00:00Z",
+     "ips": ["10.0.0.6"]},
+    {"name": "web-01.example", "hostname": "web-01", "state": "online", "last_seen": "2026-11-25T14:20:01Z",
+     "ips": ["10.0.0.5", "fd00::2"]},
+    {"name": "zmq-only", "hostname": None, "state": "stale", "last_seen": "2026-11-25T14:19:00Z", "ips": []},
+]}
+
+NODE: dict[str, Any] = {
+    "name": "web-01.example", "hostname": "web-01", "state": "online", "last_seen": "2026-11-25T14:20:01Z",
+    "ips": ["10.0.0.5", "fd00::2"], "boot_time": "2026-11-20T10:00:00Z", "uptime_seconds": 447_601,
+    "os": "Linux 6.1.0", "platform": "x86_64", "cpu_count": 2, "memory_total": 16 * 2**30,
+    "agent_version": "0.2.0", "interval": 1.0, "load_avg": [0.5, 0.4, 0.3], "cpu_usage_percent": [20.0, 30.0],
+    "memory_usage_percent": 37.5, "stats_at": "2026-11-25T14:20:00Z",
+}
+
+LOADS: dict[str, Any] = {
+    "name": "web-01.example", "window": "1h", "samples": 120, "cpu": {"avg": 22.25, "min": 1.0, "max": 97.5},
+    "ram": {"avg": 40.0, "min": 39.0, "max": 41.0}, "uptime_seconds": 447_601,
+}
+
+
+def _process(pid: int, name: str, cpu: float, rss: int, cmdline: str) -> dict[str, Any]:
+    return {"pid": pid, "name": name, "user": "root", "status": "running", "cpu_percent": cpu, "rss": rss,
+            "memory_percent": 1.5, "create_time": 1_790_000_000.0, "cmdline": cmdline}
+
+
+STATS: dict[str, Any] = {
+    "cpu": {"percent": 25.0, "per_cpu": [20.0, 30.0], "load_avg": [0.5, 0.4, 0.3],
+            "times_percent": {"user": 20.0, "system": 5.0, "idle": 75.0, "iowait": 0.0}, "freq_mhz": 2400.0},
+    "memory": {"total": 16 * 2**30, "available": 10 * 2**30, "used": 6 * 2**30, "percent": 37.5},
+    "swap": {"total": 2**30, "used": 0, "percent": 0.0},
+    "disks": [{"device": "/dev/vda1", "mountpoint": "/", "fstype": "ext4", "total": 100 * 2**30,
+               "used": 30 * 2**30, "free": 70 * 2**30, "percent": 30.0}],
+    "disk_io": {"read_bytes_per_s": 1536.0, "write_bytes_per_s": 0.0, "read_ops_per_s": 3.0, "write_ops_per_s": 0.0},
+    "network": [{"interface": "eth0", "rx_bytes_per_s": 2.5 * 2**20, "tx_bytes_per_s": 512.0,
+                 "rx_packets_per_s": 100.0, "tx_packets_per_s": 20.0, "rx_errors": 1, "tx_errors": 0,
+                 "rx_drops": 3, "tx_drops": 0}],
+    "processes": {"count": 312,
+                  "top_cpu": [_process(4242, "postgres", 97.5, 900 * 2**20, "postgres: writer " + "x" * 100)],
+                  "top_memory": [_process(77, "java", 3.0, 4 * 2**30, "")]},
+}
+
+
+def test_nodes_and_node_flags() -> None:
+    listed = parse(["nodes"], EnvironmentDefaults(url="http://127.0.0.1:9"))
+    assert (listed.command, listed.url, listed.state) == ("nodes", "http://127.0.0.1:9", None)
+    assert parse(["nodes", "--state", "stale", "--url", "http://h:1"], EnvironmentDefaults()).state == "stale"
+    assert parse(["node", "Web-01.Example"], EnvironmentDefaults()).name == "web-01.example"
+    assert parse(["node", "10.0.0.5"], EnvironmentDefaults()).name == "10.0.0.5"
+    assert parse(["node", "FD00:0::2", "--url", "http://h:1"], EnvironmentDefaults()).name == "fd00::2"
+
+
+@pytest.mark.parametrize("argv", [
+    ["nodes", "--state", "up"],
+    ["nodes", "--state", "ONLINE"],
+    ["nodes", "--url", "ftp://h"],
+    ["nodes", "extra"],
+    ["node"],
+    ["node", "bad name"],
+    ["node", "fd00:::2"],
+    ["node", "web-01", "--state", "online"],
+])
+def test_bad_nodes_flags_exit_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("servertrack: error: ") and err.count("\n") == 1
+
+
+def test_the_inventory_table() -> None:
+    assert render_nodes(NODE_LIST) == (
+        "NAME            STATE    LAST SEEN (UTC)       HOSTNAME  IPS\n"
+        "db-01.example   offline  2026-11-25T14:00:00Z  db-01     10.0.0.6\n"
+        "web-01.example  online   2026-11-25T14:20:01Z  web-01    10.0.0.5, fd00::2\n"
+        "zmq-only        stale    2026-11-25T14:19:00Z  -         -\n"
+    )
+    assert render_nodes({"nodes": []}) == "no nodes\n"
+
+
+def test_the_inventory_table_colours_states_only_when_asked() -> None:
+    plain, coloured = render_nodes(NODE_LIST), render_nodes(NODE_LIST, colour=True)
+    assert "\x1b" not in plain
+    assert ANSI.sub("", coloured) == plain  # colour codes do not shift the columns
+    assert "\x1b[31moffline\x1b[0m" in coloured.splitlines()[1]
+    assert "\x1b[32monline\x1b[0m" in coloured.splitlines()[2]
+    assert "\x1b[33mstale\x1b[0m" in coloured.splitlines()[3]
+    assert "\x1b" not in coloured.splitlines()[0]
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty, environ, expected", [
+    (True, {}, True),
+    (True, {"NO_COLOR": ""}, True),  # https://no-color.org: set *and non-empty* disables colour
+    (True, {"NO_COLOR": "1"}, False),
+    (False, {}, False),
+    (False, {"NO_COLOR": "1"}, False),
+])
+def test_colour_only_on_a_terminal_without_no_color(tty: bool, environ: dict[str, str], expected: bool) -> None:
+    assert wants_colour(_Stream(tty), environ) is expected
+
+
+def test_a_node_with_its_latest_stats() -> None:
+    text = render_node(NODE, STATS, LOADS)
+    assert "\x1b" not in text
+    lines = text.splitlines()
+    assert lines[0] == "web-01.example  online  (last seen 2026-11-25T14:20:01Z)"
+    for expected in [
+        "  addresses    10.0.0.5, fd00::2",
+        "  system       Linux 6.1.0 (x86_64), 2 CPUs, 16.0 GiB memory",
+        "  agent        0.2.0, every 1 s",
+        "  booted       2026-11-20T10:00:00Z, up 5d 04:20:01",
+        "  loads (1h)   120 samples, cpu avg 22.2 % (min 1.0, max 97.5), ram avg 40.0 % (min 39.0, max 41.0)",
+        "Latest stats (2026-11-25T14:20:00Z)",
+        "  cpu          25.0 %  user 20.0  system 5.0  iowait 0.0  idle 75.0  2400 MHz",
+        "  per cpu      20.0 30.0",
+        "  load         0.50 0.40 0.30",
+        "  memory       37.5 %  6.0 GiB used of 16.0 GiB, 10.0 GiB available",
+        "  swap         0.0 %  0 B used of 1.0 GiB",
+        "  disk i/o     read 1.5 KiB/s (3.0 ops/s), write 0 B/s (0.0 ops/s)",
+        "  MOUNT  DEVICE     TYPE      USED       SIZE  USE %",
+        "  /      /dev/vda1  ext4  30.0 GiB  100.0 GiB   30.0",
+        "Processes: 312 in total",
+    ]:
+        assert expected in lines, expected
+    network = lines[lines.index("Network") + 2]
+    assert network.split() == ["eth0", "2.5", "MiB/s", "512", "B/s", "100.0", "20.0", "1/0", "3/0"]
+    top_cpu = lines[lines.index("Top by CPU") + 2]
+    assert top_cpu.split()[:6] == ["4242", "root", "97.5", "1.5", "900.0", "MiB"]
+    assert top_cpu.endswith("...") and len(top_cpu.split("postgres: writer")[1]) <= 60
+    top_memory = lines[lines.index("Top by memory") + 2]
+    assert top_memory.split()[-3:] == ["GiB", "java", "java"]  # no command line: the name stands in
+
+
+def test_a_node_without_stats_or_hello() -> None:
+    bare = {**NODE, **{key: None for key in ("hostname", "boot_time", "uptime_seconds", "os", "platform",
+                                             "cpu_count", "memory_total", "agent_version", "interval",
+                                             "load_avg", "cpu_usage_percent", "memory_usage_percent",
+                                             "stats_at")}, "ips": [], "state": "stale"}
+    text = render_node(bare, None, {**LOADS, "samples": 0, "cpu": None, "ram": None}, colour=True)
+    assert "\x1b[33mstale\x1b[0m" in text
+    assert "  addresses    -" in text and "  booted       -, up -" in text and "  loads (1h)   no samples" in text
+    assert text.endswith("\nNo stats received yet.\n")
+    assert "sample," in render_node(NODE, None, {**LOADS, "samples": 1})
+
+
+@pytest.mark.parametrize("argv", [["nodes"], ["nodes", "--state", "offline"], ["node", "web-01"],
+                                  ["node", "fd00::2"]])
+def test_nodes_with_unreachable_api_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    assert main([*argv, "--url", f"http://127.0.0.1:{port}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("servertrack: error: cannot reach") and captured.err.count("\n") == 1
+    assert captured.out == ""
+
+
+class _CannedApi(http.server.BaseHTTPRequestHandler):
+    """Answers GETs from ``answers``: path (with query) -> (status, JSON body); anything else is a JSON 404."""
+
+    answers: dict[str, tuple[int, Any]] = {}
+    requested: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.requested.append(self.path)
+        status, body = self.answers.get(self.path, (404, {"error": f"no such endpoint: {self.path}"}))
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def canned_api() -> Iterator[str]:
+    """A stand-in for the API on 127.0.0.1 answering ``_CannedApi.answers``; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CannedApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _CannedApi.requested = []
+    _CannedApi.answers = {
+        "/nodes": (200, NODE_LIST),
+        "/nodes?state=stale": (200, {"nodes": NODE_LIST["nodes"][2:]}),
+        "/nodes/fd00%3A%3A2": (200, NODE),
+        "/nodes/web-01.example": (200, NODE),
+        "/nodes/web-01.example/summary?window=1h": (200, LOADS),
+        "/nodes/web-01.example/cpu": (200, {"name": "web-01.example", "stats_at": NODE["stats_at"],
+                                            **STATS["cpu"]}),
+        "/nodes/web-01.example/memory": (200, {"name": "web-01.example", "stats_at": NODE["stats_at"],
+                                               "memory": STATS["memory"], "swap": STATS["swap"]}),
+        "/nodes/web-01.example/disks": (200, {"name": "web-01.example", "stats_at": NODE["stats_at"],
+                                              "disks": STATS["disks"], "disk_io": STATS["disk_io"]}),
+        "/nodes/web-01.example/network": (200, {"name": "web-01.example", "stats_at": NODE["stats_at"],
+                                                "network": STATS["network"]}),
+        "/nodes/web-01.example/processes": (200, {"name": "web-01.example", "stats_at": NODE["stats_at"],
+                                                  **STATS["processes"]}),
+        "/nodes/10.0.0.9": (409, {"error": "address 10.0.0.9 belongs to several nodes: a, b"}),
+    }
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_nodes_prints_the_inventory(canned_api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nodes", "--url", canned_api]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == render_nodes(NODE_LIST) and captured.err == ""  # not a terminal: no colour
+    assert main(["nodes", "--state", "stale", "--url", canned_api]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("zmq-only")
+
+
+def test_node_prints_the_summary_and_the_latest_stats(canned_api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["node", "fd00::2", "--url", canned_api]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == render_node(NODE, STATS, LOADS) and captured.err == ""
+    # looked up by address once, then by name
+    assert _CannedApi.requested[0] == "/nodes/fd00%3A%3A2"
+    assert all(path.startswith("/nodes/web-01.example/") for path in _CannedApi.requested[1:])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["node", "missing"], "no such endpoint: /nodes/missing"),
+    (["node", "10.0.0.9"], "address 10.0.0.9 belongs to several nodes: a, b"),
+])
+def test_node_refused_by_the_api_exits_1_with_its_message(
+    canned_api: str, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main([*argv, "--url", canned_api]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"servertrack: {message}\n" and captured.out == ""
+
+
+def test_node_whose_stats_vanish_midway_exits_1(canned_api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    del _CannedApi.answers["/nodes/web-01.example/network"]
+    assert main(["node", "web-01.example", "--url", canned_api]) == 1
+    assert capsys.readouterr().err.startswith("servertrack: ")

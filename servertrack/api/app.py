@@ -22,6 +22,13 @@ from .handlers import (
     ServersHandler,
     StatsHandler,
 )
+from .node_handlers import (
+    NodeHandler,
+    NodeProcessHandler,
+    NodeSectionHandler,
+    NodesHandler,
+    NodeSummaryHandler,
+)
 
 _log = logging.getLogger("servertrack.api")
 
@@ -46,6 +53,7 @@ def make_app(
     names = names if names is not None else NameCache()
     nodes = nodes if nodes is not None else NodeRegistry(aggregator.max_servers, clock)
     loads = dict(aggregator=aggregator, batch=batch, stats=stats, names=names, clock=clock)
+    node_lookup = dict(nodes=nodes, names=names)
     return tornado.web.Application(
         [
             (r"/servers/([^/]+)/loads", ServerLoadsHandler, loads),
@@ -53,6 +61,12 @@ def make_app(
             (r"/servers", ServersHandler, dict(aggregator=aggregator, inventory=inventory, names=names)),
             (r"/healthz", HealthHandler),
             (r"/stats", StatsHandler, dict(aggregator=aggregator, inventory=inventory, batch=batch, stats=stats)),
+            # A node is addressed by name or IP address (IPv6 colons are fine in a path segment).
+            (r"/nodes", NodesHandler, dict(node_lookup, clock=clock)),
+            (r"/nodes/([^/]+)", NodeHandler, dict(node_lookup, clock=clock)),
+            (r"/nodes/([^/]+)/(cpu|memory|disks|network|processes)", NodeSectionHandler, node_lookup),
+            (r"/nodes/([^/]+)/processes/([^/]+)", NodeProcessHandler, node_lookup),
+            (r"/nodes/([^/]+)/summary", NodeSummaryHandler, dict(node_lookup, aggregator=aggregator)),
         ],
         default_handler_class=NotFoundHandler,
         log_function=_log_failures,

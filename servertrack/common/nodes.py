@@ -206,6 +206,6 @@ class NodeRegistry:
                 owners.discard(node.name)
                 if not owners:
                     del self._by_ip[old]
-        node.ips = [str(ipaddress.ip_address(address)) for address in ips]
+        node.ips = list(dict.fromkeys(str(ipaddress.ip_address(address)) for address in ips))
         for address in node.ips:
             self._by_ip.setdefault(address, set()).add(node.name)

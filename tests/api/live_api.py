@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import dataclasses
 import json
 import re
 import socket
@@ -34,6 +35,7 @@ from servertrack.collector.applier import BatchApplier
 from servertrack.common.aggregator import Aggregator
 from servertrack.common.batch import PendingBatch
 from servertrack.common.inventory import AgentInventory
+from servertrack.common.nodes import NodeRegistry
 from servertrack.common.protocol import NameCache
 from servertrack.common.stats import IngestStats
 from tests.conftest import FakeClock
@@ -145,7 +147,8 @@ class LiveApi:
         self.inventory = AgentInventory(max_servers)
         self.stats = IngestStats()
         self.names = NameCache()
-        self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock)
+        self.nodes = NodeRegistry(max_servers, clock)
+        self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock, nodes=self.nodes)
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._io_loop: tornado.ioloop.IOLoop | None = None
@@ -159,7 +162,7 @@ class LiveApi:
 
     async def _start(self) -> None:
         self._io_loop = tornado.ioloop.IOLoop.current()
-        app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, self.clock)
+        app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, self.clock, self.nodes)
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
         self._server = tornado.httpserver.HTTPServer(app, max_body_size=SERVER_MAX_BODY)
         self._server.add_sockets(sockets)
@@ -267,7 +270,13 @@ class LiveApi:
             ),
             "servers": servers,
             "windows": {name: server_loads(self.aggregator.windows(name)) for name, _ in servers},  # type: ignore[arg-type]
+            "nodes": self.node_inventory(),
         }
+
+    def node_inventory(self) -> dict[str, Any]:
+        """Everything the node registry holds: each node's fields (a deep copy), and the refusal count."""
+        listed = {node.name: dataclasses.asdict(node) for node, _ in self.nodes.nodes()}
+        return {"nodes": listed, "refused": self.nodes.refused}
 
 
 def quote(name: str) -> str:
@@ -306,3 +315,63 @@ def figures(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 EMPTY = {"samples": 0, "cpu": None, "ram": None}
+
+
+# -- the node inventory (``/nodes``) ---------------------------------------------
+
+# The hello fields of a node booted an hour before ``START``, sampling every 10 s.
+HELLO = {
+    "hostname": "node01", "boot_time": START - 3600.0, "os": "Linux 6.1.0", "platform": "x86_64",
+    "cpu_count": 2, "memory_total": 16 * 2**30, "agent_version": "0.2.0", "interval": 10.0,
+}
+
+
+def hello_body(name: str, ips: list[str] | None = None, **changes: Any) -> dict[str, Any]:
+    """A ``POST /nodes`` body: ``name``, ``ip`` (left out if None) and ``HELLO`` with ``changes``."""
+    body: dict[str, Any] = {"name": name, **HELLO, **changes}
+    if ips is not None:
+        body["ip"] = ips
+    return body
+
+
+def process_entry(pid: int, **changes: Any) -> dict[str, Any]:
+    """One entry of a top-process list."""
+    entry = {"pid": pid, "name": "python3", "user": "root", "status": "running", "cpu_percent": 12.5,
+             "rss": 50_000_000, "memory_percent": 0.3, "create_time": START - 100.0, "cmdline": "python3 -m x"}
+    entry.update(changes)
+    return entry
+
+
+def stats_body(**changes: Any) -> dict[str, Any]:
+    """A valid stats snapshot (``PUT /nodes/{name}``), top-level sections replaced by ``changes``."""
+    snapshot: dict[str, Any] = {
+        "cpu": {"percent": 25.0, "per_cpu": [20.0, 30.0], "load_avg": [0.5, 0.4, 0.3],
+                "times_percent": {"user": 20.0, "system": 5.0, "idle": 75.0, "iowait": 0.0}, "freq_mhz": 2400.0},
+        "memory": {"total": 16 * 2**30, "available": 10 * 2**30, "used": 6 * 2**30, "percent": 37.5},
+        "swap": {"total": 2**30, "used": 0, "percent": 0.0},
+        "disks": [{"device": "/dev/vda1", "mountpoint": "/", "fstype": "ext4", "total": 100 * 2**30,
+                   "used": 30 * 2**30, "free": 70 * 2**30, "percent": 30.0}],
+        "disk_io": {"read_bytes_per_s": 1024.0, "write_bytes_per_s": 2048.0, "read_ops_per_s": 3.0,
+                    "write_ops_per_s": 4.0},
+        "network": [{"interface": "eth0", "rx_bytes_per_s": 10.0, "tx_bytes_per_s": 5.0, "rx_packets_per_s": 1.0,
+                     "tx_packets_per_s": 1.0, "rx_errors": 0, "tx_errors": 0, "rx_drops": 0, "tx_drops": 0}],
+        "processes": {"count": 120, "top_cpu": [process_entry(101), process_entry(102, cpu_percent=3.0)],
+                      "top_memory": [process_entry(202, name="postgres", rss=900_000_000, memory_percent=5.5),
+                                     process_entry(101)]},
+    }
+    snapshot.update(changes)
+    return snapshot
+
+
+def register(api: LiveApi, name: str, ips: list[str] | None = None, **changes: Any) -> dict[str, Any]:
+    """``POST /nodes`` a new node, which must answer 201; returns the body."""
+    reply = api.post("/nodes", hello_body(name, ips, **changes))
+    assert reply.status == 201, (reply.status, reply.raw)
+    return reply.json
+
+
+def put_stats(api: LiveApi, node: str, stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``PUT /nodes/{node}`` a snapshot (``stats_body()`` by default), which must answer 200; returns the body."""
+    reply = api.request("PUT", f"/nodes/{quote(node)}", json.dumps(stats if stats is not None else stats_body()))
+    assert reply.status == 200, (reply.status, reply.raw)
+    return reply.json

@@ -82,7 +82,8 @@ def test_hello_registers_and_updates(clock: FakeClock) -> None:
 
 def test_nodes_are_found_by_name_or_any_ip(clock: FakeClock) -> None:
     registry = NodeRegistry(10, clock)
-    registry.hello("n1", ["10.0.0.1", "2001:db8::1"], INFO)
+    registry.hello("n1", ["10.0.0.1", "2001:db8::1", "2001:db8:0::1"], INFO)
+    assert registry.get("n1").ips == ["10.0.0.1", "2001:db8::1"]  # type: ignore[union-attr]  # normalised, once
     registry.hello("n2", ["10.0.0.2"], INFO)
     assert registry.resolve("N1").name == "n1"
     assert registry.resolve("2001:0db8:0:0:0:0:0:1").name == "n1"  # any spelling of the address

@@ -1,0 +1,215 @@
+"""Tornado handlers of the node inventory: register, update, deregister, list and read nodes.
+
+A node is addressed in the URL by its name or by any of its IP addresses
+(``NodeRegistry.resolve``). Every request is validated in full before the
+registry is touched, so a refused request changes nothing (except the
+registry's ``refused`` count when it is full, as for a hello over ZeroMQ).
+Errors leave as ``{"error": "..."}`` through ``JsonHandler.write_error``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from ..common.aggregator import Aggregator
+from ..common.errors import InvalidSample
+from ..common.node_messages import HELLO_FIELDS, MAX_TOP_PROCESSES, STATS
+from ..common.nodes import NODE_STATES, AmbiguousAddress, Node, NodeRegistry, UnknownNode
+from ..common.protocol import MAX_FRAME_BYTES, MAX_IP_LENGTH, NameCache, check_ips
+from .handlers import ApiError, JsonHandler, StreamedJsonHandler
+from .node_views import (
+    load_summary,
+    node_detail,
+    node_entry,
+    node_section,
+    top_process,
+    uptime_seconds,
+)
+
+# ``?window=`` of the summary: the last hour (minute buckets) or the last day (hour buckets).
+SUMMARY_WINDOWS = ("1h", "24h")
+DEFAULT_SUMMARY_WINDOW = "1h"
+_PID = re.compile(r"[0-9]{1,10}")
+
+
+def _field_error(invalid: InvalidSample, field: str) -> ApiError:
+    """A 400 whose message starts with the name of the offending field."""
+    message = invalid.message
+    return ApiError(400, message if message.startswith(field) else f"{field}: {message}")
+
+
+def _is_address(text: str) -> bool:
+    if len(text) > MAX_IP_LENGTH:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def find_node(nodes: NodeRegistry, names: NameCache, raw: str) -> Node:
+    """The node named ``raw``, or the one owning IP address ``raw``.
+
+    400 if ``raw`` is neither a valid name nor an IP address, 404 if no node
+    matches, 409 if several nodes share the address.
+    """
+    try:
+        names.canonical(raw)
+    except InvalidSample:
+        if not _is_address(raw):
+            shown = raw if len(raw) <= 64 else raw[:64] + "..."
+            raise ApiError(400, f"{shown!r} is neither a node name nor an IP address") from None
+    try:
+        return nodes.resolve(raw)
+    except UnknownNode as unknown:
+        raise ApiError(404, str(unknown)) from None
+    except AmbiguousAddress as ambiguous:
+        raise ApiError(409, f"{ambiguous}; address the node by name") from None
+
+
+def _latest_stats(node: Node) -> dict[str, Any]:
+    stats = node.stats()
+    if stats is None:
+        raise ApiError(404, f"node {node.name!r} has sent no stats yet")
+    return stats
+
+
+class NodesHandler(StreamedJsonHandler):
+    """``GET /nodes``: the inventory (``?state=`` filters); ``POST /nodes``: register or refresh a node."""
+
+    def initialize(self, nodes: NodeRegistry, names: NameCache, clock: Callable[[], float]) -> None:
+        self.nodes = nodes
+        self.names = names
+        self.clock = clock
+
+    def get(self) -> None:
+        state = self.get_query_argument("state", None)
+        if state is not None and state not in NODE_STATES:
+            raise ApiError(400, f"state must be one of {', '.join(NODE_STATES)}, got {state!r}")
+        self.write_json(200, {"nodes": [node_entry(node, current) for node, current in self.nodes.nodes(state)]})
+
+    def post(self) -> None:
+        body = self.parse_json_body()
+        if type(body) is not dict:
+            raise ApiError(400, 'body must be a JSON object like {"name": "node01.example", "ip": [], "hostname": ...}')
+        if "name" not in body:
+            raise ApiError(400, "name: missing")
+        try:
+            name = self.names.canonical(body["name"])
+        except InvalidSample as invalid:
+            raise _field_error(invalid, "name") from None
+        try:
+            ips = check_ips(body.get("ip", []))
+        except InvalidSample as invalid:
+            raise _field_error(invalid, "ip") from None
+        try:
+            info = HELLO_FIELDS.check(body, "")
+        except InvalidSample as invalid:
+            raise ApiError(400, invalid.message) from None
+        known = name in self.nodes
+        node = self.nodes.hello(name, list(ips), info, now=self.clock())
+        if node is None:
+            raise ApiError(503, f"node limit reached: {self.nodes.max_nodes} nodes are registered")
+        if not known:
+            self.set_header("Location", f"/nodes/{name}")
+        self.write_json(200 if known else 201, node_detail(node, self.nodes.state(node)))
+
+
+class NodeHandler(StreamedJsonHandler):
+    """``GET`` a node's summary, ``PUT`` its latest stats snapshot, ``DELETE`` it from the inventory."""
+
+    def initialize(self, nodes: NodeRegistry, names: NameCache, clock: Callable[[], float]) -> None:
+        self.nodes = nodes
+        self.names = names
+        self.clock = clock
+
+    def get(self, raw_id: str) -> None:
+        node = find_node(self.nodes, self.names, raw_id)
+        self.write_json(200, node_detail(node, self.nodes.state(node)))
+
+    def put(self, raw_id: str) -> None:
+        node = find_node(self.nodes, self.names, raw_id)
+        body = self.parse_json_body()
+        if type(body) is not dict:
+            raise ApiError(400, 'body must be a JSON object: a stats snapshot {"cpu": ..., "memory": ..., ...}')
+        try:
+            stats = STATS.check(body, "")
+        except InvalidSample as invalid:
+            raise ApiError(400, invalid.message) from None
+        # The registry keeps at most a frame's worth per node, whichever way the stats came.
+        size = len(msgpack.packb(stats))
+        if size > MAX_FRAME_BYTES:
+            raise ApiError(413, f"stats snapshot of {size} bytes (msgpack) exceeds the limit of {MAX_FRAME_BYTES}")
+        now = self.clock()
+        updated = self.nodes.record_stats(node.name, stats, ts=now, now=now)
+        if updated is None:  # only if the node vanished meanwhile and the registry is full
+            raise ApiError(503, f"node limit reached: {self.nodes.max_nodes} nodes are registered")
+        self.write_json(200, node_detail(updated, self.nodes.state(updated)))
+
+    def delete(self, raw_id: str) -> None:
+        node = find_node(self.nodes, self.names, raw_id)
+        self.nodes.remove(node.name)
+        self.set_status(204)
+        self.finish()
+
+
+class NodeSectionHandler(JsonHandler):
+    """``GET /nodes/{id}/{cpu|memory|disks|network|processes}``: part of the latest snapshot."""
+
+    def initialize(self, nodes: NodeRegistry, names: NameCache) -> None:
+        self.nodes = nodes
+        self.names = names
+
+    def get(self, raw_id: str, section: str) -> None:
+        node = find_node(self.nodes, self.names, raw_id)
+        self.write_json(200, node_section(node, _latest_stats(node), section))
+
+
+class NodeProcessHandler(JsonHandler):
+    """``GET /nodes/{id}/processes/{pid}``: the entry of one process, if it is among the top ones kept."""
+
+    def initialize(self, nodes: NodeRegistry, names: NameCache) -> None:
+        self.nodes = nodes
+        self.names = names
+
+    def get(self, raw_id: str, pid_text: str) -> None:
+        if _PID.fullmatch(pid_text) is None:
+            shown = pid_text if len(pid_text) <= 32 else pid_text[:32] + "..."
+            raise ApiError(400, f"pid must be a non-negative integer, got {shown!r}")
+        pid = int(pid_text)
+        node = find_node(self.nodes, self.names, raw_id)
+        stats = _latest_stats(node)
+        entry = top_process(stats, pid)
+        if entry is None:
+            raise ApiError(
+                404,
+                f"process {pid} is not among the top processes of node {node.name!r}: only the top "
+                f"{MAX_TOP_PROCESSES} by CPU and by memory are kept",
+            )
+        self.write_json(200, entry)
+
+
+class NodeSummaryHandler(JsonHandler):
+    """``GET /nodes/{id}/summary?window=1h|24h``: the node's loads over the last hour or day."""
+
+    def initialize(self, nodes: NodeRegistry, names: NameCache, aggregator: Aggregator) -> None:
+        self.nodes = nodes
+        self.names = names
+        self.aggregator = aggregator
+
+    def get(self, raw_id: str) -> None:
+        window_name = self.get_query_argument("window", DEFAULT_SUMMARY_WINDOW)
+        if window_name not in SUMMARY_WINDOWS:
+            raise ApiError(400, f"window must be one of {', '.join(SUMMARY_WINDOWS)}, got {window_name!r}")
+        node = find_node(self.nodes, self.names, raw_id)
+        windows = self.aggregator.windows(node.name)
+        window = None
+        if windows is not None:
+            window = windows.minutes if window_name == "1h" else windows.hours
+        self.write_json(200, load_summary(node.name, window_name, window, uptime_seconds(node)))
