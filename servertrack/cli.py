@@ -129,6 +129,8 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     serve.add_argument("--port", type=_port, default=env.port, help="HTTP port, 0 for any (default %(default)s)")
     serve.add_argument("--ingest", type=_endpoint, default=env.ingest, help="ZeroMQ SUB bind address (default %(default)s)")
     serve.add_argument("--max-servers", type=_positive_int, default=env.max_servers, help="server cap (default %(default)s)")
+    serve.add_argument("--offline-after", type=_seconds, default=env.offline_after,
+                       help="seconds of silence after which a node is offline (default %(default)s)")
 
     agent = commands.add_parser("agent", help="sample this node and publish to a collector")
     agent.add_argument("--collector", type=_endpoint, default=env.collector, help="collector ingest address (default %(default)s)")
@@ -176,7 +178,8 @@ def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | Non
 def _run_serve(args: argparse.Namespace) -> int:
     from .service import serve
 
-    settings = ServeSettings(host=args.host, port=args.port, ingest=args.ingest, max_servers=args.max_servers)
+    settings = ServeSettings(host=args.host, port=args.port, ingest=args.ingest, max_servers=args.max_servers,
+                             offline_after=args.offline_after)
 
     def announce(monitor: object) -> None:
         print(f"servertrack serving http={monitor.http_url} ingest={monitor.ingest_endpoint}", flush=True)  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 ``NodeStatsCollector.snapshot()`` returns plain JSON/msgpack-ready values (dicts,
 lists, str, int, float, None) in the shape the wire protocol's validator checks:
-every string at most ``MAX_TEXT`` characters, every list capped, every percentage
+every string at most ``MAX_TEXT`` (names ``MAX_NAME``) bytes of UTF-8, every list capped, every percentage
 in [0, 100], every rate and counter non-negative.
 
 Cost: the process scan reads a few files per process and dominates a snapshot's
@@ -313,13 +313,20 @@ def _renamed(rates: Rates, fields: Mapping[str, str]) -> dict[str, float]:
 
 
 def _text(value: Any) -> str:
-    """``value`` as a string of at most ``MAX_TEXT`` characters."""
-    return str(value)[:MAX_TEXT]
+    """``value`` as a string of at most ``MAX_TEXT`` bytes of UTF-8."""
+    return _truncate(str(value), MAX_TEXT)
 
 
 def _name(value: Any) -> str:
-    """``value`` as a string of at most ``MAX_NAME`` characters."""
-    return str(value)[:MAX_NAME]
+    """``value`` as a string of at most ``MAX_NAME`` bytes of UTF-8."""
+    return _truncate(str(value), MAX_NAME)
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit and text.isascii():
+        return text
+    # cut on a character boundary; a lone surrogate (undecodable file name) becomes "?"
+    return text.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
 
 
 def _float(value: Any) -> float:

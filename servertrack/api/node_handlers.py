@@ -14,13 +14,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 
 from ..common.aggregator import Aggregator
 from ..common.errors import InvalidSample
 from ..common.node_messages import HELLO_FIELDS, MAX_TOP_PROCESSES, STATS
 from ..common.nodes import NODE_STATES, AmbiguousAddress, Node, NodeRegistry, UnknownNode
-from ..common.protocol import MAX_FRAME_BYTES, MAX_IP_LENGTH, NameCache, check_ips
+from ..common.protocol import MAX_IP_LENGTH, NameCache, check_ips
 from .handlers import ApiError, JsonHandler, StreamedJsonHandler
 from .node_views import (
     load_summary,
@@ -142,10 +141,6 @@ class NodeHandler(StreamedJsonHandler):
             stats = STATS.check(body, "")
         except InvalidSample as invalid:
             raise ApiError(400, invalid.message) from None
-        # The registry keeps at most a frame's worth per node, whichever way the stats came.
-        size = len(msgpack.packb(stats))
-        if size > MAX_FRAME_BYTES:
-            raise ApiError(413, f"stats snapshot of {size} bytes (msgpack) exceeds the limit of {MAX_FRAME_BYTES}")
         now = self.clock()
         updated = self.nodes.record_stats(node.name, stats, ts=now, now=now)
         if updated is None:  # only if the node vanished meanwhile and the registry is full

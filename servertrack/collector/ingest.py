@@ -127,6 +127,7 @@ class IngestReader:
             if type(message) is NodeBye:
                 accepted = nodes.bye(message.fqdn, now)
             else:
-                accepted = nodes.record_stats(message.fqdn, message.stats, message.ts, now) is not None  # type: ignore[union-attr]
+                accepted = nodes.record_stats(message.fqdn, message.stats, message.ts, now,  # type: ignore[union-attr]
+                                              message.packed) is not None  # type: ignore[union-attr]
         if not accepted:
             self._stats.dropped["node_refused"] += 1

@@ -123,12 +123,17 @@ class NodeBye(NamedTuple):
 
 
 class NodeSnapshot(NamedTuple):
-    """An agent's latest rich statistics (``stats`` cleaned against ``STATS``)."""
+    """An agent's latest rich statistics (``stats`` cleaned against ``STATS``).
+
+    ``packed`` is ``stats`` as msgpack, cut out of the frame when it needed no
+    cleaning (so it is not encoded again), else None.
+    """
 
     fqdn: str
     ts: float
     seq: int
     stats: dict[str, Any]
+    packed: bytes | None = None
 
 
 Message = Sample | NodeHello | NodeBye | NodeSnapshot
@@ -160,8 +165,25 @@ def decode_message(
     if kind == "bye":
         return NodeBye(fqdn, ts, seq)
     if kind == "snapshot":
-        return NodeSnapshot(fqdn, ts, seq, STATS.check(message.get("stats"), "stats"))
+        received = message.get("stats")
+        stats = STATS.check(received, "stats")
+        return NodeSnapshot(fqdn, ts, seq, stats, _value_bytes(frame, "stats") if stats is received else None)
     raise InvalidSample("unknown_kind", f"unknown message kind {kind!r}", "kind")
+
+
+def _value_bytes(frame: bytes, wanted: str) -> bytes:
+    """The encoded bytes of key ``wanted``'s value in the frame's top-level map (the last one, as
+    ``unpackb`` keeps), found by skipping over values rather than decoding them."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_FRAME_BYTES)
+    unpacker.feed(frame)
+    start = end = 0
+    for _ in range(unpacker.read_map_header()):
+        key = unpacker.unpack()
+        value_start = unpacker.tell()
+        unpacker.skip()
+        if key == wanted:
+            start, end = value_start, unpacker.tell()
+    return frame[start:end]
 
 
 def _envelope(kind: str, fqdn: str, ts: float, seq: int) -> dict[str, Any]:

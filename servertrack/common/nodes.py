@@ -133,12 +133,15 @@ class NodeRegistry:
         node.said_bye = True
         return True
 
-    def record_stats(self, name: str, stats: dict[str, Any], ts: float, now: float) -> Node | None:
-        """Keep ``stats`` (validated) as the node's latest snapshot, registering it if needed."""
+    def record_stats(
+        self, name: str, stats: dict[str, Any], ts: float, now: float, packed: bytes | None = None
+    ) -> Node | None:
+        """Keep ``stats`` (validated; ``packed``: the same, already as msgpack) as the node's latest
+        snapshot, registering the node if needed."""
         node = self._nodes.get(name) or self._add(name, now)
         if node is None:
             return None
-        node.snapshot = msgpack.packb(stats)
+        node.snapshot = packed if packed is not None else msgpack.packb(stats)
         node.snapshot_ts = ts
         node.last_seen = now
         node.said_bye = False

@@ -1,9 +1,14 @@
 """A small declarative validator for the structured messages (node hello and stats snapshots).
 
-A spec checks a decoded JSON/msgpack value and returns a cleaned copy: only
-known keys, numbers as ``int``/``float`` (never ``bool``), every size
-bounded. Anything else raises ``InvalidSample('bad_field')`` naming the path
-of the offending value, e.g. ``stats.processes.top_cpu[3].pid``.
+A spec checks a decoded JSON/msgpack value: only known keys are kept, numbers
+must be ``int``/``float`` (never ``bool``) and every size is bounded.
+Anything else raises ``InvalidSample('bad_field')`` naming the path of the
+offending value, e.g. ``stats.processes.top_cpu[3].pid``.
+
+Validation is on the collector's hot path (thousands of snapshots a second),
+so a valid value is returned as it is, without a copy: a new container is
+built only where unknown keys have to be dropped, and the path of a value is
+only spelled out when it is wrong.
 """
 
 from __future__ import annotations
@@ -16,17 +21,34 @@ from .errors import InvalidSample
 _NUMBER_TYPES = (int, float)
 
 
-def _refuse(path: str, problem: str) -> InvalidSample:
-    return InvalidSample("bad_field", f"{path}: {problem}", path)
+class _Refusal(Exception):
+    """Raised inside a check; containers add their key on the way out to build the path."""
+
+    def __init__(self, problem: str, reason: str = "bad_field") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.reason = reason
+        self.parts: list[str] = []
 
 
 class Spec:
-    """A rule for one value; ``check`` returns the cleaned value or raises ``InvalidSample``."""
+    """A rule for one value."""
 
     optional = False
 
     def check(self, value: Any, path: str) -> Any:
-        """Validate ``value`` found at ``path``."""
+        """``value`` (found at ``path``) if valid, cleaned of unknown keys; else raise ``InvalidSample``."""
+        try:
+            return self.clean(value)
+        except _Refusal as refusal:
+            where = path + "".join(reversed(refusal.parts))
+            where = where.lstrip(".")
+            if refusal.reason == "missing_field":
+                raise InvalidSample("missing_field", f"{where}: missing", where) from None
+            raise InvalidSample(refusal.reason, f"{where}: {refusal.problem}", where) from None
+
+    def clean(self, value: Any) -> Any:
+        """Validate ``value``; raise ``_Refusal`` (internal) if it is wrong."""
         raise NotImplementedError
 
 
@@ -37,32 +59,35 @@ class Number(Spec):
                  optional: bool = False) -> None:
         self.low, self.high, self.integer, self.optional = low, high, integer, optional
 
-    def check(self, value: Any, path: str) -> Any:
+    def clean(self, value: Any) -> Any:
         if value is None and self.optional:
             return None
         if self.integer:
             if type(value) is not int:
-                raise _refuse(path, "must be an integer")
-        elif type(value) not in _NUMBER_TYPES or not math.isfinite(value):
-            raise _refuse(path, "must be a finite number")
+                raise _Refusal("must be an integer")
+        elif type(value) not in _NUMBER_TYPES or (type(value) is float and not math.isfinite(value)):
+            raise _Refusal("must be a finite number")
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            raise _refuse(path, f"must be between {self.low} and {self.high}, got {value!r}")
-        return value if self.integer else float(value)
+            raise _Refusal(f"must be between {self.low} and {self.high}, got {value!r}")
+        return value
 
 
 class Text(Spec):
-    """A string of at most ``max_length`` characters; None allowed if ``optional``."""
+    """A string of at most ``max_length`` bytes of UTF-8; None allowed if ``optional``.
+
+    Bytes, not characters, so the bounds of a message hold on the wire too.
+    """
 
     def __init__(self, max_length: int = 256, *, optional: bool = False) -> None:
         self.max_length, self.optional = max_length, optional
 
-    def check(self, value: Any, path: str) -> Any:
+    def clean(self, value: Any) -> Any:
         if value is None and self.optional:
             return None
         if type(value) is not str:
-            raise _refuse(path, "must be a string")
-        if len(value) > self.max_length:
-            raise _refuse(path, f"is longer than {self.max_length} characters")
+            raise _Refusal("must be a string")
+        if len(value) > self.max_length or (not value.isascii() and len(value.encode()) > self.max_length):
+            raise _Refusal(f"is longer than {self.max_length} bytes")
         return value
 
 
@@ -72,17 +97,30 @@ class ListOf(Spec):
     def __init__(self, item: Spec, max_items: int, *, exactly: int | None = None, optional: bool = False) -> None:
         self.item, self.max_items, self.exactly, self.optional = item, max_items, exactly, optional
 
-    def check(self, value: Any, path: str) -> Any:
+    def clean(self, value: Any) -> Any:
         if value is None and self.optional:
             return None
         if type(value) is not list:
-            raise _refuse(path, "must be a list")
+            raise _Refusal("must be a list")
         if self.exactly is not None and len(value) != self.exactly:
-            raise _refuse(path, f"must have exactly {self.exactly} items")
+            raise _Refusal(f"must have exactly {self.exactly} items")
         if len(value) > self.max_items:
-            raise _refuse(path, f"has more than {self.max_items} items")
-        item = self.item
-        return [item.check(entry, f"{path}[{index}]") for index, entry in enumerate(value)]
+            raise _Refusal(f"has more than {self.max_items} items")
+        clean = self.item.clean
+        index = 0
+        try:
+            cleaned = None
+            for index, entry in enumerate(value):
+                kept = clean(entry)
+                if kept is not entry:
+                    if cleaned is None:
+                        cleaned = value[:index]
+                if cleaned is not None:
+                    cleaned.append(kept)
+        except _Refusal as refusal:
+            refusal.parts.append(f"[{index}]")
+            raise
+        return value if cleaned is None else cleaned
 
 
 class Record(Spec):
@@ -91,18 +129,29 @@ class Record(Spec):
     def __init__(self, fields: dict[str, Spec], *, optional: bool = False) -> None:
         self.fields, self.optional = fields, optional
 
-    def check(self, value: Any, path: str) -> Any:
+    def clean(self, value: Any) -> Any:
         if value is None and self.optional:
             return None
         if type(value) is not dict:
-            raise _refuse(path, "must be an object")
-        cleaned: dict[str, Any] = {}
-        for key, spec in self.fields.items():
-            where = f"{path}.{key}" if path else key
-            if key not in value:
-                if spec.optional:
-                    cleaned[key] = None
-                    continue
-                raise InvalidSample("missing_field", f"{where}: missing", where)
-            cleaned[key] = spec.check(value[key], where)
-        return cleaned
+            raise _Refusal("must be an object")
+        # Only a value with extra keys, a missing optional key or a cleaned child needs a copy.
+        changed = len(value) != len(self.fields)
+        replaced: dict[str, Any] = {}
+        key = ""
+        try:
+            for key, spec in self.fields.items():
+                if key in value:
+                    entry = value[key]
+                    kept = spec.clean(entry)
+                    if kept is not entry:
+                        replaced[key] = kept
+                elif spec.optional:
+                    replaced[key] = None
+                else:
+                    raise _Refusal("missing", "missing_field")
+        except _Refusal as refusal:
+            refusal.parts.append(f".{key}")
+            raise
+        if not changed and not replaced:
+            return value
+        return {key: replaced[key] if key in replaced else value[key] for key in self.fields}

@@ -494,3 +494,11 @@ def test_real_psutil_snapshot_of_this_machine() -> None:
         assert snapshot["memory"]["total"] > 0
     hello = stats.hello_fields()
     assert hello["cpu_count"] >= 1 and hello["memory_total"] == first["memory"]["total"]
+
+
+def test_non_ascii_strings_are_cut_to_the_byte_limit_on_a_character_boundary() -> None:
+    fake = FakeNodePsutil()
+    fake.processes = [FakeProcess(process_info(7, name="é" * 100, cmdline=["日本" * 200]))]
+    [proc] = collector(fake).snapshot()["processes"]["top_cpu"]
+    assert len(proc["name"].encode()) <= MAX_NAME and proc["name"] == "é" * (MAX_NAME // 2)
+    assert len(proc["cmdline"].encode()) <= MAX_TEXT and set(proc["cmdline"]) == {"日", "本"}

@@ -85,10 +85,18 @@ def test_bye_round_trips() -> None:
 
 def test_snapshot_round_trips_and_drops_unknown_keys() -> None:
     sent = stats(extra_section={"x": 1})
+    sent["processes"]["top_cpu"][0]["extra"] = "dropped too"
     message = decode(encode_snapshot("node01", NOW, 4, sent))
     assert isinstance(message, NodeSnapshot)
-    del sent["extra_section"]
+    del sent["extra_section"], sent["processes"]["top_cpu"][0]["extra"]
     assert message.stats == sent
+    assert message.packed is None  # cleaned: encoded again when stored
+
+
+def test_a_clean_snapshot_keeps_its_own_bytes() -> None:
+    message = decode(encode_snapshot("node01", NOW, 4, stats()))
+    assert isinstance(message, NodeSnapshot) and message.packed is not None
+    assert msgpack.unpackb(message.packed) == stats() == message.stats
 
 
 def test_snapshot_larger_than_a_frame_cannot_be_encoded() -> None:
@@ -169,3 +177,10 @@ def test_bad_node_messages_are_refused_with_a_reason(message: dict[str, object],
     with pytest.raises(InvalidSample) as refused:
         decode(msgpack.packb(message))
     assert refused.value.reason == reason
+
+
+def test_text_bounds_count_utf8_bytes() -> None:
+    with pytest.raises(InvalidSample) as refused:
+        decode(with_stats(["processes", "top_cpu", 0, "name"], "é" * (MAX_NAME // 2 + 1)))
+    assert refused.value.field == "stats.processes.top_cpu[0].name"
+    assert isinstance(decode(with_stats(["processes", "top_cpu", 0, "name"], "é" * (MAX_NAME // 2))), NodeSnapshot)
