@@ -54,13 +54,17 @@ def counter_delta(previous: int, current: int) -> int | None:
     return wrapped if wrapped <= limit // _WRAP_WINDOW else None
 
 
+MIN_INTERVAL_SECONDS = 1e-6
+
+
 def counter_rates(previous: Counters, current: Counters, elapsed: float) -> Rates:
     """Per-second rate of every counter in ``current`` since ``previous``, ``elapsed`` seconds earlier.
 
-    A counter missing from ``previous``, a reset, or a non-positive (or non-finite)
-    ``elapsed`` gives ``0.0``. Rates are never negative.
+    A counter missing from ``previous``, a reset, or an ``elapsed`` that is not a
+    real interval (under a microsecond, or not finite: a rate over it would be
+    meaningless or infinite) gives ``0.0``. Rates are never negative.
     """
-    valid_interval = elapsed > 0.0 and math.isfinite(elapsed)
+    valid_interval = MIN_INTERVAL_SECONDS <= elapsed and math.isfinite(elapsed)
     rates: Rates = {}
     for name, value in current.items():
         before = previous.get(name)
