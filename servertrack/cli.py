@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import math
 import os
 import re
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
@@ -42,10 +43,34 @@ class _Parser(argparse.ArgumentParser):
         raise CommandLineError(message)
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be an integer from 0 to 65535, got {text!r}")
-    return int(text)
+def _whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse ``type``: an integer (ASCII digits) from ``low`` to ``high``."""
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer from {low} to {high}, got {text!r}")
+        return int(text)
+    return parse
+
+
+def _number(low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse ``type``: a number from ``low`` to ``high``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be a number from {low:g} to {high:g}, got {text!r}")
+        return value
+    return parse
+
+
+_port = _whole_number(0, 65535, "port")
+_positive_int = _whole_number(1, 100_000_000, "the value")
+_agent_count = _whole_number(0, 64, "agents")
+_sample_count = _whole_number(0, 1_000_000, "samples")
+_interval = _number(0.01, 3600.0, "interval (seconds)")
+_seconds = _number(0.0, 86_400.0, "seconds")
 
 
 def _endpoint(text: str) -> str:
@@ -53,44 +78,6 @@ def _endpoint(text: str) -> str:
     if match is None or (match.group(3) not in (None, "*") and int(match.group(3)) > 65535):
         raise argparse.ArgumentTypeError(f"expected tcp://HOST:PORT (or ipc://PATH), got {text!r}")
     return text
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.01 <= value <= 3600.0:
-        raise argparse.ArgumentTypeError(f"interval must be between 0.01 and 3600 seconds, got {text!r}")
-    return value
-
-
-def _agent_count(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 64:
-        raise argparse.ArgumentTypeError(f"agents must be an integer from 0 to 64, got {text!r}")
-    return int(text)
-
-
-def _sample_count(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or int(text) > 1_000_000:
-        raise argparse.ArgumentTypeError(f"expected a whole number of samples from 0, got {text!r}")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 86_400.0:
-        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 86400, got {text!r}")
-    return value
 
 
 def _server_name(text: str) -> str:

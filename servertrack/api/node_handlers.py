@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-
 from ..common.aggregator import Aggregator
 from ..common.errors import InvalidSample
 from ..common.node_messages import HELLO_FIELDS, MAX_TOP_PROCESSES, STATS
