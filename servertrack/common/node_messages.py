@@ -46,7 +46,7 @@ MAX_TEXT = 256  # paths and command lines
 MAX_NAME = 64  # interface, device, file system, process, user and status names
 
 _percent = Number(0.0, 100.0)
-_count = Number(0, None, integer=True)
+_count = Number(0, 2**64 - 1, integer=True)  # what msgpack can carry
 _rate = Number(0.0, None)
 _text = Text(MAX_TEXT)
 _name = Text(MAX_NAME)

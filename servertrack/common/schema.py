@@ -14,6 +14,7 @@ only spelled out when it is wrong.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from .errors import InvalidSample
@@ -128,6 +129,7 @@ class Record(Spec):
 
     def __init__(self, fields: dict[str, Spec], *, optional: bool = False) -> None:
         self.fields, self.optional = fields, optional
+        self._plan = [(key, spec, *_fast_check(spec)) for key, spec in fields.items()]
 
     def clean(self, value: Any) -> Any:
         if value is None and self.optional:
@@ -139,19 +141,46 @@ class Record(Spec):
         replaced: dict[str, Any] = {}
         key = ""
         try:
-            for key, spec in self.fields.items():
-                if key in value:
-                    entry = value[key]
-                    kept = spec.clean(entry)
-                    if kept is not entry:
-                        replaced[key] = kept
-                elif spec.optional:
+            for key, spec, kind, low, high in self._plan:
+                if key not in value:
+                    if not spec.optional:
+                        raise _Refusal("missing", "missing_field")
                     replaced[key] = None
-                else:
-                    raise _Refusal("missing", "missing_field")
+                    continue
+                entry = value[key]
+                # Inline checks for the common leaf values; anything else (or a failure) goes
+                # through the spec itself, which gives the verdict and the message.
+                kind_of_entry = type(entry)
+                if kind == _FLOAT:
+                    if (kind_of_entry is float or kind_of_entry is int) and low <= entry <= high:
+                        continue
+                elif kind == _INTEGER:
+                    if kind_of_entry is int and low <= entry <= high:
+                        continue
+                elif kind == _TEXT:
+                    if kind_of_entry is str and len(entry) <= high and entry.isascii():
+                        continue
+                kept = spec.clean(entry)
+                if kept is not entry:
+                    replaced[key] = kept
         except _Refusal as refusal:
             refusal.parts.append(f".{key}")
             raise
         if not changed and not replaced:
             return value
         return {key: replaced[key] if key in replaced else value[key] for key in self.fields}
+
+
+_OTHER, _FLOAT, _INTEGER, _TEXT = range(4)
+
+
+def _fast_check(spec: Spec) -> tuple[int, float, float]:
+    """How ``Record.clean`` may check a leaf inline: (kind, low, high)."""
+    if isinstance(spec, Number):
+        # bounds that also refuse NaN and infinities: every comparison with NaN is false
+        low = -sys.float_info.max if spec.low is None else spec.low
+        high = sys.float_info.max if spec.high is None else spec.high
+        return (_INTEGER if spec.integer else _FLOAT), low, high
+    if isinstance(spec, Text):
+        return _TEXT, 0, spec.max_length
+    return _OTHER, 0, 0
