@@ -60,7 +60,8 @@ def make_app(
             (r"/loads", BatchLoadsHandler, dict(batch=batch, stats=stats, names=names, clock=clock)),
             (r"/servers", ServersHandler, dict(aggregator=aggregator, inventory=inventory, names=names)),
             (r"/healthz", HealthHandler),
-            (r"/stats", StatsHandler, dict(aggregator=aggregator, inventory=inventory, batch=batch, stats=stats)),
+            (r"/stats", StatsHandler,
+             dict(aggregator=aggregator, inventory=inventory, batch=batch, stats=stats, nodes=nodes)),
             # A node is addressed by name or IP address (IPv6 colons are fine in a path segment).
             (r"/nodes", NodesHandler, dict(node_lookup, clock=clock)),
             (r"/nodes/([^/]+)", NodeHandler, dict(node_lookup, clock=clock)),

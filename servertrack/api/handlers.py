@@ -18,6 +18,7 @@ from ..common.aggregator import Aggregator
 from ..common.batch import PendingBatch
 from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
+from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache, check_load, check_timestamp
 from ..common.stats import IngestStats
 from .views import server_entry, server_loads
@@ -252,14 +253,19 @@ class StatsHandler(JsonHandler):
     """``GET /stats``: ingest counters."""
 
     def initialize(
-        self, aggregator: Aggregator, inventory: AgentInventory, batch: PendingBatch, stats: IngestStats
+        self,
+        aggregator: Aggregator,
+        inventory: AgentInventory,
+        batch: PendingBatch,
+        stats: IngestStats,
+        nodes: NodeRegistry,
     ) -> None:
         self.aggregator = aggregator
         self.inventory = inventory
         self.batch = batch
         self.stats = stats
+        self.nodes = nodes
 
     def get(self) -> None:
-        self.write_json(
-            200, self.stats.snapshot(lost=self.inventory.lost, servers=len(self.aggregator), pending=len(self.batch))
-        )
+        self.write_json(200, self.stats.snapshot(lost=self.inventory.lost, servers=len(self.aggregator),
+                                                 pending=len(self.batch), nodes=len(self.nodes)))

@@ -18,7 +18,7 @@ class IngestStats:
         self.last_batch_seconds = 0.0
         self.last_batch_size = 0
 
-    def snapshot(self, lost: int, servers: int, pending: int) -> dict[str, Any]:
+    def snapshot(self, lost: int, servers: int, pending: int, nodes: int = 0) -> dict[str, Any]:
         """The counters as the JSON object ``GET /stats`` returns."""
         return {
             "received": self.received,
@@ -26,6 +26,7 @@ class IngestStats:
             "dropped": dict(sorted(self.dropped.items())),
             "lost": lost,
             "servers": servers,
+            "nodes": nodes,
             "pending": pending,
             "last_batch_seconds": round(self.last_batch_seconds, 6),
             "last_batch_size": self.last_batch_size,

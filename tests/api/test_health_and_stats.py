@@ -79,3 +79,11 @@ def test_rejected_requests_move_no_counter(seeded_api: LiveApi) -> None:
     seeded_api.post("/loads", [{"server": "web-01", "cpu": 1, "ram": 2}, {"server": "web-02", "cpu": 1}])
     seeded_api.request("POST", "/loads", "not json")
     assert stats(seeded_api) == before
+
+
+def test_nodes_counts_the_registered_nodes(api: LiveApi) -> None:
+    api.nodes.hello("node-a", ["10.0.0.5"], {"interval": 1.0})
+    api.nodes.hello("node-b", [], {"interval": 1.0})
+    assert stats(api)["nodes"] == 2
+    api.nodes.remove("node-a")
+    assert stats(api)["nodes"] == 1
