@@ -309,7 +309,7 @@ class FakeNodeStats:
                 "memory_total": 1024}
 
     def snapshot(self) -> dict[str, object]:
-        from tests.common.test_node_messages import stats
+        from tests.node_fixtures import stats_body as stats
 
         self.snapshots += 1
         return stats()

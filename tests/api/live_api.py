@@ -39,6 +39,7 @@ from servertrack.common.nodes import NodeRegistry
 from servertrack.common.protocol import NameCache
 from servertrack.common.stats import IngestStats
 from tests.conftest import FakeClock
+from tests.node_fixtures import process_entry, stats_body  # noqa: F401  (re-exported for the API tests)
 
 # 2027-01-15T08:00:00Z is an exact UTC hour; the default clock is 17.5 s into it.
 HOUR_START = 1_800_000_000.0
@@ -332,35 +333,6 @@ def hello_body(name: str, ips: list[str] | None = None, **changes: Any) -> dict[
     if ips is not None:
         body["ip"] = ips
     return body
-
-
-def process_entry(pid: int, **changes: Any) -> dict[str, Any]:
-    """One entry of a top-process list."""
-    entry = {"pid": pid, "name": "python3", "user": "root", "status": "running", "cpu_percent": 12.5,
-             "rss": 50_000_000, "memory_percent": 0.3, "create_time": START - 100.0, "cmdline": "python3 -m x"}
-    entry.update(changes)
-    return entry
-
-
-def stats_body(**changes: Any) -> dict[str, Any]:
-    """A valid stats snapshot (``PUT /nodes/{name}``), top-level sections replaced by ``changes``."""
-    snapshot: dict[str, Any] = {
-        "cpu": {"percent": 25.0, "per_cpu": [20.0, 30.0], "load_avg": [0.5, 0.4, 0.3],
-                "times_percent": {"user": 20.0, "system": 5.0, "idle": 75.0, "iowait": 0.0}, "freq_mhz": 2400.0},
-        "memory": {"total": 16 * 2**30, "available": 10 * 2**30, "used": 6 * 2**30, "percent": 37.5},
-        "swap": {"total": 2**30, "used": 0, "percent": 0.0},
-        "disks": [{"device": "/dev/vda1", "mountpoint": "/", "fstype": "ext4", "total": 100 * 2**30,
-                   "used": 30 * 2**30, "free": 70 * 2**30, "percent": 30.0}],
-        "disk_io": {"read_bytes_per_s": 1024.0, "write_bytes_per_s": 2048.0, "read_ops_per_s": 3.0,
-                    "write_ops_per_s": 4.0},
-        "network": [{"interface": "eth0", "rx_bytes_per_s": 10.0, "tx_bytes_per_s": 5.0, "rx_packets_per_s": 1.0,
-                     "tx_packets_per_s": 1.0, "rx_errors": 0, "tx_errors": 0, "rx_drops": 0, "tx_drops": 0}],
-        "processes": {"count": 120, "top_cpu": [process_entry(101), process_entry(102, cpu_percent=3.0)],
-                      "top_memory": [process_entry(202, name="postgres", rss=900_000_000, memory_percent=5.5),
-                                     process_entry(101)]},
-    }
-    snapshot.update(changes)
-    return snapshot
 
 
 def register(api: LiveApi, name: str, ips: list[str] | None = None, **changes: Any) -> dict[str, Any]:

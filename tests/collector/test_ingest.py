@@ -228,7 +228,8 @@ def test_the_periodic_task_applies_within_about_a_second(clock: FakeClock) -> No
 
 
 def test_node_messages_register_update_and_say_bye(clock: FakeClock) -> None:
-    from tests.common.test_node_messages import HELLO_INFO, stats
+    from tests.node_fixtures import HELLO_INFO
+    from tests.node_fixtures import stats_body as stats
 
     async def scenario() -> None:
         async with running_ingest(clock) as ingest:

@@ -26,37 +26,12 @@ from servertrack.common.node_messages import (
 )
 from servertrack.common.protocol import MAX_FRAME_BYTES, NameCache, Sample, encode_sample
 from tests.conftest import EPOCH
+from tests.node_fixtures import HELLO_INFO
+from tests.node_fixtures import process_entry as process
+from tests.node_fixtures import stats_body as stats
 
 NOW = EPOCH
 
-HELLO_INFO = {
-    "hostname": "node01", "boot_time": NOW - 3600.0, "os": "Linux 6.1.0", "platform": "x86_64",
-    "cpu_count": 4, "memory_total": 16 * 2**30, "agent_version": "0.1.0", "interval": 1.0,
-}
-
-
-def process(pid: int, **changes: Any) -> dict[str, Any]:
-    entry = {"pid": pid, "name": "python3", "user": "root", "status": "running", "cpu_percent": 12.5,
-             "rss": 50_000_000, "memory_percent": 0.3, "create_time": NOW - 100.0, "cmdline": "python3 -m x"}
-    entry.update(changes)
-    return entry
-
-
-def stats(**changes: Any) -> dict[str, Any]:
-    snapshot: dict[str, Any] = {
-        "cpu": {"percent": 25.0, "per_cpu": [20.0, 30.0], "load_avg": [0.5, 0.4, 0.3],
-                "times_percent": {"user": 20.0, "system": 5.0, "idle": 75.0, "iowait": 0.0}, "freq_mhz": None},
-        "memory": {"total": 100, "available": 60, "used": 40, "percent": 40.0},
-        "swap": {"total": 0, "used": 0, "percent": 0.0},
-        "disks": [{"device": "/dev/vda1", "mountpoint": "/", "fstype": "ext4", "total": 100, "used": 30,
-                   "free": 70, "percent": 30.0}],
-        "disk_io": None,
-        "network": [{"interface": "eth0", "rx_bytes_per_s": 10.0, "tx_bytes_per_s": 5.0, "rx_packets_per_s": 1.0,
-                     "tx_packets_per_s": 1.0, "rx_errors": 0, "tx_errors": 0, "rx_drops": 0, "tx_drops": 0}],
-        "processes": {"count": 2, "top_cpu": [process(1), process(2)], "top_memory": [process(2)]},
-    }
-    snapshot.update(changes)
-    return snapshot
 
 
 def decode(frame: bytes) -> object:
