@@ -41,6 +41,7 @@ Usage
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import random
@@ -48,7 +49,7 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import msgpack
@@ -64,6 +65,23 @@ START_LINE = "measuring"  # printed (with --json) when the measured phase starts
 _TAIL = struct.Struct(">4sd5sd5sd5sQ")
 _TS_KEY, _CPU_KEY, _RAM_KEY, _SEQ_KEY = b"\xa2ts\xcb", b"\xa3cpu\xcb", b"\xa3ram\xcb", b"\xa3seq\xcf"
 _MAP_OF_SEVEN = b"\x87"
+
+
+@contextlib.contextmanager
+def _publisher(endpoint: str, linger: float) -> Iterator[zmq.Socket]:
+    """A PUB socket connected to ``endpoint`` with a high send high-water mark; on exit it
+    lingers up to ``linger`` seconds so queued frames still go out."""
+    context = zmq.Context()
+    socket = context.socket(zmq.PUB)
+    try:
+        socket.setsockopt(zmq.SNDHWM, SEND_HIGH_WATER_MARK)
+        socket.setsockopt(zmq.SNDBUF, 4 * 1024 * 1024)
+        socket.setsockopt(zmq.LINGER, int(linger * 1000))
+        socket.connect(endpoint)
+        yield socket
+    finally:
+        socket.close()
+        context.term()
 
 
 def server_name(index: int) -> str:
@@ -156,13 +174,7 @@ def generate(
     if not endpoint.startswith("tcp://127.0.0.1:"):
         raise ValueError(f"the load generator only sends to tcp://127.0.0.1:PORT, not {endpoint}")
     factory = FrameFactory(first, servers)
-    context = zmq.Context()
-    socket = context.socket(zmq.PUB)
-    try:
-        socket.setsockopt(zmq.SNDHWM, SEND_HIGH_WATER_MARK)
-        socket.setsockopt(zmq.SNDBUF, 4 * 1024 * 1024)
-        socket.setsockopt(zmq.LINGER, int(linger * 1000))
-        socket.connect(endpoint)
+    with _publisher(endpoint, linger) as socket:
         send = socket.send
         # Slow joiner: frames sent before the subscription arrives are dropped by PUB.
         warmup_sent = 0
@@ -204,9 +216,6 @@ def generate(
                     time.sleep(pause)
         elapsed = time.monotonic() - start
         cpu = time.process_time() - cpu_start
-    finally:
-        socket.close()  # lingers up to `linger` seconds so queued frames still go out
-        context.term()
     return LoadResult(
         target_rate=rate, servers=servers, sent=sent, warmup_sent=warmup_sent, seconds=elapsed,
         rate=sent / elapsed if elapsed > 0 else 0.0, cpu_seconds=cpu,
@@ -727,13 +736,7 @@ def generate_fleet(
     if not endpoint.startswith("tcp://127.0.0.1:"):
         raise ValueError(f"the load generator only sends to tcp://127.0.0.1:PORT, not {endpoint}")
     factory = FleetFactory(nodes, snapshot_every, hello_every)
-    context = zmq.Context()
-    socket = context.socket(zmq.PUB)
-    try:
-        socket.setsockopt(zmq.SNDHWM, SEND_HIGH_WATER_MARK)
-        socket.setsockopt(zmq.SNDBUF, 4 * 1024 * 1024)
-        socket.setsockopt(zmq.LINGER, int(linger * 1000))
-        socket.connect(endpoint)
+    with _publisher(endpoint, linger) as socket:
         send = socket.send
         # Slow joiner: node 0 says hello a few times while the subscription arrives (its seq goes on after).
         warmup_sent = 0
@@ -783,9 +786,6 @@ def generate_fleet(
         cpu = time.process_time() - cpu_start
         on_progress({"t": end, "samples": factory.sent_samples, "snapshots": factory.sent_snapshots,
                      "hellos": factory.sent_hellos, "frames": frames_sent, "cpu": cpu})  # fmt: skip
-    finally:
-        socket.close()  # lingers up to `linger` seconds so queued frames still go out
-        context.term()
     per = (lambda n: n / elapsed) if elapsed > 0 else (lambda n: 0.0)
     return FleetResult(
         nodes=nodes, seconds=elapsed, samples=factory.sent_samples, snapshots=factory.sent_snapshots,
