@@ -18,6 +18,7 @@ from servertrack.cli import CommandLineError, main, parse
 from servertrack.console import render_node, render_nodes, wants_colour
 from servertrack.common.settings import EnvironmentDefaults
 from tests.conftest import servertrack_command, subprocess_env
+from tests.node_fixtures import process_entry, stats_body
 
 
 def test_serve_defaults() -> None:
@@ -141,25 +142,19 @@ LOADS: dict[str, Any] = {
 
 
 def _process(pid: int, name: str, cpu: float, rss: int, cmdline: str) -> dict[str, Any]:
-    return {"pid": pid, "name": name, "user": "root", "status": "running", "cpu_percent": cpu, "rss": rss,
-            "memory_percent": 1.5, "create_time": 1_790_000_000.0, "cmdline": cmdline}
+    return process_entry(pid, name=name, cpu_percent=cpu, rss=rss, memory_percent=1.5, create_time=1_790_000_000.0,
+                         cmdline=cmdline)
 
 
-STATS: dict[str, Any] = {
-    "cpu": {"percent": 25.0, "per_cpu": [20.0, 30.0], "load_avg": [0.5, 0.4, 0.3],
-            "times_percent": {"user": 20.0, "system": 5.0, "idle": 75.0, "iowait": 0.0}, "freq_mhz": 2400.0},
-    "memory": {"total": 16 * 2**30, "available": 10 * 2**30, "used": 6 * 2**30, "percent": 37.5},
-    "swap": {"total": 2**30, "used": 0, "percent": 0.0},
-    "disks": [{"device": "/dev/vda1", "mountpoint": "/", "fstype": "ext4", "total": 100 * 2**30,
-               "used": 30 * 2**30, "free": 70 * 2**30, "percent": 30.0}],
-    "disk_io": {"read_bytes_per_s": 1536.0, "write_bytes_per_s": 0.0, "read_ops_per_s": 3.0, "write_ops_per_s": 0.0},
-    "network": [{"interface": "eth0", "rx_bytes_per_s": 2.5 * 2**20, "tx_bytes_per_s": 512.0,
-                 "rx_packets_per_s": 100.0, "tx_packets_per_s": 20.0, "rx_errors": 1, "tx_errors": 0,
-                 "rx_drops": 3, "tx_drops": 0}],
-    "processes": {"count": 312,
-                  "top_cpu": [_process(4242, "postgres", 97.5, 900 * 2**20, "postgres: writer " + "x" * 100)],
-                  "top_memory": [_process(77, "java", 3.0, 4 * 2**30, "")]},
-}
+STATS: dict[str, Any] = stats_body(
+    disk_io={"read_bytes_per_s": 1536.0, "write_bytes_per_s": 0.0, "read_ops_per_s": 3.0, "write_ops_per_s": 0.0},
+    network=[{"interface": "eth0", "rx_bytes_per_s": 2.5 * 2**20, "tx_bytes_per_s": 512.0,
+              "rx_packets_per_s": 100.0, "tx_packets_per_s": 20.0, "rx_errors": 1, "tx_errors": 0,
+              "rx_drops": 3, "tx_drops": 0}],
+    processes={"count": 312,
+               "top_cpu": [_process(4242, "postgres", 97.5, 900 * 2**20, "postgres: writer " + "x" * 100)],
+               "top_memory": [_process(77, "java", 3.0, 4 * 2**30, "")]},
+)
 
 
 def test_nodes_and_node_flags() -> None:
