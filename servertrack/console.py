@@ -1,6 +1,11 @@
 """The API's client commands: ``servertrack show`` (a server's windows), ``nodes`` (the node
 inventory) and ``node`` (one node's summary and latest stats), fetched over HTTP and printed for a
 terminal. Fetching is ``fetch_json``; everything printed comes from pure ``render_*`` functions.
+
+Every string from the API is hostile until shown otherwise: each value printed goes through
+``_text`` (or ``_table``, which does the same for every cell), so a control character in it is
+printed as a visible escape (``\\x1b``) instead of reaching the terminal. Only the colour codes
+of ``_paint_state`` and the renderer's own line breaks are written raw.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TextIO
 
 from .common.errors import ServerTrackError
+from .common.text import escape_unprintable
 
 REQUEST_TIMEOUT_SECONDS = 5.0
 BAR_WIDTH = 20
@@ -45,13 +51,14 @@ def fetch_json(base_url: str, path: str) -> tuple[int, Any]:
         return error.code, body
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        raise ApiUnreachable(f"cannot reach {base_url}: {reason}") from None
+        # the reason can quote the server (a TLS certificate's names, say): escaped like its answers
+        raise ApiUnreachable(f"cannot reach {base_url}: {escape_unprintable(str(reason))}") from None
 
 
 def _error_message(status: int, body: Any) -> str:
-    """The API's ``{"error": ...}`` message, or the bare status."""
+    """The API's ``{"error": ...}`` message (escaped), or the bare status."""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"]
+        return _text(body["error"])
     return f"HTTP {status}"
 
 
@@ -61,11 +68,12 @@ def _bar(percent: float) -> str:
 
 
 def _row(label: str, bucket: dict[str, Any]) -> str:
+    label = _text(label)
     if not bucket["samples"]:
         return f"  {label:<16} {0:>7}  {'-':>6} {'-':>6} {'-':>6}   {'-':>6} {'-':>6} {'-':>6}"
     cpu, ram = bucket["cpu"], bucket["ram"]
     return (
-        f"  {label:<16} {bucket['samples']:>7}  {cpu['avg']:6.1f} {cpu['min']:6.1f} {cpu['max']:6.1f}"
+        f"  {label:<16} {_text(bucket['samples']):>7}  {cpu['avg']:6.1f} {cpu['min']:6.1f} {cpu['max']:6.1f}"
         f"   {ram['avg']:6.1f} {ram['min']:6.1f} {ram['max']:6.1f}  cpu {_bar(cpu['avg'])}"
     )
 
@@ -73,7 +81,7 @@ def _row(label: str, bucket: dict[str, Any]) -> str:
 def render_loads(body: dict[str, Any]) -> str:
     """The windows of one server as a readable table (UTC times, newest last)."""
     header = f"  {'start (UTC)':<16} {'samples':>7}  {'cpu':>6} {'min':>6} {'max':>6}   {'ram':>6} {'min':>6} {'max':>6}"
-    lines = [f"{body['server']}  (last seen {body.get('last_seen', '?')})", "", "Last 60 minutes", header]
+    lines = [f"{_text(body['server'])}  (last seen {_text(body.get('last_seen', '?'))})", "", "Last 60 minutes", header]
     lines += [_row(bucket["start"][11:16], bucket) for bucket in body["minutes"]]
     lines += ["", "Last 24 hours", header]
     lines += [_row(bucket["start"][:16].replace("T", " "), bucket) for bucket in body["hours"]]
@@ -111,8 +119,11 @@ def _table(
     paint: Callable[[int, str], str] | None = None,
 ) -> list[str]:
     """Aligned columns, two spaces apart; ``paint(column, cell)`` may decorate a cell (padding is
-    computed on the plain text, so ANSI codes do not break the alignment)."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    computed on the plain text, so ANSI codes do not break the alignment). Every cell is escaped
+    (``_text``) before it is measured and painted."""
+    shown_header = [_text(cell) for cell in header]
+    shown_rows = [[_text(cell) for cell in row] for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(shown_header, *shown_rows)]
 
     def line(cells: Sequence[str], painted: bool) -> str:
         parts = []
@@ -122,11 +133,13 @@ def _table(
             parts.append(padding + shown if index in right else shown + padding)
         return "  ".join(parts).rstrip()
 
-    return [line(header, False)] + [line(row, True) for row in rows]
+    return [line(shown_header, False)] + [line(row, True) for row in shown_rows]
 
 
 def _text(value: Any) -> str:
-    return "-" if value is None else str(value)
+    """``value`` as text to print: ``-`` for None, else ``str(value)`` with every non-printable
+    character escaped (the one place remote text is made safe for a terminal)."""
+    return "-" if value is None else escape_unprintable(str(value))
 
 
 def _size(value: Any) -> str:
@@ -161,7 +174,7 @@ def render_nodes(body: dict[str, Any], colour: bool = False) -> str:
     nodes = body["nodes"]
     if not nodes:
         return "no nodes\n"
-    rows = [
+    rows = [  # every cell is escaped by _table
         [node["name"], node["state"], node["last_seen"], _text(node.get("hostname")), ", ".join(node["ips"]) or "-"]
         for node in nodes
     ]
@@ -175,7 +188,7 @@ def _load_line(loads: dict[str, Any] | None) -> str:
         return "no samples"
     cpu, ram = loads["cpu"], loads["ram"]
     count = loads["samples"]
-    return (f"{count} sample{'' if count == 1 else 's'},"
+    return (f"{_text(count)} sample{'' if count == 1 else 's'},"
             f" cpu avg {cpu['avg']:.1f} % (min {cpu['min']:.1f}, max {cpu['max']:.1f}),"
             f" ram avg {ram['avg']:.1f} % (min {ram['min']:.1f}, max {ram['max']:.1f})")
 
@@ -188,11 +201,11 @@ def _node_lines(node: dict[str, Any], loads: dict[str, Any] | None, colour: bool
     hardware = f"{_text(cpus)} CPU{'' if cpus == 1 else 's'}, {_size(node.get('memory_total'))} memory"
     interval = node.get("interval")
     agent = _text(node.get("agent_version")) + ("" if interval is None else f", every {interval:g} s")
-    window = loads["window"] if loads is not None else "1h"
+    window = _text(loads["window"]) if loads is not None else "1h"
     return [
-        f"{node['name']}  {_paint_state(node['state'], colour)}  (last seen {node['last_seen']})",
+        f"{_text(node['name'])}  {_paint_state(_text(node['state']), colour)}  (last seen {_text(node['last_seen'])})",
         f"  {'hostname':<13}{_text(node.get('hostname'))}",
-        f"  {'addresses':<13}{', '.join(node.get('ips') or []) or '-'}",
+        f"  {'addresses':<13}{_text(', '.join(node.get('ips') or []) or '-')}",
         f"  {'system':<13}{_text(system)}, {hardware}",
         f"  {'agent':<13}{agent}",
         f"  {'booted':<13}{_text(node.get('boot_time'))}, up {_duration(node.get('uptime_seconds'))}",
@@ -243,7 +256,7 @@ def _network_lines(interfaces: list[dict[str, Any]]) -> list[str]:
 def _process_lines(processes: list[dict[str, Any]]) -> list[str]:
     rows = []
     for process in processes[:TOP_PROCESSES_SHOWN]:
-        command = process["cmdline"] or process["name"]
+        command = _text(process["cmdline"] or process["name"])  # escaped first: the cut is on what is shown
         if len(command) > COMMAND_WIDTH:
             command = command[:COMMAND_WIDTH - 3] + "..."
         rows.append([str(process["pid"]), _text(process.get("user")), _percent(process["cpu_percent"]),
@@ -261,11 +274,11 @@ def render_node(
     lines = _node_lines(node, loads, colour)
     if stats is None:
         return "\n".join([*lines, "", "No stats received yet."]) + "\n"
-    lines += ["", f"Latest stats ({node.get('stats_at') or '?'})", *_cpu_lines(stats)]
+    lines += ["", f"Latest stats ({_text(node.get('stats_at') or '?')})", *_cpu_lines(stats)]
     lines += ["", "Disks", *(_disk_lines(stats["disks"]) if stats["disks"] else ["  none"])]
     lines += ["", "Network", *(_network_lines(stats["network"]) if stats["network"] else ["  none"])]
     processes = stats["processes"]
-    lines += ["", f"Processes: {processes['count']} in total"]
+    lines += ["", f"Processes: {_text(processes['count'])} in total"]
     for title, key in (("Top by CPU", "top_cpu"), ("Top by memory", "top_memory")):
         lines += ["", title, *(_process_lines(processes[key]) if processes[key] else ["  none"])]
     return "\n".join(lines) + "\n"

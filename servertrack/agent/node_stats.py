@@ -2,8 +2,10 @@
 
 ``NodeStatsCollector.snapshot()`` returns plain JSON/msgpack-ready values (dicts,
 lists, str, int, float, None) in the shape the wire protocol's validator checks:
-every string at most ``MAX_TEXT`` (names ``MAX_NAME``) bytes of UTF-8, every list capped, every percentage
-in [0, 100], every rate and counter non-negative.
+every string printable (a control character, such as the ESC of a process that renamed itself
+``evil\x1b[2J``, is sent as a visible escape, ``evil\\x1b[2J``) and at most ``MAX_TEXT`` (names
+``MAX_NAME``) bytes of UTF-8, every list capped, every percentage in [0, 100], every rate and counter
+non-negative.
 
 Cost: the process scan reads a few files per process and dominates a snapshot's
 CPU time, so it runs at most once every ``process_interval`` seconds and the
@@ -25,7 +27,20 @@ from typing import Any, NamedTuple
 import psutil
 
 from ..common.settings import DEFAULT_PROCESS_INTERVAL
-from ..common.node_messages import MAX_CPUS, MAX_DISKS, MAX_INTERFACES, MAX_NAME, MAX_TEXT, MAX_TOP_PROCESSES
+from ..common.node_messages import (
+    MAX_CPUS,
+    MAX_DISKS,
+    MAX_EPOCH_SECONDS,
+    MAX_FREQUENCY_MHZ,
+    MAX_INTERFACES,
+    MAX_LOAD_AVERAGE,
+    MAX_NAME,
+    MAX_PID,
+    MAX_RATE,
+    MAX_TEXT,
+    MAX_TOP_PROCESSES,
+)
+from ..common.text import escape_and_cut
 from .rates import CounterRates, Rates
 
 
@@ -93,7 +108,7 @@ class NodeStatsCollector:
         """What the node says about itself once: hostname, boot time, OS, machine, CPU count, memory size."""
         return {
             "hostname": _text(self._hostname()),
-            "boot_time": _float(self._psutil.boot_time()),
+            "boot_time": _epoch(self._psutil.boot_time()),
             "os": _text(f"{platform.system()} {platform.release()}"),
             "platform": _text(platform.machine()),
             "cpu_count": self._cpu_count,
@@ -137,7 +152,7 @@ class NodeStatsCollector:
             loads = list(self._psutil.getloadavg())[:3]
         except _UNAVAILABLE:
             loads = []
-        return [_float(value) for value in loads] + [0.0] * (3 - len(loads))
+        return [_float(value, MAX_LOAD_AVERAGE) for value in loads] + [0.0] * (3 - len(loads))
 
     def _freq(self) -> float | None:
         try:
@@ -147,7 +162,7 @@ class NodeStatsCollector:
         current = getattr(freq, "current", None)
         if freq is None or not isinstance(current, int | float) or not math.isfinite(current):
             return None
-        return max(float(current), 0.0)
+        return _float(current, MAX_FREQUENCY_MHZ)
 
     def _memory(self) -> dict[str, Any]:
         memory = self._psutil.virtual_memory()
@@ -254,7 +269,7 @@ def _process(info: Mapping[str, Any] | None, max_cpu: float) -> _Process | None:
     if not isinstance(info, Mapping):
         return None
     pid = info.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid <= _MAX_UINT64:
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid <= MAX_PID:
         return None
     username = info.get("username")
     memory = info.get("memory_info")
@@ -266,7 +281,7 @@ def _process(info: Mapping[str, Any] | None, max_cpu: float) -> _Process | None:
         cpu_percent=min(_float(info.get("cpu_percent")), max_cpu),
         rss=_count(getattr(memory, "rss", 0)),
         memory_percent=_percent(info.get("memory_percent")),
-        create_time=_float(info.get("create_time")),
+        create_time=_epoch(info.get("create_time")),
         cmdline=info.get("cmdline"),
     )
 
@@ -286,7 +301,7 @@ def _copy_processes(processes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _cmdline(argv: Any) -> str:
-    """Arguments joined with spaces and cut to ``MAX_TEXT``; nothing readable gives ``""``."""
+    """Arguments joined with spaces, escaped and cut to ``MAX_TEXT``; nothing readable gives ``""``."""
     if isinstance(argv, str):
         return _text(argv)
     if not isinstance(argv, Iterable):
@@ -309,32 +324,36 @@ def _counters(reading: Any, fields: Mapping[str, str]) -> dict[str, int]:
 
 def _renamed(rates: Rates, fields: Mapping[str, str]) -> dict[str, float]:
     """Rates under their wire names; a counter without a rate counts as 0.0."""
-    return {out: _float(rates.get(field, 0.0)) for field, out in fields.items()}
+    return {out: _float(rates.get(field, 0.0), MAX_RATE) for field, out in fields.items()}
+
+
+# Non-printable characters (and the lone surrogates of an undecodable file name) become visible
+# escapes, so the collector never refuses a snapshot; the cut never splits a character or an escape.
 
 
 def _text(value: Any) -> str:
-    """``value`` as a string of at most ``MAX_TEXT`` bytes of UTF-8."""
-    return _truncate(str(value), MAX_TEXT)
+    """``value`` as a printable string of at most ``MAX_TEXT`` bytes of UTF-8."""
+    return escape_and_cut(str(value), MAX_TEXT)
 
 
 def _name(value: Any) -> str:
-    """``value`` as a string of at most ``MAX_NAME`` bytes of UTF-8."""
-    return _truncate(str(value), MAX_NAME)
+    """``value`` as a printable string of at most ``MAX_NAME`` bytes of UTF-8."""
+    return escape_and_cut(str(value), MAX_NAME)
 
 
-def _truncate(text: str, limit: int) -> str:
-    if len(text) <= limit and text.isascii():
-        return text
-    # cut on a character boundary; a lone surrogate (undecodable file name) becomes "?"
-    return text.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
-
-
-def _float(value: Any) -> float:
-    """A finite, non-negative float; anything else (None, NaN, a negative) counts as 0.0."""
+def _float(value: Any, high: float = math.inf) -> float:
+    """A finite float in [0, ``high``]; anything else (None, NaN, a negative) counts as 0.0, and a
+    value over ``high`` as ``high``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     number = float(value)
-    return number if math.isfinite(number) and number > 0.0 else 0.0
+    return min(number, high) if math.isfinite(number) and number > 0.0 else 0.0
+
+
+def _epoch(value: Any) -> float:
+    """A time in epoch seconds that can be shown as a date; an impossible one counts as 0.0."""
+    number = _float(value)
+    return number if number <= MAX_EPOCH_SECONDS else 0.0
 
 
 def _percent(value: Any) -> float:

@@ -14,6 +14,7 @@ from ..common.inventory import AgentInventory
 from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache
 from ..common.stats import IngestStats
+from .request_policy import RequestPolicy
 from .handlers import (
     BatchLoadsHandler,
     HealthHandler,
@@ -48,8 +49,14 @@ def make_app(
     names: NameCache | None = None,
     clock: Callable[[], float] = time.time,
     nodes: NodeRegistry | None = None,
+    policy: RequestPolicy | None = None,
 ) -> tornado.web.Application:
-    """Build the HTTP API over the service's shared objects."""
+    """Build the HTTP API over the service's shared objects.
+
+    ``policy`` says which Host headers are served (default: IP addresses and
+    localhost); every handler reads it and ``stats`` from the application's
+    settings.
+    """
     names = names if names is not None else NameCache()
     nodes = nodes if nodes is not None else NodeRegistry(aggregator.max_servers, clock)
     loads = dict(aggregator=aggregator, batch=batch, stats=stats, names=names, clock=clock)
@@ -72,4 +79,6 @@ def make_app(
         default_handler_class=NotFoundHandler,
         log_function=_log_failures,
         compress_response=False,
+        stats=stats,
+        policy=policy if policy is not None else RequestPolicy(),
     )

@@ -2,7 +2,10 @@
 
 Handlers get shared objects through ``initialize`` (see ``app.make_app``).
 They only validate and enqueue: the aggregator is written by the applier
-alone. Every error leaves as ``{"error": "..."}`` from ``JsonHandler.write_error``.
+alone. Every error leaves as ``{"error": "..."}`` from ``JsonHandler.write_error``,
+which also counts a refused message (``IngestStats``) in the one place every
+refusal passes. Every request is first checked against the ``RequestPolicy``
+(the application's ``policy`` setting): Host, Origin of writes, media type.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ..common.inventory import AgentInventory
 from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache, check_load, check_timestamp
 from ..common.stats import IngestStats
+from .request_policy import JSON_MEDIA_TYPE, RequestPolicy, media_type_refusal
 from .views import server_entry, server_loads
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -33,21 +37,70 @@ MAX_PAGE = 10_000
 MAX_STREAMED_BYTES = 64 * MAX_BODY_BYTES
 _DECIMAL = re.compile(r"[0-9]{1,9}")
 _DIGITS = re.compile(r"[0-9]+")
+WRITE_METHODS = frozenset(("POST", "PUT", "DELETE", "PATCH"))
+# The drop reason of a refused message when the error does not name one.
+_REASON_OF_STATUS = {400: "bad_request", 404: "unknown_node", 413: "too_large", 415: "bad_content_type",
+                     503: "queue_full"}
 
 
 class ApiError(tornado.web.HTTPError):
-    """An HTTP error whose ``message`` is shown to the client."""
+    """An HTTP error whose ``message`` is shown to the client; ``reason`` is the drop counter of a
+    refused message (see ``JsonHandler.write_error``)."""
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, reason: str | None = None) -> None:
         super().__init__(status_code)
         self.message = message
+        self.reason = reason
+
+
+class RequestRefused(ApiError):
+    """A request refused before it is read (its Host or Origin): counted in ``http_refused``."""
 
 
 class JsonHandler(tornado.web.RequestHandler):
-    """Base handler: JSON responses, JSON errors."""
+    """Base handler: JSON responses, JSON errors, the request policy.
+
+    ``MESSAGE_KINDS`` maps each method that carries a message (a sample, a
+    hello, a snapshot) to its kind, so that a refusal is counted as a dropped
+    message of that kind; ``message_count`` is how many messages the request
+    carried (a batch of samples carries many).
+    """
+
+    MESSAGE_KINDS: dict[str, str] = {}
+    message_count = 1
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
+
+    @property
+    def ingest_stats(self) -> IngestStats:
+        """The service's counters (the application's ``stats`` setting)."""
+        stats: IngestStats = self.application.settings["stats"]
+        return stats
+
+    @property
+    def message_kind(self) -> str | None:
+        """The kind of message this request carries, or None."""
+        return self.MESSAGE_KINDS.get(self.request.method or "")
+
+    def prepare(self) -> None:
+        """Refuse a foreign Host (403), a cross-origin write (403) and a message body that is not
+        JSON (415) before anything else is read."""
+        policy: RequestPolicy = self.application.settings["policy"]
+        host = self.request.headers.get("Host")
+        refusal = policy.host_refusal(host)
+        if refusal is not None:
+            raise RequestRefused(403, refusal, "bad_host")
+        if self.request.method in WRITE_METHODS:
+            refusal = policy.origin_refusal(self.request.headers.get("Origin"), host)
+            if refusal is not None:
+                raise RequestRefused(403, refusal, "bad_origin")
+        if self.message_kind is not None:
+            refusal = media_type_refusal(self.request.headers.get("Content-Type"), self.body_media_type)
+            if refusal is not None:
+                raise ApiError(415, refusal, "bad_content_type")
+
+    body_media_type = JSON_MEDIA_TYPE
 
     def write_json(self, status: int, body: Any) -> None:
         """Finish the request with ``body`` as JSON."""
@@ -55,7 +108,7 @@ class JsonHandler(tornado.web.RequestHandler):
         self.finish(orjson.dumps(body))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Render every error as ``{"error": message}``."""
+        """Render every error as ``{"error": message}``, and count what it refused."""
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, ApiError):
             message = error.message
@@ -65,6 +118,12 @@ class JsonHandler(tornado.web.RequestHandler):
             message = "internal error"
         else:
             message = self._reason.lower()
+        reason = error.reason if isinstance(error, ApiError) else None
+        if isinstance(error, RequestRefused):
+            self.ingest_stats.http_refused[reason or "refused"] += 1
+        elif self.message_kind is not None:
+            reason = reason or ("internal_error" if status_code >= 500 else _REASON_OF_STATUS.get(status_code))
+            self.ingest_stats.refuse(self.message_kind, reason or f"http_{status_code}", self.message_count)
         self.finish(orjson.dumps({"error": message}))
 
     def parse_json_body(self) -> Any:
@@ -72,14 +131,14 @@ class JsonHandler(tornado.web.RequestHandler):
         try:
             return orjson.loads(self.request.body)
         except orjson.JSONDecodeError as error:
-            raise ApiError(400, f"body is not valid JSON: {error}") from None
+            raise ApiError(400, f"body is not valid JSON: {error}", "not_json") from None
 
     def canonical_name(self, names: NameCache, raw: str) -> str:
         """The canonical server name from the URL, or a 400."""
         try:
             return names.canonical(raw)
         except InvalidSample as invalid:
-            raise ApiError(400, invalid.message) from None
+            raise ApiError(400, invalid.message, invalid.reason) from None
 
 
 @tornado.web.stream_request_body
@@ -89,11 +148,12 @@ class StreamedJsonHandler(JsonHandler):
     def prepare(self) -> None:
         self.chunks: list[bytes] = []
         self.received_bytes = 0
+        super().prepare()
         length = self.request.headers.get("Content-Length", "")
         if length and _DIGITS.fullmatch(length) is None:
             return  # Tornado itself refuses a malformed Content-Length
         if length and int(length) > MAX_BODY_BYTES:
-            raise ApiError(413, f"body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
+            raise ApiError(413, f"body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}", "too_large")
         self.request.connection.set_max_body_size(MAX_STREAMED_BYTES)  # type: ignore[union-attr]
 
     def data_received(self, chunk: bytes) -> None:
@@ -104,7 +164,7 @@ class StreamedJsonHandler(JsonHandler):
     def parse_json_body(self) -> Any:
         """The streamed body as JSON: 413 if over 1 MiB, 400 if not JSON."""
         if self.received_bytes > MAX_BODY_BYTES:
-            raise ApiError(413, f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
+            raise ApiError(413, f"body exceeds the limit of {MAX_BODY_BYTES} bytes", "too_large")
         self.request.body = b"".join(self.chunks)
         return super().parse_json_body()
 
@@ -113,11 +173,15 @@ class NotFoundHandler(JsonHandler):
     """Any path no route matches."""
 
     def prepare(self) -> None:
-        raise ApiError(404, f"no such endpoint: {self.request.path}")
+        super().prepare()
+        shown = self.request.path if len(self.request.path) <= 200 else self.request.path[:200] + "..."
+        raise ApiError(404, f"no such endpoint: {shown}")
 
 
 class ServerLoadsHandler(StreamedJsonHandler):
     """``POST`` one sample for a server; ``GET`` its minute and hour windows."""
+
+    MESSAGE_KINDS = {"POST": "sample"}
 
     def initialize(
         self,
@@ -148,16 +212,18 @@ class ServerLoadsHandler(StreamedJsonHandler):
         try:
             ts, cpu, ram = _validated_load(body, self.clock())
         except InvalidSample as invalid:
-            raise ApiError(400, invalid.message) from None
+            raise ApiError(400, invalid.message, invalid.reason) from None
         if self.batch.room() < 1:
-            raise ApiError(503, "ingest queue is full, retry in a second")
+            raise ApiError(503, "ingest queue is full, retry in a second", "queue_full")
         self.batch.add(name, ts, cpu, ram)
-        self.stats.received += 1
+        self.stats.received["sample"] += 1
         self.write_json(202, {"accepted": 1})
 
 
 class BatchLoadsHandler(StreamedJsonHandler):
     """``POST /loads``: up to 10,000 samples for any servers, all or nothing."""
+
+    MESSAGE_KINDS = {"POST": "sample"}
 
     def initialize(
         self,
@@ -174,9 +240,10 @@ class BatchLoadsHandler(StreamedJsonHandler):
     def post(self) -> None:
         items = self.parse_json_body()
         if type(items) is not list:
-            raise ApiError(400, 'body must be a JSON list like [{"server": "web-01", "cpu": 1, "ram": 2}]')
+            raise ApiError(400, 'body must be a JSON list like [{"server": "web-01", "cpu": 1, "ram": 2}]', "bad_type")
+        self.message_count = max(1, len(items))  # a refusal drops every item
         if len(items) > MAX_BATCH_ITEMS:
-            raise ApiError(413, f"{len(items)} items exceed the limit of {MAX_BATCH_ITEMS} per request")
+            raise ApiError(413, f"{len(items)} items exceed the limit of {MAX_BATCH_ITEMS} per request", "too_large")
         now = self.clock()
         canonical = self.names.canonical
         names: list[str] = []
@@ -192,14 +259,14 @@ class BatchLoadsHandler(StreamedJsonHandler):
                 names.append(canonical(item["server"]))
                 ts, cpu, ram = _validated_load(item, now)
             except InvalidSample as invalid:
-                raise ApiError(400, f"item {index}: {invalid.message}") from None
+                raise ApiError(400, f"item {index}: {invalid.message}", invalid.reason) from None
             stamps.append(ts)
             cpus.append(cpu)
             rams.append(ram)
         if self.batch.room() < len(names):
-            raise ApiError(503, "ingest queue is full, retry in a second")
+            raise ApiError(503, "ingest queue is full, retry in a second", "queue_full")
         self.batch.extend(names, stamps, cpus, rams)
-        self.stats.received += len(names)
+        self.stats.received["sample"] += len(names)
         self.write_json(202, {"accepted": len(names)})
 
 

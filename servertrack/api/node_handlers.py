@@ -3,7 +3,7 @@
 A node is addressed in the URL by its name or by any of its IP addresses
 (``NodeRegistry.resolve``). Every request is validated in full before the
 registry is touched, so a refused request changes nothing (except the
-registry's ``refused`` count when it is full, as for a hello over ZeroMQ).
+counters of refusals).
 Errors leave as ``{"error": "..."}`` through ``JsonHandler.write_error``.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 from ..common.aggregator import Aggregator
 from ..common.errors import InvalidSample
-from ..common.node_messages import HELLO_FIELDS, MAX_TOP_PROCESSES, STATS
-from ..common.nodes import NODE_STATES, AmbiguousAddress, Node, NodeRegistry, UnknownNode
+from ..common.node_messages import HELLO_FIELDS, MAX_PID, MAX_TOP_PROCESSES, STATS
+from ..common.nodes import NODE_STATES, AmbiguousAddress, Node, NodeRefused, NodeRegistry, UnknownNode
 from ..common.protocol import MAX_IP_LENGTH, NameCache, check_ips
 from .handlers import ApiError, JsonHandler, StreamedJsonHandler
 from .node_views import (
@@ -32,13 +32,20 @@ from .node_views import (
 # ``?window=`` of the summary: the last hour (minute buckets) or the last day (hour buckets).
 SUMMARY_WINDOWS = ("1h", "24h")
 DEFAULT_SUMMARY_WINDOW = "1h"
-_PID = re.compile(r"[0-9]{1,10}")
+_PID = re.compile(r"[0-9]{1,%d}" % len(str(MAX_PID)))
+# The status of a message the registry refuses: a snapshot over its own budget
+# is too large; a full registry or memory budget is the service's condition.
+_REFUSAL_STATUS = {"over_node_budget": 413}
 
 
 def _field_error(invalid: InvalidSample, field: str) -> ApiError:
     """A 400 whose message starts with the name of the offending field."""
     message = invalid.message
-    return ApiError(400, message if message.startswith(field) else f"{field}: {message}")
+    return ApiError(400, message if message.startswith(field) else f"{field}: {message}", invalid.reason)
+
+
+def _refusal_error(refused: NodeRefused) -> ApiError:
+    return ApiError(_REFUSAL_STATUS.get(refused.reason, 503), refused.message, refused.reason)
 
 
 def _is_address(text: str) -> bool:
@@ -62,13 +69,13 @@ def find_node(nodes: NodeRegistry, names: NameCache, raw: str) -> Node:
     except InvalidSample:
         if not _is_address(raw):
             shown = raw if len(raw) <= 64 else raw[:64] + "..."
-            raise ApiError(400, f"{shown!r} is neither a node name nor an IP address") from None
+            raise ApiError(400, f"{shown!r} is neither a node name nor an IP address", "bad_name") from None
     try:
         return nodes.resolve(raw)
     except UnknownNode as unknown:
-        raise ApiError(404, str(unknown)) from None
+        raise ApiError(404, str(unknown), "unknown_node") from None
     except AmbiguousAddress as ambiguous:
-        raise ApiError(409, f"{ambiguous}; address the node by name") from None
+        raise ApiError(409, f"{ambiguous}; address the node by name", "ambiguous_address") from None
 
 
 def _latest_stats(node: Node) -> dict[str, Any]:
@@ -80,6 +87,8 @@ def _latest_stats(node: Node) -> dict[str, Any]:
 
 class NodesHandler(StreamedJsonHandler):
     """``GET /nodes``: the inventory (``?state=`` filters); ``POST /nodes``: register or refresh a node."""
+
+    MESSAGE_KINDS = {"POST": "hello"}
 
     def initialize(self, nodes: NodeRegistry, names: NameCache, clock: Callable[[], float]) -> None:
         self.nodes = nodes
@@ -95,9 +104,10 @@ class NodesHandler(StreamedJsonHandler):
     def post(self) -> None:
         body = self.parse_json_body()
         if type(body) is not dict:
-            raise ApiError(400, 'body must be a JSON object like {"name": "node01.example", "ip": [], "hostname": ...}')
+            raise ApiError(400, 'body must be a JSON object like {"name": "node01.example", "ip": [], "hostname": ...}',
+                           "bad_type")
         if "name" not in body:
-            raise ApiError(400, "name: missing")
+            raise ApiError(400, "name: missing", "missing_field")
         try:
             name = self.names.canonical(body["name"])
         except InvalidSample as invalid:
@@ -109,11 +119,13 @@ class NodesHandler(StreamedJsonHandler):
         try:
             info = HELLO_FIELDS.check(body, "")
         except InvalidSample as invalid:
-            raise ApiError(400, invalid.message) from None
+            raise ApiError(400, invalid.message, invalid.reason) from None
         known = name in self.nodes
-        node = self.nodes.hello(name, list(ips), info, now=self.clock())
-        if node is None:
-            raise ApiError(503, f"node limit reached: {self.nodes.max_nodes} nodes are registered")
+        try:
+            node = self.nodes.hello(name, list(ips), info, now=self.clock())
+        except NodeRefused as refused:
+            raise _refusal_error(refused) from None
+        self.ingest_stats.accept("hello")
         if not known:
             self.set_header("Location", f"/nodes/{name}")
         self.write_json(200 if known else 201, node_detail(node, self.nodes.state(node)))
@@ -121,6 +133,8 @@ class NodesHandler(StreamedJsonHandler):
 
 class NodeHandler(StreamedJsonHandler):
     """``GET`` a node's summary, ``PUT`` its latest stats snapshot, ``DELETE`` it from the inventory."""
+
+    MESSAGE_KINDS = {"PUT": "snapshot"}
 
     def initialize(self, nodes: NodeRegistry, names: NameCache, clock: Callable[[], float]) -> None:
         self.nodes = nodes
@@ -135,15 +149,18 @@ class NodeHandler(StreamedJsonHandler):
         node = find_node(self.nodes, self.names, raw_id)
         body = self.parse_json_body()
         if type(body) is not dict:
-            raise ApiError(400, 'body must be a JSON object: a stats snapshot {"cpu": ..., "memory": ..., ...}')
+            raise ApiError(400, 'body must be a JSON object: a stats snapshot {"cpu": ..., "memory": ..., ...}',
+                           "bad_type")
         try:
             stats = STATS.check(body, "")
         except InvalidSample as invalid:
-            raise ApiError(400, invalid.message) from None
+            raise ApiError(400, invalid.message, invalid.reason) from None
         now = self.clock()
-        updated = self.nodes.record_stats(node.name, stats, ts=now, now=now)
-        if updated is None:  # only if the node vanished meanwhile and the registry is full
-            raise ApiError(503, f"node limit reached: {self.nodes.max_nodes} nodes are registered")
+        try:
+            updated = self.nodes.record_stats(node.name, stats, ts=now, now=now)
+        except NodeRefused as refused:
+            raise _refusal_error(refused) from None
+        self.ingest_stats.accept("snapshot")
         self.write_json(200, node_detail(updated, self.nodes.state(updated)))
 
     def delete(self, raw_id: str) -> None:
@@ -173,9 +190,9 @@ class NodeProcessHandler(JsonHandler):
         self.names = names
 
     def get(self, raw_id: str, pid_text: str) -> None:
-        if _PID.fullmatch(pid_text) is None:
+        if _PID.fullmatch(pid_text) is None or int(pid_text) > MAX_PID:
             shown = pid_text if len(pid_text) <= 32 else pid_text[:32] + "..."
-            raise ApiError(400, f"pid must be a non-negative integer, got {shown!r}")
+            raise ApiError(400, f"pid must be an integer from 0 to {MAX_PID}, got {shown!r}")
         pid = int(pid_text)
         node = find_node(self.nodes, self.names, raw_id)
         stats = _latest_stats(node)

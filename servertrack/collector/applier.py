@@ -66,9 +66,9 @@ class BatchApplier:
             if yield_between_chunks and stop < len(names):
                 await asyncio.sleep(0)
         stats = self._stats
-        stats.applied += applied
+        stats.applied["sample"] += applied
         if refused:
-            stats.dropped["server_limit"] += refused
+            stats.dropped["sample"]["server_limit"] += refused
         if self._clock() >= self._next_eviction:
             self._next_eviction = self._clock() + EVICTION_INTERVAL_SECONDS
             self._inventory.forget(self._aggregator.evict_silent())

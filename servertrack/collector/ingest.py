@@ -13,16 +13,30 @@ from ..common.batch import PendingBatch
 from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
 from ..common.node_messages import NodeBye, NodeHello, NodeSnapshot, decode_message
-from ..common.nodes import NodeRegistry
-from ..common.protocol import NameCache, Sample
+from ..common.nodes import NodeRefused, NodeRegistry
+from ..common.protocol import MAX_FRAME_BYTES, NameCache, Sample
 from ..common.stats import IngestStats
 
-# Frames handled per turn of the event loop: ~3 ms of work, so HTTP
-# requests never wait long behind a flood of samples.
+# Work per turn of the event loop, so HTTP requests never wait long behind a
+# flood: at most this many frames (~2 ms of samples), this much time, and
+# this many bytes of frames decoded.
 DRAIN_CHUNK = 500
-# Generous receive buffer: the loop pauses for a batch apply, and PUB/SUB
-# drops (and we count as lost) whatever does not fit.
-RECEIVE_HIGH_WATER_MARK = 1_000_000
+TURN_SECONDS = 0.004
+TURN_BYTES = 4 * 1024 * 1024
+# Frames above this size (only hellos and snapshots are that large) are
+# decoded only while the large-frame budget lasts; beyond it they are
+# discarded unread (``overload``), which costs little more than their copy, so
+# a flood of large frames can neither starve the loop nor pile up in memory.
+SMALL_FRAME_BYTES = 1024
+DEFAULT_LARGE_FRAME_RATE = 32 * 1024 * 1024  # bytes/s: ~3,500 typical snapshots a second
+LARGE_FRAME_BURST_SECONDS = 0.5
+# The receive queue, per publisher connection. With frames of at most
+# SMALL_FRAME_BYTES decoded at full speed and larger ones shed, it stays far
+# below HWM x SMALL_FRAME_BYTES; PUB/SUB drops (and we count as lost) what
+# does not fit. A frame above MAX_MESSAGE_BYTES makes libzmq drop its sender's
+# connection before the frame is ever held.
+RECEIVE_HIGH_WATER_MARK = 500_000
+MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 def open_ingest_socket(context: zmq.asyncio.Context, endpoint: str) -> zmq.asyncio.Socket:
@@ -31,6 +45,7 @@ def open_ingest_socket(context: zmq.asyncio.Context, endpoint: str) -> zmq.async
     try:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, RECEIVE_HIGH_WATER_MARK)
+        socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         socket.setsockopt(zmq.RCVBUF, 4 * 1024 * 1024)
         socket.setsockopt(zmq.SUBSCRIBE, b"")
         socket.bind(endpoint)
@@ -40,11 +55,34 @@ def open_ingest_socket(context: zmq.asyncio.Context, endpoint: str) -> zmq.async
     return socket
 
 
+class ByteRate:
+    """A token bucket of bytes: ``rate`` a second, holding at most ``burst``."""
+
+    __slots__ = ("rate", "burst", "_tokens", "_at")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._at = now
+
+    def take(self, size: int, now: float) -> bool:
+        """Spend ``size`` bytes if the bucket holds them (refilled up to ``now``); else False."""
+        if now > self._at:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+        if size > self._tokens:
+            return False
+        self._tokens -= size
+        return True
+
+
 class IngestReader:
     """Reads protocol frames from a bound SUB socket into the pending batch.
 
-    Bad frames are dropped and counted in ``stats.dropped`` by reason; the
-    reader never stops on bad input.
+    Bad frames are dropped and counted in ``stats.dropped`` by kind and
+    reason; the reader never stops on bad input. A refused message changes
+    nothing: seq, IPs and liveness are recorded only for what is kept.
     """
 
     def __init__(
@@ -56,6 +94,7 @@ class IngestReader:
         clock: Callable[[], float] = time.time,
         names: NameCache | None = None,
         nodes: NodeRegistry | None = None,
+        large_frame_rate: float = DEFAULT_LARGE_FRAME_RATE,
     ) -> None:
         self._socket = socket
         # A synchronous view of the same socket: recv(NOBLOCK) without a
@@ -67,16 +106,20 @@ class IngestReader:
         self._clock = clock
         self._names = names if names is not None else NameCache()
         self._nodes = nodes if nodes is not None else NodeRegistry(inventory.max_agents, clock)
+        # The burst holds at least one frame of the largest size, or such a frame could never pass.
+        burst = max(large_frame_rate * LARGE_FRAME_BURST_SECONDS, MAX_FRAME_BYTES)
+        self._large_frames = ByteRate(large_frame_rate, burst, time.monotonic())
 
     async def run(self) -> None:
         """Drain the socket whenever it is readable, until cancelled."""
         while True:
             await self._socket.poll()  # readable (POLLIN is the default)
-            while self.drain(DRAIN_CHUNK) == DRAIN_CHUNK:
+            while not self.drain(DRAIN_CHUNK):
                 await asyncio.sleep(0)
 
-    def drain(self, limit: int) -> int:
-        """Receive and handle up to ``limit`` waiting frames without blocking; return how many."""
+    def drain(self, limit: int) -> bool:
+        """Receive and handle up to ``limit`` waiting frames without blocking, within this turn's
+        time and byte budget; return True once the socket is empty."""
         recv = self._sync.recv
         batch = self._batch
         # PendingBatch.add, unrolled: this loop runs once per received frame
@@ -85,49 +128,72 @@ class IngestReader:
         ips_of = self._inventory.ips_of
         names = self._names
         node_seen = self._nodes.seen
-        dropped = self._stats.dropped
+        stats = self._stats
+        dropped_samples = stats.dropped["sample"]
         now = self._clock()
-        received = 0
+        started = time.monotonic()
+        large_bytes = 0
+        handled = samples = 0
         room = batch.room()
-        while received < limit:
+        empty = False
+        while handled < limit:
             try:
                 frame = recv(zmq.NOBLOCK)
             except zmq.Again:
+                empty = True
                 break
-            received += 1
+            handled += 1
+            size = len(frame)
+            if size > SMALL_FRAME_BYTES:
+                if not self._large_frames.take(size, started):
+                    stats.refuse(None, "overload")
+                    continue
+                large_bytes += size
             try:
-                sample = decode_message(frame, now, names, ips_of)
+                message = decode_message(frame, now, names, ips_of)
             except InvalidSample as invalid:
-                dropped[invalid.reason] += 1
+                stats.refuse(invalid.kind, invalid.reason)
                 continue
-            if not isinstance(sample, Sample):
-                self._node_message(sample, now)
+            if type(message) is not Sample:
+                self._node_message(message, now)  # type: ignore[arg-type]
+                if large_bytes > TURN_BYTES or time.monotonic() - started > TURN_SECONDS:
+                    break
                 continue
-            observe(sample.fqdn, sample.seq, sample.ips)
-            node_seen(sample.fqdn, now)
+            samples += 1
             if room <= 0:
-                dropped["queue_full"] += 1
+                dropped_samples["queue_full"] += 1
                 continue
             room -= 1
+            sample: Sample = message  # type: ignore[assignment]
+            observe(sample.fqdn, sample.seq, sample.ips)
+            node_seen(sample.fqdn, now)
             add_name(sample.fqdn)
             add_ts(sample.ts)
             add_cpu(sample.cpu)
             add_ram(sample.ram)
-        self._stats.received += received
-        return received
+        stats.received["sample"] += samples
+        return empty
 
     def _node_message(self, message: NodeHello | NodeBye | NodeSnapshot, now: float) -> None:
-        """Apply a hello, bye or snapshot to the node registry (and the agent's seq)."""
+        """Apply a hello, bye or snapshot to the node registry (and the agent's seq), or count why not."""
         nodes = self._nodes
-        if type(message) is NodeHello:
-            self._inventory.observe(message.fqdn, message.seq, message.ips)
-            accepted = nodes.hello(message.fqdn, message.ips, message.info, now) is not None
-        else:
-            self._inventory.observe_seq(message.fqdn, message.seq)
-            if type(message) is NodeBye:
-                accepted = nodes.bye(message.fqdn, now)
+        kind = _KIND_OF[type(message)]
+        try:
+            if type(message) is NodeHello:
+                nodes.hello(message.fqdn, message.ips, message.info, now)
+                self._inventory.observe(message.fqdn, message.seq, message.ips)
+            elif type(message) is NodeBye:
+                if not nodes.bye(message.fqdn, now):
+                    raise NodeRefused("node_refused", f"bye from unknown node {message.fqdn!r}")
+                self._inventory.observe_seq(message.fqdn, message.seq)
             else:
-                accepted = nodes.record_stats(message.fqdn, message.stats, message.ts, now,  # type: ignore[union-attr]
-                                              message.packed) is not None  # type: ignore[union-attr]
-        if not accepted:
-            self._stats.dropped["node_refused"] += 1
+                snapshot: NodeSnapshot = message  # type: ignore[assignment]
+                nodes.record_stats(snapshot.fqdn, snapshot.stats, snapshot.ts, now)
+                self._inventory.observe_seq(snapshot.fqdn, snapshot.seq)
+        except NodeRefused as refused:
+            self._stats.refuse(kind, refused.reason)
+            return
+        self._stats.accept(kind)
+
+
+_KIND_OF = {NodeHello: "hello", NodeBye: "bye", NodeSnapshot: "snapshot"}

@@ -11,12 +11,15 @@ class InvalidSample(ServerTrackError):
     """A sample (from ZeroMQ or HTTP) broke the protocol.
 
     ``reason`` is a short stable token used as a counter key
-    (``bad_type``, ``out_of_range``...); ``field`` names the offending key.
+    (``bad_type``, ``out_of_range``...); ``field`` names the offending key;
+    ``kind`` the kind of message refused, when it was known.
     """
 
-    def __init__(self, reason: str, message: str, field: str | None = None) -> None:
+    def __init__(self, reason: str, message: str, field: str | None = None, kind: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.field = field
+        # The message kind (sample, hello, bye, snapshot) once it is known; None before.
+        self.kind = kind
 

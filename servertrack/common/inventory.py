@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# A jump of seq larger than this is a restart (or a forged seq), not a loss: an
+# agent at 1 Hz would need 11 days of silence to lose that many, and a node
+# silent for 24 h is forgotten. It also keeps ``lost`` a plausible count.
+MAX_COUNTED_GAP = 1_000_000
+
 
 class AgentInventory:
     """Per agent (canonical fqdn): last ``seq`` and IP list; counts messages lost in transit.
 
     A jump forward in ``seq`` counts the skipped numbers as lost; a step back
-    (the agent restarted and counts from 0 again) or a repeat is not a loss.
+    (the agent restarted and counts from 0 again), a repeat, or a jump of more
+    than ``MAX_COUNTED_GAP`` (a restart, or a forged seq) is not a loss.
     Holds at most ``max_agents`` agents; beyond that new agents are not tracked.
     """
 
@@ -43,7 +49,7 @@ class AgentInventory:
         gap = seq - record[0] - 1
         record[0] = seq
         record[1] = ips
-        if gap > 0:
+        if 0 < gap <= MAX_COUNTED_GAP:
             self.lost += gap
             return gap
         return 0

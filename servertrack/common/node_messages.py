@@ -10,7 +10,12 @@ Envelope (msgpack map): ``{"v": 2, "kind": ..., "fqdn": str, "ts": float, "seq":
   Every list and string is bounded, so even a snapshot at every maximum
   (1,024 CPUs, 64 disks, 64 interfaces, 2 x 20 processes, all names at their
   longest: ~75 KiB) fits in ``MAX_FRAME_BYTES`` (128 KiB); a typical one is
-  5-10 KiB, which is what the collector keeps per node.
+  5-10 KiB. The collector keeps the validated stats, re-encoded (see
+  ``snapshots``), never the frame's own bytes.
+
+Each kind has its own frame limit (``FRAME_LIMITS``). Every time field has a
+range the API can render as a date (``MAX_EPOCH_SECONDS``), and every number
+a bound, so whatever is stored can be shown.
 
 A v1 frame (no ``kind``), or a v2 frame of kind ``sample``, is a load sample
 (see ``protocol``).
@@ -27,6 +32,7 @@ from .errors import InvalidSample
 from .protocol import (
     MAX_FRAME_BYTES,
     MAX_IPS,
+    MAX_SAMPLE_FRAME_BYTES,
     NODE_PROTOCOL_VERSION,
     NameCache,
     Sample,
@@ -44,22 +50,35 @@ MAX_INTERFACES = 64
 MAX_TOP_PROCESSES = 20
 MAX_TEXT = 256  # paths and command lines
 MAX_NAME = 64  # interface, device, file system, process, user and status names
+# One bound for a pid everywhere (stored and asked for in a URL): what a 32-bit pid_t / DWORD holds.
+MAX_PID = 2**32 - 1
+# 9999-12-31T23:59:59Z: the last second an ISO date (and Python's time.gmtime) can show.
+MAX_EPOCH_SECONDS = 253_402_300_799.0
+MAX_RATE = float(2**64)  # per second, of bytes, packets or operations
+MAX_LOAD_AVERAGE = 1e6
+MAX_FREQUENCY_MHZ = 1e6
+
+# Frame limits per kind: a sample and a bye are a few fields; a hello adds a few
+# strings of at most 256 bytes and 32 addresses; a snapshot is the large one.
+FRAME_LIMITS = {"sample": MAX_SAMPLE_FRAME_BYTES, "hello": 8 * 1024, "bye": 1024, "snapshot": MAX_FRAME_BYTES}
+MESSAGE_KINDS = tuple(FRAME_LIMITS)
 
 _percent = Number(0.0, 100.0)
 _count = Number(0, 2**64 - 1, integer=True)  # what msgpack can carry
-_rate = Number(0.0, None)
+_rate = Number(0.0, MAX_RATE)
+_epoch = Number(0.0, MAX_EPOCH_SECONDS)
 _text = Text(MAX_TEXT)
 _name = Text(MAX_NAME)
 
 PROCESS = Record({
-    "pid": _count,
+    "pid": Number(0, MAX_PID, integer=True),
     "name": _name,
     "user": Text(MAX_NAME, optional=True),
     "status": _name,
     "cpu_percent": Number(0.0, 100.0 * MAX_CPUS),
     "rss": _count,
     "memory_percent": _percent,
-    "create_time": Number(0.0, None),
+    "create_time": _epoch,
     "cmdline": _text,
 })
 
@@ -67,9 +86,9 @@ STATS = Record({
     "cpu": Record({
         "percent": _percent,
         "per_cpu": ListOf(_percent, MAX_CPUS),
-        "load_avg": ListOf(Number(0.0, None), 3, exactly=3),
+        "load_avg": ListOf(Number(0.0, MAX_LOAD_AVERAGE), 3, exactly=3),
         "times_percent": Record({"user": _percent, "system": _percent, "idle": _percent, "iowait": _percent}),
-        "freq_mhz": Number(0.0, None, optional=True),
+        "freq_mhz": Number(0.0, MAX_FREQUENCY_MHZ, optional=True),
     }),
     "memory": Record({"total": _count, "available": _count, "used": _count, "percent": _percent}),
     "swap": Record({"total": _count, "used": _count, "percent": _percent}),
@@ -94,7 +113,7 @@ STATS = Record({
 
 HELLO_FIELDS = Record({
     "hostname": _text,
-    "boot_time": Number(0.0, None),
+    "boot_time": _epoch,
     "os": _text,
     "platform": _text,
     "cpu_count": Number(1, MAX_CPUS, integer=True),
@@ -123,17 +142,12 @@ class NodeBye(NamedTuple):
 
 
 class NodeSnapshot(NamedTuple):
-    """An agent's latest rich statistics (``stats`` cleaned against ``STATS``).
-
-    ``packed`` is ``stats`` as msgpack, cut out of the frame when it needed no
-    cleaning (so it is not encoded again), else None.
-    """
+    """An agent's latest rich statistics (``stats`` cleaned against ``STATS``)."""
 
     fqdn: str
     ts: float
     seq: int
     stats: dict[str, Any]
-    packed: bytes | None = None
 
 
 Message = Sample | NodeHello | NodeBye | NodeSnapshot
@@ -145,11 +159,31 @@ def decode_message(
     names: NameCache,
     known_ips: Callable[[str], list[str] | None] | None = None,
 ) -> Message:
-    """Decode one frame of any kind received at ``now``; raise ``InvalidSample`` if it is bad."""
+    """Decode one frame of any kind received at ``now``; raise ``InvalidSample`` if it is bad.
+
+    The whole message is validated before anything is returned, and the
+    error carries the message's ``kind`` once it is known (None when the
+    frame is not even a map, or names no known kind).
+    """
     message = unpack_frame(frame)
     kind = message.get("kind")
-    if kind is None or kind == "sample":
-        return sample_from_map(message, now, names, known_ips)
+    if kind is None:
+        kind = "sample"
+    elif type(kind) is not str or kind not in FRAME_LIMITS:
+        shown = kind if type(kind) is str and len(kind) <= 32 else type(kind).__name__
+        raise InvalidSample("unknown_kind", f"unknown message kind {shown!r}", "kind")
+    try:
+        if len(frame) > FRAME_LIMITS[kind]:
+            raise InvalidSample("too_large", f"{kind} frame of {len(frame)} bytes exceeds {FRAME_LIMITS[kind]}")
+        if kind == "sample":
+            return sample_from_map(message, now, names, known_ips)
+        return _node_message(kind, message, now, names)
+    except InvalidSample as invalid:
+        invalid.kind = kind
+        raise
+
+
+def _node_message(kind: str, message: dict[str, Any], now: float, names: NameCache) -> Message:
     if message.get("v") != NODE_PROTOCOL_VERSION or type(message.get("v")) is not int:
         raise InvalidSample("bad_version", f"kind {kind!r} needs protocol version {NODE_PROTOCOL_VERSION}", "v")
     for key in ("fqdn", "ts", "seq"):
@@ -164,26 +198,7 @@ def decode_message(
         return NodeHello(fqdn, ts, seq, check_ips(message["ip"]), HELLO_FIELDS.check(message, ""))
     if kind == "bye":
         return NodeBye(fqdn, ts, seq)
-    if kind == "snapshot":
-        received = message.get("stats")
-        stats = STATS.check(received, "stats")
-        return NodeSnapshot(fqdn, ts, seq, stats, _value_bytes(frame, "stats") if stats is received else None)
-    raise InvalidSample("unknown_kind", f"unknown message kind {kind!r}", "kind")
-
-
-def _value_bytes(frame: bytes, wanted: str) -> bytes:
-    """The encoded bytes of key ``wanted``'s value in the frame's top-level map (the last one, as
-    ``unpackb`` keeps), found by skipping over values rather than decoding them."""
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_FRAME_BYTES)
-    unpacker.feed(frame)
-    start = end = 0
-    for _ in range(unpacker.read_map_header()):
-        key = unpacker.unpack()
-        value_start = unpacker.tell()
-        unpacker.skip()
-        if key == wanted:
-            start, end = value_start, unpacker.tell()
-    return frame[start:end]
+    return NodeSnapshot(fqdn, ts, seq, STATS.check(message.get("stats"), "stats"))
 
 
 def _envelope(kind: str, fqdn: str, ts: float, seq: int) -> dict[str, Any]:

@@ -4,8 +4,10 @@ A node is registered by a ``hello`` (ZeroMQ) or ``POST /nodes``, kept up to
 date by its samples and snapshots, marked offline by ``bye``, and removed by
 ``DELETE /nodes/{name}`` or after 24 h of silence. Its state is computed
 from the clock whenever asked (``node_state``), never stored, so it needs no
-timer and is tested without sleeping. The latest stats snapshot is kept as
-msgpack bytes (bounded by the frame limit), decoded only when read.
+timer and is tested without sleeping. The latest stats snapshot is kept
+re-encoded (see ``snapshots``) within a memory budget per node and in total,
+decoded only when read. A message the registry cannot take raises
+``NodeRefused`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from .errors import ServerTrackError
+from .snapshots import SnapshotBudget, StoredSnapshot, pack_snapshot, unpack_snapshot
 
 ONLINE, STALE, OFFLINE = "online", "stale", "offline"
 NODE_STATES = (ONLINE, STALE, OFFLINE)
@@ -30,6 +31,17 @@ DEFAULT_INTERVAL = 1.0
 
 class UnknownNode(ServerTrackError):
     """No node has that name or address."""
+
+
+class NodeRefused(ServerTrackError):
+    """The registry cannot take a message; ``reason`` is its drop counter
+    (``node_refused`` when the registry is full, ``over_node_budget``,
+    ``over_total_budget``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 class AmbiguousAddress(ServerTrackError):
@@ -62,7 +74,7 @@ class Node:
     registered: float
     last_seen: float
     said_bye: bool = False
-    snapshot: bytes | None = None
+    snapshot: StoredSnapshot | None = None
     snapshot_ts: float | None = None
 
     @property
@@ -72,20 +84,23 @@ class Node:
 
     def stats(self) -> dict[str, Any] | None:
         """The latest stats snapshot, decoded, or None."""
-        return None if self.snapshot is None else msgpack.unpackb(self.snapshot)
+        return None if self.snapshot is None else unpack_snapshot(self.snapshot)
 
 
 class NodeRegistry:
-    """At most ``max_nodes`` nodes by canonical name, with an index of their IP addresses."""
+    """At most ``max_nodes`` nodes by canonical name, with an index of their IP addresses, and their
+    snapshots within ``budget``."""
 
     def __init__(
         self,
         max_nodes: int,
         clock: Callable[[], float] = time.time,
         offline_after: float = DEFAULT_OFFLINE_AFTER_SECONDS,
+        budget: SnapshotBudget | None = None,
     ) -> None:
         self.max_nodes = max_nodes
         self.offline_after = offline_after
+        self.budget = budget if budget is not None else SnapshotBudget()
         self.refused = 0
         self._clock = clock
         self._nodes: dict[str, Node] = {}
@@ -105,12 +120,11 @@ class NodeRegistry:
         """The node's state now."""
         return node_state(node.last_seen, node.interval, node.said_bye, self._clock(), self.offline_after)
 
-    def hello(self, name: str, ips: list[str], info: dict[str, Any], now: float | None = None) -> Node | None:
-        """Register or refresh a node; None (and counted in ``refused``) when the registry is full."""
+    def hello(self, name: str, ips: list[str], info: dict[str, Any], now: float | None = None) -> Node:
+        """Register or refresh a node (``ips`` already validated); ``NodeRefused`` (and counted in
+        ``refused``) when the registry is full."""
         now = self._clock() if now is None else now
         node = self._nodes.get(name) or self._add(name, now)
-        if node is None:
-            return None
         self._index(node, ips)
         node.info = info
         node.last_seen = now
@@ -133,15 +147,22 @@ class NodeRegistry:
         node.said_bye = True
         return True
 
-    def record_stats(
-        self, name: str, stats: dict[str, Any], ts: float, now: float, packed: bytes | None = None
-    ) -> Node | None:
-        """Keep ``stats`` (validated; ``packed``: the same, already as msgpack) as the node's latest
-        snapshot, registering the node if needed."""
-        node = self._nodes.get(name) or self._add(name, now)
+    def record_stats(self, name: str, stats: dict[str, Any], ts: float, now: float) -> Node:
+        """Keep validated ``stats`` as the node's latest snapshot, registering the node if needed.
+
+        ``NodeRefused`` if it breaks the memory budget (the node keeps its
+        previous snapshot) or the registry is full.
+        """
+        stored = pack_snapshot(stats)
+        node = self._nodes.get(name)
+        held = 0 if node is None or node.snapshot is None else node.snapshot.size
+        refusal = self.budget.refusal(stored.size, held)
+        if refusal is not None:
+            raise NodeRefused(*refusal)
         if node is None:
-            return None
-        node.snapshot = packed if packed is not None else msgpack.packb(stats)
+            node = self._add(name, now)
+        self.budget.replace(stored.size, held)
+        node.snapshot = stored
         node.snapshot_ts = ts
         node.last_seen = now
         node.said_bye = False
@@ -153,6 +174,8 @@ class NodeRegistry:
         if node is None:
             return False
         self._index(node, [])
+        if node.snapshot is not None:
+            self.budget.replace(0, node.snapshot.size)
         return True
 
     def resolve(self, name_or_ip: str) -> Node:
@@ -193,10 +216,10 @@ class NodeRegistry:
             self.remove(name)
         return silent
 
-    def _add(self, name: str, now: float) -> Node | None:
+    def _add(self, name: str, now: float) -> Node:
         if len(self._nodes) >= self.max_nodes:
             self.refused += 1
-            return None
+            raise NodeRefused("node_refused", f"node limit reached: {self.max_nodes} nodes are registered")
         node = Node(name=name, ips=[], info={}, registered=now, last_seen=now)
         self._nodes[name] = node
         return node

@@ -1,8 +1,9 @@
 """Wire protocol: one msgpack map per sample, and the validation shared by every entry point.
 
 A frame is ``{"v": 1, "fqdn": str, "ts": float, "ip": [str], "cpu": float,
-"ram": float, "seq": int}``. Unknown keys are ignored; a missing or ill-typed
-required key makes the whole frame invalid. ``decode_sample`` is on the hot
+"ram": float, "seq": int}``, at most ``MAX_SAMPLE_FRAME_BYTES``. Unknown keys
+are ignored; a missing or ill-typed required key makes the whole frame
+invalid. ``decode_sample`` is on the hot
 path of the collector (one call per received frame), so it is written as a
 handful of dict lookups and type checks, with slow work (name and IP parsing)
 cached.
@@ -17,33 +18,52 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from .buckets import HOUR_SECONDS, HOURS_SHOWN
 from .errors import InvalidSample
 
 PROTOCOL_VERSION = 1
 # v2 adds node messages ("kind": hello | bye | snapshot, see node_messages);
 # a v1 frame, or a v2 frame of kind "sample", is a load sample.
 NODE_PROTOCOL_VERSION = 2
-# Large enough for a stats snapshot at its bounds (see node_messages); a sample is ~100 bytes.
+# The largest frame of any kind: a stats snapshot at its bounds (see node_messages).
+# Each kind has its own, smaller or equal, limit (``node_messages.FRAME_LIMITS``).
 MAX_FRAME_BYTES = 128 * 1024
+# A sample frame is ~100 bytes; 4 KiB leaves room for 32 IPs and unknown keys.
+MAX_SAMPLE_FRAME_BYTES = 4 * 1024
 MAX_NAME_LENGTH = 253
 MAX_IPS = 32
 MAX_IP_LENGTH = 64
 MAX_SEQ = 2**64 - 1
-MAX_AGE_SECONDS = 24 * 3600.0
 MAX_FUTURE_SECONDS = 60.0
 LOAD_MIN = 0.0
 LOAD_MAX = 100.0
+# The largest list and map a frame may hold (a snapshot's per-CPU list; a map of
+# a few known keys plus unknown ones); beyond them the decoder stops: ``too_large``.
+MAX_DECODED_ITEMS = 1024
+MAX_DECODED_KEYS = 64
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,%d}\Z" % MAX_NAME_LENGTH)
+_HAS_LETTER_OR_DIGIT = re.compile(r"[a-z0-9]")
+_DOTTED_DIGITS = re.compile(r"[0-9.]+")
 _NUMBER_TYPES = frozenset((int, float))
 _UNPACK_LIMITS = dict(
     raw=False,
     max_str_len=MAX_FRAME_BYTES,
     max_bin_len=MAX_FRAME_BYTES,
-    max_array_len=1024,
-    max_map_len=64,
+    max_array_len=MAX_DECODED_ITEMS,
+    max_map_len=MAX_DECODED_KEYS,
     max_ext_len=MAX_FRAME_BYTES,
 )
+
+
+def oldest_accepted(now: float) -> float:
+    """The earliest timestamp a sample received at ``now`` may carry: the start of the oldest
+    hour the hour window still shows (23 hours before the current one).
+
+    A sample older than that would lie in no window, so it is refused rather
+    than answered as accepted.
+    """
+    return float((int(now // HOUR_SECONDS) - (HOURS_SHOWN - 1)) * HOUR_SECONDS)
 
 
 class Sample(NamedTuple):
@@ -60,7 +80,11 @@ class Sample(NamedTuple):
 def normalize_name(name: object) -> str:
     """Return the canonical (lower-case) server name, or raise ``InvalidSample('bad_name')``.
 
-    Names are 1 to 253 characters of ``[A-Za-z0-9._-]``, compared without case.
+    Names are 1 to 253 characters of ``[A-Za-z0-9._-]`` with at least one
+    letter or digit, compared without case; one trailing dot is dropped
+    (``web-01.`` is ``web-01``, as in DNS). A name that reads as an IPv4
+    address is refused: nodes are also looked up by address, and a node
+    named ``10.0.0.5`` would take over the lookups of another node's IP.
     """
     if type(name) is not str or _NAME_PATTERN.match(name) is None:
         shown = name if isinstance(name, str) and len(name) <= 64 else type(name).__name__
@@ -69,7 +93,26 @@ def normalize_name(name: object) -> str:
             f"server name {shown!r} is invalid: use 1 to {MAX_NAME_LENGTH} characters of A-Z a-z 0-9 . _ -",
             "name",
         )
-    return name.lower()
+    canonical = name.lower()
+    if canonical == name:
+        canonical = name  # one string object, not two, when the name is already canonical
+    if canonical.endswith("."):
+        canonical = canonical[:-1]
+    if _HAS_LETTER_OR_DIGIT.search(canonical) is None:
+        raise InvalidSample("bad_name", f"server name {name!r} is invalid: it has no letter or digit", "name")
+    if _DOTTED_DIGITS.fullmatch(canonical) is not None and _is_ip_address(canonical):
+        raise InvalidSample(
+            "bad_name", f"server name {name!r} is invalid: it reads as an IP address, not a name", "name"
+        )
+    return canonical
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_load(value: object, field: str) -> float:
@@ -85,13 +128,16 @@ def check_load(value: object, field: str) -> float:
 
 
 def check_timestamp(ts: object, now: float) -> float:
-    """Return ``ts`` as a float if it lies within [now - 24 h, now + 60 s]."""
+    """Return ``ts`` as a float if it lies within [``oldest_accepted(now)``, now + 60 s]."""
     if type(ts) not in _NUMBER_TYPES:
         raise InvalidSample("bad_type", f"ts must be a number (epoch seconds), not {_type_name(ts)}", "ts")
-    if not now - MAX_AGE_SECONDS <= ts <= now + MAX_FUTURE_SECONDS:  # type: ignore[operator]
+    oldest = oldest_accepted(now)
+    if not oldest <= ts <= now + MAX_FUTURE_SECONDS:  # type: ignore[operator]
+        shown = ts if type(ts) is float or abs(ts) < 10**20 else "a huge integer"  # type: ignore[arg-type]
         raise InvalidSample(
             "bad_timestamp",
-            f"ts {ts!r} is outside the accepted range (24 h ago to 60 s ahead of {now:.3f})",
+            f"ts {shown!r} is outside the accepted range: from {oldest:.0f} (the oldest hour shown) "
+            f"to 60 s ahead of {now:.3f}",
             "ts",
         )
     return float(ts)  # type: ignore[arg-type]
@@ -122,16 +168,26 @@ def check_ips(ips: object) -> list[str]:
     return ips
 
 
+DEFAULT_NAME_CACHE_LIMIT = 400_000
+
+
+def name_cache_limit(max_servers: int) -> int:
+    """How many raw names a service holding ``max_servers`` servers caches: every server's name
+    in two spellings, plus room for newcomers; never more than the default."""
+    return min(DEFAULT_NAME_CACHE_LIMIT, 2 * max_servers + 1024)
+
+
 class NameCache:
     """Remembers which raw names were already validated, and their canonical form.
 
     Bounded: when full it starts over, so a flood of distinct names costs
-    re-validation, never unbounded memory.
+    re-validation, never unbounded memory. Only valid names are kept; size it
+    with ``name_cache_limit(max_servers)``.
     """
 
     __slots__ = ("_canonical", "_limit")
 
-    def __init__(self, limit: int = 400_000) -> None:
+    def __init__(self, limit: int = DEFAULT_NAME_CACHE_LIMIT) -> None:
         self._canonical: dict[str, str] = {}
         self._limit = limit
 
@@ -165,12 +221,21 @@ def encode_sample(sample: Sample) -> bytes:
 
 
 def unpack_frame(frame: bytes) -> dict[str, Any]:
-    """The msgpack map in ``frame`` (size limits applied); raise ``InvalidSample`` otherwise."""
+    """The msgpack map in ``frame`` (size limits applied); raise ``InvalidSample`` otherwise.
+
+    A frame over ``MAX_FRAME_BYTES``, or holding a list, map or string beyond
+    the decoder's limits, is ``too_large``; bytes that are not one msgpack
+    value are ``not_msgpack``.
+    """
     if len(frame) > MAX_FRAME_BYTES:
         raise InvalidSample("too_large", f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
     try:
         message = msgpack.unpackb(frame, **_UNPACK_LIMITS)
-    except (ValueError, TypeError, msgpack.UnpackException) as error:
+    except ValueError as error:
+        if "exceeds max_" in str(error):  # msgpack's own words for a decoder limit
+            raise InvalidSample("too_large", f"frame holds more than the decoder allows: {error}") from None
+        raise InvalidSample("not_msgpack", f"frame is not valid msgpack: {error}") from None
+    except (TypeError, msgpack.UnpackException) as error:
         raise InvalidSample("not_msgpack", f"frame is not valid msgpack: {error}") from None
     if type(message) is not dict:
         raise InvalidSample("not_a_map", f"frame must be a msgpack map, not {_type_name(message)}")
@@ -188,7 +253,10 @@ def decode_sample(
     ``known_ips(name)`` may return the IP list last accepted for that server:
     an identical list is not parsed again.
     """
-    return sample_from_map(unpack_frame(frame), now, names, known_ips)
+    sample = sample_from_map(unpack_frame(frame), now, names, known_ips)
+    if len(frame) > MAX_SAMPLE_FRAME_BYTES:
+        raise InvalidSample("too_large", f"sample frame of {len(frame)} bytes exceeds {MAX_SAMPLE_FRAME_BYTES}")
+    return sample
 
 
 def sample_from_map(
@@ -219,7 +287,7 @@ def sample_from_map(
         check_load(cpu, "cpu")
     if not (type(ram) in _NUMBER_TYPES and LOAD_MIN <= ram <= LOAD_MAX):
         check_load(ram, "ram")
-    if not (type(ts) in _NUMBER_TYPES and now - MAX_AGE_SECONDS <= ts <= now + MAX_FUTURE_SECONDS):
+    if not (type(ts) in _NUMBER_TYPES and oldest_accepted(now) <= ts <= now + MAX_FUTURE_SECONDS):
         check_timestamp(ts, now)
     if not (type(seq) is int and 0 <= seq <= MAX_SEQ):
         check_seq(seq)

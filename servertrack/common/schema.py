@@ -74,9 +74,12 @@ class Number(Spec):
 
 
 class Text(Spec):
-    """A string of at most ``max_length`` bytes of UTF-8; None allowed if ``optional``.
+    """A printable string of at most ``max_length`` bytes of UTF-8; None allowed if ``optional``.
 
     Bytes, not characters, so the bounds of a message hold on the wire too.
+    Printable as ``str.isprintable`` means it: no control characters (ESC, CR,
+    LF, NUL...), no format or separator characters, so remote text cannot
+    forge lines or drive a terminal that prints it.
     """
 
     def __init__(self, max_length: int = 256, *, optional: bool = False) -> None:
@@ -89,6 +92,8 @@ class Text(Spec):
             raise _Refusal("must be a string")
         if len(value) > self.max_length or (not value.isascii() and len(value.encode()) > self.max_length):
             raise _Refusal(f"is longer than {self.max_length} bytes")
+        if not value.isprintable():
+            raise _Refusal("holds a control or other unprintable character")
         return value
 
 
@@ -158,7 +163,7 @@ class Record(Spec):
                     if kind_of_entry is int and low <= entry <= high:
                         continue
                 elif kind == _TEXT:
-                    if kind_of_entry is str and len(entry) <= high and entry.isascii():
+                    if kind_of_entry is str and len(entry) <= high and entry.isascii() and entry.isprintable():
                         continue
                 kept = spec.clean(entry)
                 if kept is not entry:

@@ -77,7 +77,8 @@ def test_seq_advances_even_when_a_frame_is_dropped() -> None:
     assert agent.seq == 3
 
 
-_names = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,40}", fullmatch=True)
+# Canonical names: a letter first (so never an IP address), no trailing dot.
+_names = st.from_regex(r"[a-z][a-z0-9._-]{0,39}[a-z0-9_-]|[a-z]", fullmatch=True)
 _loads = st.floats(0.0, 100.0, allow_nan=False)
 _ips = st.lists(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str), max_size=8, unique=True)
 

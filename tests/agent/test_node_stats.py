@@ -502,3 +502,63 @@ def test_non_ascii_strings_are_cut_to_the_byte_limit_on_a_character_boundary() -
     [proc] = collector(fake).snapshot()["processes"]["top_cpu"]
     assert len(proc["name"].encode()) <= MAX_NAME and proc["name"] == "é" * (MAX_NAME // 2)
     assert len(proc["cmdline"].encode()) <= MAX_TEXT and set(proc["cmdline"]) == {"日", "本"}
+
+
+# --------------------------------------------------------------------------- hostile text: escaped, never refused
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string inside a snapshot (or hello), depth first."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in strings_in(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in strings_in(item)]
+    return []
+
+
+def test_control_characters_in_names_are_escaped_so_the_snapshot_is_accepted() -> None:
+    fake = FakeNodePsutil()
+    fake.processes = [FakeProcess(process_info(
+        7, name="a\x1b[2Jb\n", username="r\x00ot", status="run\rning", cmdline=["sh", "-c", "echo hi\nrm -rf /tmp/x"],
+    ))]
+    fake.partitions = [partition("/dev/sd\x1ba", "/mnt/\u202eevil", "ext\x074")]
+    fake.usage = {"/mnt/\u202eevil": disk_usage(100, 1)}
+    fake.nics = {"eth\x1b]0;pwned\x070": net_counters(bytes_recv=1)}
+    snapshot = collector(fake).snapshot()
+    assert_valid(snapshot)  # STATS.check included: the collector would take it
+    assert all(text.isprintable() for text in strings_in(snapshot))
+    [proc] = snapshot["processes"]["top_cpu"]
+    assert (proc["name"], proc["user"], proc["status"]) == ("a\\x1b[2Jb\\x0a", "r\\x00ot", "run\\x0dning")
+    assert proc["cmdline"] == "sh -c echo hi\\x0arm -rf /tmp/x"
+    [disk] = snapshot["disks"]
+    assert (disk["device"], disk["mountpoint"], disk["fstype"]) == ("/dev/sd\\x1ba", "/mnt/\\u202eevil", "ext\\x074")
+    assert [nic["interface"] for nic in snapshot["network"]] == ["eth\\x1b]0;pwned\\x070"]
+
+
+def test_escaped_strings_are_cut_to_their_byte_bounds_without_splitting_an_escape() -> None:
+    fake = FakeNodePsutil()
+    fake.processes = [FakeProcess(process_info(7, name="x" + "\x1b" * 100, cmdline=["\n" * 300, "tail"]))]
+    fake.nics = {"\x00" * 100: net_counters()}
+    snapshot = collector(fake).snapshot()
+    assert_valid(snapshot)
+    [proc] = snapshot["processes"]["top_cpu"]
+    assert proc["name"] == "x" + "\\x1b" * 15  # 61 bytes: a 16th escape would not fit in 64
+    assert proc["cmdline"] == "\\x0a" * (MAX_TEXT // 4)
+    assert snapshot["network"][0]["interface"] == "\\x00" * (MAX_NAME // 4)
+
+
+def test_a_lone_surrogate_from_an_undecodable_name_is_escaped() -> None:
+    fake = FakeNodePsutil()
+    fake.processes = [FakeProcess(process_info(7, name="caf\udce9", cmdline=["/srv/caf\udce9/run"]))]
+    [proc] = collector(fake).snapshot()["processes"]["top_cpu"]
+    assert (proc["name"], proc["cmdline"]) == ("caf\\udce9", "/srv/caf\\udce9/run")
+
+
+def test_hello_fields_with_control_characters_are_escaped() -> None:
+    hello = NodeStatsCollector(FakeNodePsutil(), clock=FakeClock(), hostname=lambda: "node\x1b[2J01\n" + "h" * 300).hello_fields()
+    assert hello["hostname"].startswith("node\\x1b[2J01\\x0ahh") and len(hello["hostname"].encode()) == MAX_TEXT
+    assert all(text.isprintable() for text in strings_in(hello))
+    info = hello | {"agent_version": "0", "interval": 1.0}
+    assert HELLO_FIELDS.check(info, "") == info

@@ -99,16 +99,28 @@ def standard_json(value: object) -> bool:
     return not (type(value) is int and abs(value) > 1.7e308)
 
 
+def oldest_accepted(now: float) -> float:
+    """The specification's oldest accepted ``ts`` at ``now``: the start of the oldest of the 24 hours
+    the hour window shows (the current hour and the 23 before it)."""
+    return (now // 3600 - 23) * 3600
+
+
+# An age every clock accepts (the oldest accepted ts is at least 23 h back).
+ACCEPTED_AGE = 23 * 3600.0
+
+
 def invalid_timestamps(now: float) -> st.SearchStrategy[object]:
-    """Values of ``ts`` refused at ``now``: not a number, or outside [now - 24 h, now + 60 s].
+    """Values of ``ts`` refused at ``now``: not a number, or outside [oldest_accepted(now), now + 60 s].
 
     (``null`` is left out: the code treats it as "no ts".)
     """
+    oldest = oldest_accepted(now)
+
     def outside(ts: float) -> bool:
-        return not now - DAY <= ts <= now + 60
+        return not oldest <= ts <= now + 60
 
     return st.one_of(
-        st.floats(min_value=now - DAY - 600, max_value=now - DAY, exclude_max=True),
+        st.floats(min_value=oldest - 600, max_value=oldest, exclude_max=True),
         st.floats(min_value=now + 60, max_value=now + 600, exclude_min=True),
         st.floats().filter(outside),
         st.integers().filter(outside),
@@ -194,11 +206,18 @@ class LiveApi:
         headers: dict[str, str] | None = None,
         body_producer: Callable[..., Any] | None = None,
     ) -> Response:
-        """Send one request; every HTTP answer, errors included, comes back as a ``Response``."""
+        """Send one request; every HTTP answer, errors included, comes back as a ``Response``.
+
+        A body is sent as ``application/json`` unless ``headers`` name another Content-Type.
+        """
         if isinstance(body, str):
             body = body.encode()
         if body is None and body_producer is None and method in ("POST", "PUT", "PATCH"):
             body = b""
+        if body is not None or body_producer is not None:
+            headers = dict(headers or {})
+            if not any(key.lower() == "content-type" for key in headers):
+                headers["Content-Type"] = "application/json"
         request = tornado.httpclient.HTTPRequest(
             f"http://127.0.0.1:{self.port}{path}",
             method=method,
@@ -262,13 +281,13 @@ class LiveApi:
         return self.loop.run_until_complete(self.applier.apply_pending())
 
     def state(self) -> dict[str, Any]:
-        """Everything a request could change: queued samples, counters, every server's windows."""
+        """Everything a request could store: queued samples, every server's windows, agents' seq
+        and IPs, the node inventory. (The counters are not stored data: a refusal is counted.)"""
         servers = self.aggregator.servers()
         return {
             "batch": (list(self.batch.names), list(self.batch.ts), list(self.batch.cpu), list(self.batch.ram)),
-            "stats": self.stats.snapshot(
-                lost=self.inventory.lost, servers=len(self.aggregator), pending=len(self.batch)
-            ),
+            "lost": self.inventory.lost,
+            "agents": {name: (self.inventory.last_seq(name), self.inventory.ips_of(name)) for name, _ in servers},
             "servers": servers,
             "windows": {name: server_loads(self.aggregator.windows(name)) for name, _ in servers},  # type: ignore[arg-type]
             "nodes": self.node_inventory(),
@@ -277,7 +296,12 @@ class LiveApi:
     def node_inventory(self) -> dict[str, Any]:
         """Everything the node registry holds: each node's fields (a deep copy), and the refusal count."""
         listed = {node.name: dataclasses.asdict(node) for node, _ in self.nodes.nodes()}
-        return {"nodes": listed, "refused": self.nodes.refused}
+        return {"nodes": listed, "snapshot_bytes": self.nodes.budget.used}
+
+    def counters(self) -> dict[str, Any]:
+        """``GET /stats`` as the service computes it."""
+        return self.stats.snapshot(lost=self.inventory.lost, servers=len(self.aggregator), pending=len(self.batch),
+                                   nodes=len(self.nodes))
 
 
 def quote(name: str) -> str:

@@ -73,12 +73,38 @@ def test_lost_shows_the_sequence_gaps_of_agents(api: LiveApi) -> None:
     assert stats(api)["lost"] == 3
 
 
-def test_rejected_requests_move_no_counter(seeded_api: LiveApi) -> None:
+def test_a_rejected_request_is_counted_as_received_and_dropped_by_reason(seeded_api: LiveApi) -> None:
     before = stats(seeded_api)
     seeded_api.post_load("web-01", cpu=101, ram=2)
     seeded_api.post("/loads", [{"server": "web-01", "cpu": 1, "ram": 2}, {"server": "web-02", "cpu": 1}])
     seeded_api.request("POST", "/loads", "not json")
-    assert stats(seeded_api) == before
+    after = stats(seeded_api)
+    # one sample out of range, a batch of two refused whole, one body of unknown size
+    assert after["received"] == before["received"] + 4
+    assert after["applied"] == before["applied"] and after["pending"] == before["pending"]
+    assert after["kinds"]["sample"]["dropped"] == {"out_of_range": 1, "missing_field": 2, "not_json": 1}
+    assert after["dropped"] == {"out_of_range": 1, "missing_field": 2, "not_json": 1}
+
+
+def test_every_received_message_is_applied_dropped_or_pending_per_kind(seeded_api: LiveApi) -> None:
+    from live_api import hello_body, put_stats, register
+
+    register(seeded_api, "node-x", ["10.0.0.7"])
+    seeded_api.post("/nodes", {"name": "node-y"})  # missing hello fields
+    put_stats(seeded_api, "node-x")
+    seeded_api.request("PUT", "/nodes/node-x", '{"cpu": 1}')
+    seeded_api.request("PUT", "/nodes/node-unknown", '{}')
+    seeded_api.post("/nodes", hello_body("node-z", ["10.0.0.8"], hostname="bad\x1b]0;title\x07"))
+    seeded_api.record("web-03", cpu=5, ram=5)
+    seeded_api.request("POST", "/servers/web-04/loads", '{"cpu": 1, "ram": 1}', {"Content-Type": "text/plain"})
+    body = stats(seeded_api)
+    for kind, counts in body["kinds"].items():
+        assert counts["received"] == counts["applied"] + sum(counts["dropped"].values()) + counts["pending"], kind
+    assert body["kinds"]["hello"]["received"] == 3 and body["kinds"]["hello"]["applied"] == 1
+    assert body["kinds"]["snapshot"]["received"] == 3 and body["kinds"]["snapshot"]["applied"] == 1
+    assert body["kinds"]["snapshot"]["dropped"] == {"bad_field": 1, "unknown_node": 1}
+    assert body["kinds"]["sample"]["dropped"] == {"bad_content_type": 1}
+    assert body["received"] == body["applied"] + sum(body["dropped"].values()) + body["pending"]
 
 
 def test_nodes_counts_the_registered_nodes(api: LiveApi) -> None:

@@ -89,11 +89,12 @@ def test_a_full_registry_refuses_new_nodes_with_503(make_api: Callable[..., Live
     api = make_api(max_servers=2)
     register(api, "node-a")
     register(api, "node-b")
-    before = api.node_inventory()
+    before, refused = api.node_inventory(), api.nodes.refused
     assert_json_error(api.post("/nodes", hello_body("node-c")), 503, "node limit reached")
     after = api.node_inventory()
     assert after["nodes"] == before["nodes"]
-    assert after["refused"] == before["refused"] + 1  # counted, like a refused hello over ZeroMQ
+    assert api.nodes.refused == refused + 1  # counted, like a refused hello over ZeroMQ
+    assert api.counters()["kinds"]["hello"]["dropped"] == {"node_refused": 1}
     # known nodes can still refresh themselves and send stats
     assert api.post("/nodes", hello_body("node-a", hostname="again")).status == 200
     put_stats(api, "node-b")

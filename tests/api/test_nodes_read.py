@@ -13,10 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from live_api import (
-    DAY,
+    ACCEPTED_AGE,
     HTTP_EXAMPLES,
     LiveApi,
     assert_json_error,
+    hello_body,
     process_entry,
     put_stats,
     register,
@@ -84,10 +85,12 @@ def test_a_node_is_addressed_by_name_or_any_of_its_ips(nodes_api: LiveApi, path:
     assert get_json(nodes_api, path + "/processes/101")["pid"] == 101
 
 
-def test_a_name_wins_over_an_address(nodes_api: LiveApi) -> None:
-    register(nodes_api, "10.0.0.6", ["10.0.0.1"])
-    assert get_json(nodes_api, "/nodes/10.0.0.6")["name"] == "10.0.0.6"
-    assert get_json(nodes_api, "/nodes/10.0.0.1")["name"] == "10.0.0.6"
+def test_a_name_that_reads_as_an_address_is_refused_so_it_cannot_take_over_address_lookups(nodes_api: LiveApi) -> None:
+    before = nodes_api.state()
+    assert_json_error(nodes_api.post("/nodes", hello_body("10.0.0.6", ["10.0.0.1"])), 400, "name", "IP address")
+    assert nodes_api.state() == before
+    register(nodes_api, "node-six", ["10.0.0.66"])
+    assert get_json(nodes_api, "/nodes/10.0.0.66")["name"] == "node-six"
 
 
 @pytest.mark.parametrize("path, fragment", [
@@ -214,7 +217,7 @@ def _naive_summary(samples: list[tuple[float, float, float]], now: float, width:
 
 # Loads with at most five decimals, as the aggregator keeps them.
 LOADS = st.integers(0, 10_000_000).map(lambda n: n / 100_000)
-SAMPLES = st.lists(st.tuples(st.floats(-DAY, 60.0), LOADS, LOADS), max_size=40)
+SAMPLES = st.lists(st.tuples(st.floats(-ACCEPTED_AGE, 60.0), LOADS, LOADS), max_size=40)
 _counter = itertools.count()  # one node per example: the examples share one app
 
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from live_api import (
-    DAY,
+    ACCEPTED_AGE,
     EMPTY,
     HOUR_START,
     HTTP_EXAMPLES,
@@ -162,14 +162,17 @@ def test_a_sample_up_to_60s_ahead_shows_once_its_minute_is_current(api: LiveApi)
     assert (minutes[-1]["start"], minutes[-1]["cpu"]["avg"]) == ("2027-01-15T08:31:00Z", 20.0)
 
 
-def test_a_sample_24h_old_is_accepted_but_shown_in_no_window(api: LiveApi) -> None:
-    """Its hour is the 25th back, just outside the 24 shown."""
+def test_a_sample_older_than_the_oldest_hour_shown_is_refused_and_one_inside_it_is_shown(api: LiveApi) -> None:
+    """The hour window shows 08:00 and the 23 hours before it: from 2027-01-14T09:00:00Z on."""
     at(api, "2027-01-15T08:30:10Z")
-    api.record("web-01", cpu=10, ram=10, ts=api.clock.now - DAY)
+    reply = api.post_load("web-01", cpu=10, ram=10, ts=epoch("2027-01-14T09:00:00Z") - 0.5)
+    assert_json_error(reply, 400, "ts")
+    api.record("web-01", cpu=20, ram=30, ts=epoch("2027-01-14T09:00:00Z"))
     api.apply()
     body = api.loads_of("web-01")
     assert body["hours"][0]["start"] == "2027-01-14T09:00:00Z"
-    assert all(entry["samples"] == 0 for entry in body["minutes"] + body["hours"])
+    assert figures(body["hours"][0]) == bucket(1, (20.0, 20.0, 20.0), (30.0, 30.0, 30.0))
+    assert all(entry["samples"] == 0 for entry in body["minutes"] + body["hours"][1:])
 
 
 # -- figures --------------------------------------------------------------------------------------------
@@ -287,7 +290,7 @@ def test_reading_changes_nothing(seeded_api: LiveApi) -> None:
 
 _server_numbers = itertools.count()
 SAMPLE = st.tuples(
-    st.one_of(st.none(), st.floats(-DAY, 60), st.floats(-300, 60)),  # ts offset from now; None: no ts
+    st.one_of(st.none(), st.floats(-ACCEPTED_AGE, 60), st.floats(-300, 60)),  # ts offset from now; None: no ts
     st.integers(0, 10_000).map(lambda n: n / 100),  # cpu with 2 decimals, as agents send
     st.integers(0, 10_000).map(lambda n: n / 100),  # ram
 )

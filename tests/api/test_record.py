@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from live_api import (
     DAY,
+    oldest_accepted,
     EMPTY,
     HTTP_EXAMPLES,
     INVALID_LOADS,
@@ -78,8 +79,13 @@ def test_loads_from_0_to_100_inclusive_are_accepted(api: LiveApi, cpu: float, ra
     assert api.post_load("web-01", cpu=cpu, ram=ram).status == 202
 
 
-@pytest.mark.parametrize("offset", [-DAY, -DAY + 0.001, -1, 0, 59.999, 60])
-def test_ts_from_24h_ago_to_60s_ahead_inclusive_is_accepted(api: LiveApi, offset: float) -> None:
+@pytest.mark.parametrize("offset", [0, 0.001, 3600, 23 * 3600])
+def test_ts_from_the_oldest_hour_shown_on_is_accepted(api: LiveApi, offset: float) -> None:
+    assert api.post_load("web-01", cpu=1, ram=2, ts=oldest_accepted(api.clock.now) + offset).status == 202
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 59.999, 60])
+def test_ts_up_to_60s_ahead_inclusive_is_accepted(api: LiveApi, offset: float) -> None:
     assert api.post_load("web-01", cpu=1, ram=2, ts=api.clock.now + offset).status == 202
 
 
@@ -190,10 +196,16 @@ def test_any_invalid_load_is_rejected_and_changes_nothing(seeded_api: LiveApi, f
 # -- invalid ts ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("offset", [-DAY - 0.001, -DAY - 3600, 60.001, 3600, -1e12, 1e12])
-def test_ts_outside_24h_ago_to_60s_ahead_is_rejected_with_400(seeded_api: LiveApi, offset: float) -> None:
+@pytest.mark.parametrize("offset", [-0.001, -3600, -DAY, None, 60.001, 3600, -1e12, 1e12])
+def test_ts_before_the_oldest_hour_shown_or_over_60s_ahead_is_rejected_with_400(
+    seeded_api: LiveApi, offset: float | None
+) -> None:
+    """Negative offsets count from the oldest accepted ts, positive ones from now; None: 24 h ago,
+    which is accepted nowhere (its hour is the 25th back)."""
+    now = seeded_api.clock.now
+    ts = now - DAY if offset is None else (oldest_accepted(now) + offset if offset < 0 else now + offset)
     before = seeded_api.state()
-    reply = seeded_api.post_load("web-01", cpu=1, ram=2, ts=seeded_api.clock.now + offset)
+    reply = seeded_api.post_load("web-01", cpu=1, ram=2, ts=ts)
     assert_json_error(reply, 400, "ts")
     assert seeded_api.state() == before
 
@@ -286,7 +298,10 @@ def test_a_full_pending_batch_refuses_with_503_and_queues_nothing(make_api) -> N
     before = api.state()
     assert_json_error(api.post_load("web-03", cpu=5, ram=6), 503)
     assert api.state() == before
-    assert len(api.batch) == 2 and api.stats.received == 2
+    assert len(api.batch) == 2
+    assert api.counters()["kinds"]["sample"] | {"dropped": None} == {
+        "received": 3, "applied": 0, "pending": 2, "dropped": None}
+    assert api.counters()["dropped"] == {"queue_full": 1}
 
 
 def test_after_an_apply_a_full_batch_accepts_again(make_api) -> None:

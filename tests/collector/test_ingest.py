@@ -50,7 +50,7 @@ class Ingest:
 
     async def received(self, count: int) -> None:
         """Wait until ``count`` frames (after the probes) have been read."""
-        await self.wait_until(lambda: self.stats.received - self.probes >= count)
+        await self.wait_until(lambda: self.stats.total_received() - self.probes >= count)
 
 
 @contextlib.asynccontextmanager
@@ -69,13 +69,13 @@ async def running_ingest(clock: FakeClock, batch: PendingBatch | None = None) ->
         # PUB drops until the subscription has travelled: probe until one arrives.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_SECONDS
-        while ingest.stats.received == 0:
+        while ingest.stats.total_received() == 0:
             assert loop.time() < deadline, "subscription never completed"
             ingest.send(encode_sample(Sample("probe", clock.now, 0.0, 0.0, ingest.probes, [])))
             ingest.probes += 1
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.05)
-        ingest.probes = ingest.stats.received
+        ingest.probes = ingest.stats.total_received()
         ingest.batch.take()
         yield ingest
     finally:
@@ -104,7 +104,7 @@ def test_valid_frames_are_queued_in_order(clock: FakeClock) -> None:
             assert cpu.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
             assert ts.tolist() == [clock.now] * 5 and ram.tolist() == [20.0] * 5
             assert ingest.inventory.ips_of("node-1") == ["10.1.2.3"]
-            assert ingest.stats.dropped == {}
+            assert ingest.stats.total_dropped() == {}
 
     asyncio.run(scenario())
 
@@ -126,7 +126,7 @@ def test_garbage_is_dropped_counted_by_reason_and_reading_goes_on(clock: FakeClo
                 sample(clock, seq=1),
             )
             await ingest.received(11)
-            assert dict(ingest.stats.dropped) == {
+            assert dict(ingest.stats.total_dropped()) == {
                 "not_msgpack": 1, "not_a_map": 1, "out_of_range": 1, "bad_type": 1, "bad_name": 1,
                 "bad_timestamp": 2, "bad_ip": 1, "bad_version": 1, "too_large": 1,
             }
@@ -156,7 +156,7 @@ def test_a_full_batch_drops_and_counts_instead_of_growing(clock: FakeClock) -> N
             ingest.send(*(sample(clock, seq=seq) for seq in range(5)))
             await ingest.received(5)
             assert len(ingest.batch) == 3
-            assert ingest.stats.dropped["queue_full"] == 2
+            assert ingest.stats.total_dropped()["queue_full"] == 2
 
     asyncio.run(scenario())
 
@@ -188,14 +188,14 @@ def test_apply_moves_the_whole_batch_into_the_aggregator(clock: FakeClock) -> No
     batch.extend([f"s{i}" for i in range(count)], [clock.now] * count, [1.0] * count, [2.0] * count)
     assert asyncio.run(applier.apply_pending(yield_between_chunks=True)) == count
     assert len(batch) == 0 and len(aggregator) == count
-    assert stats.applied == count and stats.last_batch_size == count and stats.last_batch_seconds > 0
+    assert stats.total_applied() == count and stats.last_batch_size == count and stats.last_batch_seconds > 0
 
 
 def test_apply_counts_servers_refused_by_the_cap(clock: FakeClock) -> None:
     applier, batch, aggregator, stats, _ = make_applier(clock, max_servers=2)
     batch.extend(["a", "b", "c", "c"], [clock.now] * 4, [1.0] * 4, [1.0] * 4)
     assert asyncio.run(applier.apply_pending()) == 2
-    assert stats.dropped["server_limit"] == 2 and len(aggregator) == 2
+    assert stats.total_dropped()["server_limit"] == 2 and len(aggregator) == 2
 
 
 def test_silent_servers_are_evicted_from_aggregator_and_inventory(clock: FakeClock) -> None:
@@ -244,7 +244,7 @@ def test_node_messages_register_update_and_say_bye(clock: FakeClock) -> None:
             assert node is not None and node.info["hostname"] == "node01" and node.ips == ["10.1.2.3"]
             assert ingest.nodes.state(node) == ONLINE
             assert node.stats() == stats()  # the bad snapshot changed nothing
-            assert ingest.stats.dropped == {"bad_field": 1}
+            assert ingest.stats.total_dropped() == {"bad_field": 1}
             assert len(ingest.batch) == 1  # the sample still feeds the aggregator
             ingest.send(encode_bye("node-1", clock.now, 4))
             await ingest.received(5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,10 +13,12 @@ from servertrack.common.nodes import (
     ONLINE,
     STALE,
     AmbiguousAddress,
+    NodeRefused,
     NodeRegistry,
     UnknownNode,
     node_state,
 )
+from servertrack.common.snapshots import SnapshotBudget
 from tests.conftest import FakeClock
 
 INFO = {"hostname": "h", "boot_time": 1.0, "os": "Linux", "platform": "x86_64", "cpu_count": 2,
@@ -120,18 +123,62 @@ def test_stats_are_kept_compactly_and_read_back(clock: FakeClock) -> None:
     registry = NodeRegistry(10, clock)
     stats = {"cpu": {"percent": 1.5}, "processes": {"count": 3}}
     node = registry.record_stats("n1", stats, ts=clock.now - 1, now=clock.now)
-    assert node is not None and isinstance(node.snapshot, bytes)
+    assert node.snapshot is not None and node.snapshot.data == msgpack.packb(stats)
     assert node.stats() == stats and node.snapshot_ts == clock.now - 1
+    assert registry.budget.used == len(msgpack.packb(stats))
+
+
+def test_a_large_snapshot_is_kept_compressed_and_read_back(clock: FakeClock) -> None:
+    registry = NodeRegistry(10, clock)
+    stats = {"disks": [{"mountpoint": f"/srv/volume-{i:04d}/data", "total": 2**40} for i in range(1000)]}
+    node = registry.record_stats("n1", stats, ts=clock.now, now=clock.now)
+    assert node.snapshot is not None and node.snapshot.compressed
+    assert node.snapshot.size < len(msgpack.packb(stats)) / 3
+    assert node.stats() == stats and registry.budget.used == node.snapshot.size
+
+
+def test_a_snapshot_over_the_node_budget_is_refused_and_the_old_one_kept(clock: FakeClock) -> None:
+    budget = SnapshotBudget(total=10**6, per_node=100)
+    registry = NodeRegistry(10, clock, budget=budget)
+    small = {"cpu": {"percent": 1.5}}
+    registry.record_stats("n1", small, clock.now, clock.now)
+    with pytest.raises(NodeRefused) as refused:
+        registry.record_stats("n1", {"cpu": {"percent": 1.5, "name": "x" * 200}}, clock.now + 1, clock.now + 1)
+    assert refused.value.reason == "over_node_budget" and "100 bytes per node" in refused.value.message
+    node = registry.get("n1")
+    assert node is not None and node.stats() == small and node.snapshot_ts == clock.now
+    assert budget.used == len(msgpack.packb(small))
+    with pytest.raises(NodeRefused):  # nor is a new node registered by it
+        registry.record_stats("n2", {"name": "x" * 200}, clock.now, clock.now)
+    assert "n2" not in registry
+
+
+def test_the_total_budget_refuses_new_snapshots_but_lets_a_node_replace_its_own(clock: FakeClock) -> None:
+    one = {"name": "x" * 40}
+    size = len(msgpack.packb(one))
+    registry = NodeRegistry(10, clock, budget=SnapshotBudget(total=2 * size, per_node=1000))
+    registry.record_stats("a", one, clock.now, clock.now)
+    registry.record_stats("b", one, clock.now, clock.now)
+    with pytest.raises(NodeRefused) as refused:
+        registry.record_stats("c", one, clock.now, clock.now)
+    assert refused.value.reason == "over_total_budget" and "c" not in registry
+    registry.record_stats("a", {"name": "y" * 40}, clock.now, clock.now)  # same size, replaces its own
+    registry.remove("b")
+    assert registry.budget.used == size
+    registry.record_stats("c", one, clock.now, clock.now)  # room again
+    assert registry.budget.used == 2 * size
 
 
 def test_the_registry_is_bounded(clock: FakeClock) -> None:
     registry = NodeRegistry(2, clock)
-    assert registry.hello("a", [], INFO) is not None
-    assert registry.record_stats("b", {}, clock.now, clock.now) is not None
-    assert registry.hello("c", [], INFO) is None
-    assert registry.record_stats("d", {}, clock.now, clock.now) is None
+    registry.hello("a", [], INFO)
+    registry.record_stats("b", {}, clock.now, clock.now)
+    for refused in (lambda: registry.hello("c", [], INFO), lambda: registry.record_stats("d", {}, clock.now, clock.now)):
+        with pytest.raises(NodeRefused) as error:
+            refused()
+        assert error.value.reason == "node_refused"
     assert len(registry) == 2 and registry.refused == 2
-    assert registry.hello("a", ["10.0.0.1"], INFO) is not None  # known nodes still update
+    assert registry.hello("a", ["10.0.0.1"], INFO).ips == ["10.0.0.1"]  # known nodes still update
 
 
 def test_removed_and_silent_nodes_are_forgotten(clock: FakeClock) -> None:
