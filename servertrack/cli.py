@@ -71,6 +71,11 @@ _agent_count = _whole_number(0, 64, "agents")
 _sample_count = _whole_number(0, 1_000_000, "samples")
 _interval = _number(0.01, 3600.0, "interval (seconds)")
 _seconds = _number(0.0, 86_400.0, "seconds")
+_timeout = _number(0.1, 3600.0, "timeout (seconds)")
+_mebibytes = _whole_number(0, 1_048_576, "MiB")
+_mebibytes_per_second = _number(0.0, 65_536.0, "MiB/s")
+_connections = _whole_number(1, 1_000_000, "connections")
+_HOST_NAME = re.compile(r"(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?)\Z")
 
 
 def _endpoint(text: str) -> str:
@@ -98,6 +103,14 @@ def _node_id(text: str) -> str:
         raise argparse.ArgumentTypeError(f"expected a node name or an IP address, got {text!r}") from None
 
 
+def _host_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if _HOST_NAME.match(name) is None:
+            raise argparse.ArgumentTypeError(f"expected host names separated by commas (or *), got {name!r}")
+    return names
+
+
 def _url(text: str) -> str:
     if _URL.match(text) is None:
         raise argparse.ArgumentTypeError(f"expected http://HOST:PORT, got {text!r}")
@@ -118,6 +131,21 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     serve.add_argument("--max-servers", type=_positive_int, default=env.max_servers, help="server cap (default %(default)s)")
     serve.add_argument("--offline-after", type=_seconds, default=env.offline_after,
                        help="seconds of silence after which a node is offline (default %(default)s)")
+    serve.add_argument("--allowed-hosts", type=_host_names, default=env.allowed_hosts, metavar="NAMES",
+                       help="host names the API answers to besides IP addresses and localhost, comma-separated; "
+                            "* for any (default: the --host name only)")
+    serve.add_argument("--snapshot-memory", type=_mebibytes, default=env.snapshot_memory, metavar="MIB",
+                       help="memory for the nodes' latest stats snapshots, all nodes together (default %(default)s)")
+    serve.add_argument("--large-frame-rate", type=_mebibytes_per_second, default=env.large_frame_rate, metavar="MIBS",
+                       help="MiB/s of frames over 1 KiB (snapshots) decoded; the excess is dropped as overload "
+                            "(default %(default)s)")
+    serve.add_argument("--max-connections", type=_connections, default=env.max_connections,
+                       help="open HTTP connections at most (lowered to fit the descriptor limit; default %(default)s)")
+    serve.add_argument("--idle-timeout", type=_timeout, default=env.idle_timeout, metavar="SECONDS",
+                       help="close an idle HTTP connection, or one whose request headers take longer "
+                            "(default %(default)s)")
+    serve.add_argument("--body-timeout", type=_timeout, default=env.body_timeout, metavar="SECONDS",
+                       help="close an HTTP connection whose request body takes longer (default %(default)s)")
 
     agent = commands.add_parser("agent", help="sample this node and publish to a collector")
     agent.add_argument("--collector", type=_endpoint, default=env.collector, help="collector ingest address (default %(default)s)")
@@ -166,7 +194,10 @@ def _run_serve(args: argparse.Namespace) -> int:
     from .service import serve
 
     settings = ServeSettings(host=args.host, port=args.port, ingest=args.ingest, max_servers=args.max_servers,
-                             offline_after=args.offline_after)
+                             offline_after=args.offline_after, allowed_hosts=args.allowed_hosts,
+                             snapshot_memory_mib=args.snapshot_memory, large_frame_rate_mib=args.large_frame_rate,
+                             max_connections=args.max_connections, idle_timeout=args.idle_timeout,
+                             body_timeout=args.body_timeout)
 
     def announce(monitor: object) -> None:
         print(f"servertrack serving http={monitor.http_url} ingest={monitor.ingest_endpoint}", flush=True)  # type: ignore[attr-defined]

@@ -47,7 +47,7 @@ async def run_demo(agents: int, port: int, stop: asyncio.Event | None = None) ->
             if names:
                 print(f"  loads:    curl {url}/servers/{names[0]}/loads")
                 print(f"  terminal: servertrack show {names[0]} --url {url}")
-            print(f"  record:   curl -X POST -d '{{\"cpu\": 12.5, \"ram\": 40}}' {url}/servers/my-box/loads")
+            print(f"  record:   curl -X POST -H 'Content-Type: application/json' -d '{{\"cpu\": 12.5, \"ram\": 40}}' {url}/servers/my-box/loads")
             print(f"  counters: curl {url}/stats")
             print("Press Ctrl-C to stop.", flush=True)
             await stopping.wait()

@@ -180,8 +180,8 @@ class IngestReader:
         kind = _KIND_OF[type(message)]
         try:
             if type(message) is NodeHello:
-                nodes.hello(message.fqdn, message.ips, message.info, now)
-                self._inventory.observe(message.fqdn, message.seq, message.ips)
+                node = nodes.hello(message.fqdn, message.ips, message.info, now)
+                self._inventory.observe(message.fqdn, message.seq, node.ips)  # one copy of the addresses
             elif type(message) is NodeBye:
                 if not nodes.bye(message.fqdn, now):
                     raise NodeRefused("node_refused", f"bye from unknown node {message.fqdn!r}")

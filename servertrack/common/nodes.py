@@ -104,7 +104,9 @@ class NodeRegistry:
         self.refused = 0
         self._clock = clock
         self._nodes: dict[str, Node] = {}
-        self._by_ip: dict[str, set[str]] = {}
+        # address -> the name of its node, or a tuple of names when nodes share it (rare): a set
+        # per address would cost ~200 bytes each, and a node may have 32 addresses.
+        self._by_ip: dict[str, str | tuple[str, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -190,7 +192,8 @@ class NodeRegistry:
             address = str(ipaddress.ip_address(name_or_ip))
         except ValueError:
             raise UnknownNode(f"unknown node {name_or_ip!r}") from None
-        owners = sorted(self._by_ip.get(address, ()))
+        found = self._by_ip.get(address, ())
+        owners = [found] if isinstance(found, str) else sorted(found)
         if not owners:
             raise UnknownNode(f"no node has address {address}")
         if len(owners) > 1:
@@ -225,13 +228,23 @@ class NodeRegistry:
         return node
 
     def _index(self, node: Node, ips: list[str]) -> None:
-        """Point the IP index at ``ips`` for this node (normalised addresses)."""
+        """Point the IP index at ``ips`` for this node (normalised addresses; the index keys are the
+        very strings of ``node.ips``)."""
+        name = node.name
         for old in node.ips:
             owners = self._by_ip.get(old)
-            if owners is not None:
-                owners.discard(node.name)
-                if not owners:
-                    del self._by_ip[old]
+            if owners == name:
+                del self._by_ip[old]
+            elif isinstance(owners, tuple):
+                rest = tuple(owner for owner in owners if owner != name)
+                self._by_ip[old] = rest[0] if len(rest) == 1 else rest
         node.ips = list(dict.fromkeys(str(ipaddress.ip_address(address)) for address in ips))
         for address in node.ips:
-            self._by_ip.setdefault(address, set()).add(node.name)
+            owners = self._by_ip.get(address)
+            if owners is None:
+                self._by_ip[address] = name
+            elif isinstance(owners, str):
+                if owners != name:
+                    self._by_ip[address] = (owners, name)
+            elif name not in owners:
+                self._by_ip[address] = (*owners, name)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .aggregator import DEFAULT_MAX_SERVERS
 from .nodes import DEFAULT_OFFLINE_AFTER_SECONDS
+from .snapshots import DEFAULT_TOTAL_SNAPSHOT_BUDGET
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -16,6 +17,12 @@ DEFAULT_INTERVAL = 1.0
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_STATS_EVERY = 5  # samples between two stats snapshots (5 s at the default interval)
 DEFAULT_PROCESS_INTERVAL = 15.0  # seconds between two process scans (the costly part of a snapshot)
+MIB = 1024 * 1024
+DEFAULT_SNAPSHOT_MEMORY_MIB = DEFAULT_TOTAL_SNAPSHOT_BUDGET // MIB
+DEFAULT_LARGE_FRAME_RATE_MIB = 32  # MiB/s of frames over 1 KiB decoded (the collector's default)
+DEFAULT_MAX_CONNECTIONS = 4096
+DEFAULT_IDLE_TIMEOUT = 20.0  # seconds: an idle keep-alive connection, or a request's headers
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a request body
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +34,13 @@ class ServeSettings:
     ingest: str = DEFAULT_INGEST
     max_servers: int = DEFAULT_MAX_SERVERS
     offline_after: float = DEFAULT_OFFLINE_AFTER_SECONDS
+    # Host names the API answers to besides IP addresses and localhost ("*": any).
+    allowed_hosts: tuple[str, ...] = ()
+    snapshot_memory_mib: int = DEFAULT_SNAPSHOT_MEMORY_MIB
+    large_frame_rate_mib: float = DEFAULT_LARGE_FRAME_RATE_MIB
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +63,12 @@ class EnvironmentDefaults:
     ingest: str = DEFAULT_INGEST
     max_servers: str = str(DEFAULT_MAX_SERVERS)
     offline_after: str = str(DEFAULT_OFFLINE_AFTER_SECONDS)
+    allowed_hosts: str = ""
+    snapshot_memory: str = str(DEFAULT_SNAPSHOT_MEMORY_MIB)
+    large_frame_rate: str = str(DEFAULT_LARGE_FRAME_RATE_MIB)
+    max_connections: str = str(DEFAULT_MAX_CONNECTIONS)
+    idle_timeout: str = str(DEFAULT_IDLE_TIMEOUT)
+    body_timeout: str = str(DEFAULT_BODY_TIMEOUT)
     collector: str = DEFAULT_INGEST
     interval: str = str(DEFAULT_INTERVAL)
     name: str | None = None
@@ -58,8 +78,8 @@ class EnvironmentDefaults:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> EnvironmentDefaults:
-        """Read ``SERVERTRACK_HOST``, ``_PORT``, ``_INGEST``, ``_MAX_SERVERS``, ``_OFFLINE_AFTER``, ``_COLLECTOR``,
-        ``_INTERVAL``, ``_NAME``, ``_STATS_EVERY``, ``_PROCESS_INTERVAL`` and ``_URL``; unset ones keep the built-in default."""
+        """Read ``SERVERTRACK_`` plus each field's name in capitals (``SERVERTRACK_HOST``, ``_PORT``,
+        ``_ALLOWED_HOSTS``, ``_MAX_CONNECTIONS``...); unset ones keep the built-in default."""
         environ = os.environ if environ is None else environ
         values = {}
         for field in cls.__dataclass_fields__:

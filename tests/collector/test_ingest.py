@@ -36,6 +36,9 @@ class Ingest:
     clock: FakeClock
     nodes: NodeRegistry
     probes: int = 0
+    reader: IngestReader | None = None
+    task: asyncio.Task[None] | None = None
+    endpoint: str = ""
 
     def send(self, *frames: bytes) -> None:
         for frame in frames:
@@ -54,7 +57,10 @@ class Ingest:
 
 
 @contextlib.asynccontextmanager
-async def running_ingest(clock: FakeClock, batch: PendingBatch | None = None) -> AsyncIterator[Ingest]:
+async def running_ingest(clock: FakeClock, batch: PendingBatch | None = None, max_nodes: int = 1000,
+                         **reader_options: float) -> AsyncIterator[Ingest]:
+    """A reader task on a bound SUB socket and a connected PUB socket, the subscription settled;
+    ``reader_options`` go to ``IngestReader``."""
     context = zmq.asyncio.Context()
     publisher_context = zmq.Context()
     socket = open_ingest_socket(context, "tcp://127.0.0.1:*")
@@ -62,9 +68,12 @@ async def running_ingest(clock: FakeClock, batch: PendingBatch | None = None) ->
     publisher.setsockopt(zmq.LINGER, 0)
     publisher.connect(socket.getsockopt_string(zmq.LAST_ENDPOINT))
     ingest = Ingest(publisher, batch if batch is not None else PendingBatch(), AgentInventory(1000), IngestStats(), clock,
-                    NodeRegistry(1000, clock))
-    reader = IngestReader(socket, ingest.batch, ingest.inventory, ingest.stats, clock, nodes=ingest.nodes)
+                    NodeRegistry(max_nodes, clock))
+    reader = IngestReader(socket, ingest.batch, ingest.inventory, ingest.stats, clock, nodes=ingest.nodes,
+                          **reader_options)
     task = asyncio.create_task(reader.run())
+    ingest.reader, ingest.task = reader, task
+    ingest.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
     try:
         # PUB drops until the subscription has travelled: probe until one arrives.
         loop = asyncio.get_running_loop()
