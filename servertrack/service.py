@@ -13,7 +13,8 @@ import tornado.netutil
 import zmq
 import zmq.asyncio
 
-from .api import MAX_BODY_BYTES, make_app
+from .api import make_app
+from .api.http_server import GuardedHTTPServer, HttpLimits, raise_descriptor_limit
 from .collector.applier import BatchApplier
 from .collector.ingest import IngestReader, open_ingest_socket
 from .common.aggregator import Aggregator
@@ -21,9 +22,12 @@ from .common.batch import PendingBatch
 from .common.errors import ServerTrackError
 from .common.inventory import AgentInventory
 from .common.nodes import NodeRegistry
-from .common.protocol import NameCache
-from .common.settings import ServeSettings
+from .api.request_policy import RequestPolicy
+from .common.protocol import NameCache, name_cache_limit
+from .common.settings import MIB, ServeSettings
+from .common.snapshots import SnapshotBudget
 from .common.stats import IngestStats
+from .memory import limit_heap_retention
 from .shutdown import stop_on_signals
 
 SHUTDOWN_GRACE_SECONDS = 1.0
@@ -43,11 +47,15 @@ class Monitor:
         self.batch = PendingBatch()
         self.inventory = AgentInventory(settings.max_servers)
         self.stats = IngestStats()
-        self.names = NameCache()
-        self.nodes = NodeRegistry(settings.max_servers, clock, offline_after=settings.offline_after)
+        # every cache keyed by what clients send is bounded by the server cap
+        self.names = NameCache(name_cache_limit(settings.max_servers))
+        self.nodes = NodeRegistry(settings.max_servers, clock, offline_after=settings.offline_after,
+                                  budget=SnapshotBudget(total=settings.snapshot_memory_mib * MIB))
         self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock=clock,
                                     nodes=self.nodes)
-        self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes)
+        policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts)
+        self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes,
+                            policy)
         self.http_url = ""
         self.ingest_endpoint = ""
         self._context: zmq.asyncio.Context | None = None
@@ -57,6 +65,7 @@ class Monitor:
 
     async def start(self) -> None:
         """Bind the ingest socket and the HTTP port, and start the reader and applier tasks."""
+        limit_heap_retention()
         self._context = zmq.asyncio.Context()
         try:
             self._socket = open_ingest_socket(self._context, self.settings.ingest)
@@ -69,11 +78,15 @@ class Monitor:
         except (OSError, socket.gaierror) as error:
             self._close_ingest()
             raise StartupError(f"cannot listen on {self.settings.host}:{self.settings.port}: {error}") from None
-        self._server = tornado.httpserver.HTTPServer(self.app, max_body_size=MAX_BODY_BYTES)
+        limits = HttpLimits(max_connections=self.settings.max_connections, idle_timeout=self.settings.idle_timeout,
+                            body_timeout=self.settings.body_timeout)
+        self._server = GuardedHTTPServer(self.app, limits, descriptor_limit=raise_descriptor_limit())
+        self.app.settings["http_counters"] = self._server.counters
         self._server.add_sockets(sockets)
         host, port = sockets[0].getsockname()[:2]
         self.http_url = f"http://{host}:{port}"
-        reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names, self.nodes)
+        reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names, self.nodes,
+                              large_frame_rate=self.settings.large_frame_rate_mib * MIB)
         self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run())]
 
     async def stop(self) -> None:

@@ -334,5 +334,7 @@ class StatsHandler(JsonHandler):
         self.nodes = nodes
 
     def get(self) -> None:
+        server_counters = self.application.settings.get("http_counters")  # set by the service's HTTP server
+        http = server_counters() if server_counters is not None else None
         self.write_json(200, self.stats.snapshot(lost=self.inventory.lost, servers=len(self.aggregator),
-                                                 pending=len(self.batch), nodes=len(self.nodes)))
+                                                 pending=len(self.batch), nodes=len(self.nodes), http=http))
