@@ -17,7 +17,9 @@ import ctypes.util
 import logging
 
 MMAP_THRESHOLD_BYTES = 64 * 1024
-_M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
+TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
+_M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
 _log = logging.getLogger("servertrack.memory")
 
 
@@ -34,7 +36,7 @@ def limit_heap_retention(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    taken = bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+    taken = bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
     if not taken:
         _log.info("the C library refused mallopt(M_MMAP_THRESHOLD, %d)", threshold)
     return taken
