@@ -95,7 +95,9 @@ class IngestReader:
         names: NameCache | None = None,
         nodes: NodeRegistry | None = None,
         large_frame_rate: float = DEFAULT_LARGE_FRAME_RATE,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``timer`` (monotonic seconds) measures each turn's work and refills the large-frame budget."""
         self._socket = socket
         # A synchronous view of the same socket: recv(NOBLOCK) without a
         # Future per message.
@@ -108,7 +110,8 @@ class IngestReader:
         self._nodes = nodes if nodes is not None else NodeRegistry(inventory.max_agents, clock)
         # The burst holds at least one frame of the largest size, or such a frame could never pass.
         burst = max(large_frame_rate * LARGE_FRAME_BURST_SECONDS, MAX_FRAME_BYTES)
-        self._large_frames = ByteRate(large_frame_rate, burst, time.monotonic())
+        self._timer = timer
+        self._large_frames = ByteRate(large_frame_rate, burst, timer())
 
     async def run(self) -> None:
         """Drain the socket whenever it is readable, until cancelled."""
@@ -131,7 +134,8 @@ class IngestReader:
         stats = self._stats
         dropped_samples = stats.dropped["sample"]
         now = self._clock()
-        started = time.monotonic()
+        timer = self._timer
+        started = timer()
         large_bytes = 0
         handled = samples = 0
         room = batch.room()
@@ -156,11 +160,11 @@ class IngestReader:
                 continue
             if type(message) is not Sample:
                 self._node_message(message, now)  # type: ignore[arg-type]
-                if large_bytes > TURN_BYTES or time.monotonic() - started > TURN_SECONDS:
+                if large_bytes > TURN_BYTES or timer() - started > TURN_SECONDS:
                     break
                 continue
             samples += 1
-            if not samples & 127 and time.monotonic() - started > TURN_SECONDS:  # new names cost more
+            if not samples & 127 and timer() - started > TURN_SECONDS:  # new names cost more
                 handled = limit
             if room <= 0:
                 dropped_samples["queue_full"] += 1

@@ -20,7 +20,7 @@ from servertrack.collector.ingest import SMALL_FRAME_BYTES, TURN_SECONDS
 from servertrack.common.aggregator import Aggregator
 from servertrack.common.node_messages import encode_bye, encode_hello, encode_snapshot
 from servertrack.common.stats import COUNTED_KINDS
-from tests.collector.test_ingest import running_ingest, sample
+from tests.collector.test_ingest import Ingest, running_ingest, sample
 from tests.conftest import FakeClock
 from tests.node_fixtures import HELLO_INFO, process_entry, stats_body
 
@@ -182,38 +182,69 @@ def _max_snapshot(clock: FakeClock, index: int) -> bytes:
     return encode_snapshot(f"flood-{index % 50}", clock.now, index, stats)
 
 
-def test_a_flood_of_large_frames_is_drained_in_short_turns_and_shed_beyond_its_budget(clock: FakeClock) -> None:
+class StepTimer:
+    """A monotonic timer that moves ``step`` seconds each time it is read: as if every frame took
+    that long to handle."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+async def drain_by_hand(ingest: Ingest, expected: int) -> list[int]:
+    """Call the reader's drain until ``expected`` frames were handled; the frames handled per turn."""
+    turns: list[int] = []
+    deadline = time.monotonic() + 30
+    while sum(turns) < expected:
+        assert time.monotonic() < deadline, turns
+        before = ingest.stats.total_received()
+        empty = ingest.reader.drain(500)  # type: ignore[union-attr]
+        turns.append(ingest.stats.total_received() - before)
+        if empty:
+            await asyncio.sleep(0.01)
+    return [count for count in turns if count]
+
+
+def test_a_flood_of_large_frames_is_shed_unread_beyond_its_byte_budget(clock: FakeClock) -> None:
     frames = [_max_snapshot(clock, index) for index in range(300)]
     assert min(map(len, frames)) > 50_000
+    budget = 1024 * 1024  # 1 MiB/s, half a second of burst; the timer moves 1 µs a read
 
     async def scenario() -> None:
-        # a budget of 1 MiB/s: some snapshots are decoded, the rest are discarded unread
-        async with running_ingest(clock, large_frame_rate=1024 * 1024) as ingest:
-            reader = ingest.reader
-            ingest.task.cancel()  # drive the drain by hand, one turn at a time
+        async with running_ingest(clock, large_frame_rate=budget, timer=StepTimer(1e-6)) as ingest:
+            ingest.task.cancel()  # drive the drain by hand  # type: ignore[union-attr]
             await asyncio.sleep(0)
             ingest.send(*frames)
             await asyncio.sleep(0.3)  # let libzmq move them into the receive queue
-            turns: list[float] = []
-            handled = 0
-            deadline = time.monotonic() + 20
-            while handled < len(frames) and time.monotonic() < deadline:
-                started = time.perf_counter()
-                before = ingest.stats.total_received()
-                empty = reader.drain(500)
-                turns.append(time.perf_counter() - started)
-                handled += ingest.stats.total_received() - before
-                if empty:
-                    await asyncio.sleep(0.01)
-            assert handled == len(frames)
-            # a turn ends once its time is spent: one more frame at most past TURN_SECONDS
-            assert max(turns) < TURN_SECONDS + 0.25, turns
-            assert len(turns) > 1
+            await drain_by_hand(ingest, len(frames))
             overload = ingest.stats.dropped["unknown"]["overload"]
             decoded = ingest.stats.applied["snapshot"] + sum(ingest.stats.dropped["snapshot"].values())
-            assert overload > 0 and decoded > 0 and overload + decoded == len(frames)
-            # what was shed was never decoded: the byte budget held
-            assert decoded * min(map(len, frames)) <= 2 * 1024 * 1024 + 128 * 1024
+            assert overload + decoded == len(frames) and overload > 250
+            # what was decoded fits the burst (the timer hardly moved, so nothing refilled it)
+            assert 0 < decoded * min(map(len, frames)) <= budget // 2
+
+    asyncio.run(scenario())
+
+
+def test_decoding_large_frames_yields_to_the_loop_once_a_turn_has_used_its_time(clock: FakeClock) -> None:
+    frames = [_max_snapshot(clock, index) for index in range(60)]
+
+    async def scenario() -> None:
+        # each read of the timer is 1 ms later: a turn (TURN_SECONDS) has room for a few snapshots
+        async with running_ingest(clock, large_frame_rate=1e12, timer=StepTimer(0.001)) as ingest:
+            ingest.task.cancel()  # type: ignore[union-attr]
+            await asyncio.sleep(0)
+            ingest.send(*frames)
+            await asyncio.sleep(0.3)
+            turns = await drain_by_hand(ingest, len(frames))
+            assert ingest.stats.applied["snapshot"] == len(frames)
+            # a turn ends at the first frame past its time, not after 60 decodes
+            assert max(turns) <= round(TURN_SECONDS / 0.001) + 1, turns
+            assert len(turns) >= len(frames) // round(TURN_SECONDS / 0.001)
 
     asyncio.run(scenario())
 
@@ -249,34 +280,3 @@ def test_a_frame_over_the_message_limit_drops_its_sender_not_the_collector(clock
 
     asyncio.run(scenario())
 
-
-def test_decoding_large_frames_yields_to_the_loop_once_a_turn_has_used_its_time(clock: FakeClock) -> None:
-    frames = [_max_snapshot(clock, index) for index in range(120)]
-
-    async def scenario() -> None:
-        async with running_ingest(clock, large_frame_rate=1e12) as ingest:  # decode every one
-            reader = ingest.reader
-            ingest.task.cancel()
-            await asyncio.sleep(0)
-            ingest.send(*frames)
-            await asyncio.sleep(0.3)
-            turns: list[tuple[float, int]] = []
-            handled = 0
-            deadline = time.monotonic() + 30
-            while handled < len(frames) and time.monotonic() < deadline:
-                started = time.perf_counter()
-                before = ingest.stats.total_received()
-                empty = reader.drain(500)
-                count = ingest.stats.total_received() - before
-                turns.append((time.perf_counter() - started, count))
-                handled += count
-                if empty:
-                    await asyncio.sleep(0.01)
-            assert handled == len(frames)
-            assert ingest.stats.applied["snapshot"] == len(frames)
-            busy = [(seconds, count) for seconds, count in turns if count]
-            assert len(busy) >= 5, turns  # not one long turn of 120 decodes
-            # each turn stops at the first frame past its time: one frame's decode (a few ms) at most
-            assert max(seconds for seconds, _ in busy) < TURN_SECONDS + 0.05, turns
-
-    asyncio.run(scenario())
