@@ -1,5 +1,8 @@
 """The HTTP edge: Tornado's ``HTTPServer`` with limits a client cannot talk it out of.
 
+This module accepts and admits connections; ``http_connection`` answers a
+malformed request on one; ``http_limits`` holds the limits and the incident log.
+
 ``GuardedHTTPServer`` adds to ``tornado.httpserver.HTTPServer``:
 
 - **A cap on open connections** (``connection_cap``). One more connection is
@@ -39,28 +42,22 @@ that limit the headers are read and answered ``431``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
-import http
 import logging
 import os
-import re
 import resource
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import orjson
-from tornado import gen, httputil, iostream
-from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters, HTTP1ServerConnection
+from tornado import httputil, iostream
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.ioloop import IOLoop
-from tornado.log import gen_log
 
-from .handlers import MAX_BODY_BYTES
+from .http_connection import AppGuard, GuardedConnection, GuardedServerConnection, Refusal, error_response
+from .http_limits import DESCRIPTOR_CEILING, HttpLimits, IncidentLog, connection_cap, raise_descriptor_limit
 
 __all__ = [
     "GuardedHTTPServer",
@@ -69,131 +66,12 @@ __all__ = [
     "raise_descriptor_limit",
 ]
 
-# An unlimited hard limit is taken as this many descriptors.
-DESCRIPTOR_CEILING = 1_048_576
-# Descriptors kept out of the connection cap (see ``connection_cap``): at least this many.
-MIN_RESERVED_DESCRIPTORS = 64
-REPORT_INTERVAL = 60.0
 ACCEPT_PAUSE = 0.1
-LINGER_SECONDS = 1.0
 # As Tornado's accept handler: at most a listen backlog per wake-up, then let others run.
 _ACCEPTS_PER_WAKEUP = 128
-_MESSAGE_CHARS = 200
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
-# Tornado's words for a chunked (or decompressed) body over the connection's limit.
-_TOO_LARGE = frozenset({"chunked body too large", "decompressed body too large"})
-_DIGITS = re.compile(r"[0-9]+")
 
 _log = logging.getLogger(__name__)
-
-
-def raise_descriptor_limit(ceiling: int = DESCRIPTOR_CEILING) -> int:
-    """Raise RLIMIT_NOFILE's soft limit to the hard limit (at most ``ceiling``); return the soft limit in force.
-
-    An unlimited hard limit counts as ``ceiling``; so does an unlimited soft
-    limit in the value returned. If the system refuses, start-up goes on
-    with the limit it had, and a warning says so.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError) as error:
-            _log.warning("cannot raise the descriptor limit from %d to %d: %s", soft, target, error)
-        else:
-            soft = target
-    return ceiling if soft == resource.RLIM_INFINITY else soft
-
-
-@dataclass(frozen=True, slots=True)
-class HttpLimits:
-    """What one HTTP client may take of the server: connections, time and bytes."""
-
-    max_connections: int = 4096
-    # Seconds for a request's complete headers, and for an idle keep-alive connection.
-    idle_timeout: float = 20.0
-    # Seconds for a request's complete body once its headers are in.
-    body_timeout: float = 30.0
-    max_header_bytes: int = 64 * 1024
-    # For routes that do not stream their body (streaming ones apply their own limit).
-    max_body_bytes: int = MAX_BODY_BYTES
-
-    def __post_init__(self) -> None:
-        for name in ("max_connections", "idle_timeout", "body_timeout", "max_header_bytes", "max_body_bytes"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"HttpLimits.{name} must be positive, not {getattr(self, name)!r}")
-
-
-def connection_cap(limits: HttpLimits, descriptor_limit: int) -> int:
-    """How many HTTP connections may be open at once: ``max_connections``, less if descriptors are short.
-
-    Each connection holds a descriptor. The rest of the process needs some
-    too: ZeroMQ (its context, sockets and one per connected agent), the
-    store's files, the listening sockets, logs, the spare descriptor of the
-    accept handler. An eighth of the limit, and at least
-    ``MIN_RESERVED_DESCRIPTORS``, is kept for them, so that a flood of HTTP
-    clients is refused by the cap (a JSON 503) before the process runs out
-    of descriptors. A large fleet on a small limit needs a larger limit (or
-    a lower ``max_connections``). Always at least 1.
-    """
-    reserve = max(MIN_RESERVED_DESCRIPTORS, descriptor_limit // 8)
-    return max(1, min(limits.max_connections, descriptor_limit - reserve))
-
-
-class IncidentLog:
-    """Counts one kind of incident and logs it at most once per interval, with the count since the last line.
-
-    ``text`` is a %-format whose first argument is that count; the others are
-    the arguments of the incident that triggers the line.
-    """
-
-    def __init__(
-        self,
-        logger: logging.Logger,
-        level: int,
-        text: str,
-        clock: Callable[[], float],
-        interval: float = REPORT_INTERVAL,
-    ) -> None:
-        self.total = 0
-        self._logger = logger
-        self._level = level
-        self._text = text
-        self._clock = clock
-        self._interval = interval
-        self._unreported = 0
-        self._latest: tuple[object, ...] = ()
-        self._reported_at: float | None = None
-
-    def record(self, *args: object) -> None:
-        """Count one incident; log a line if none was logged in the last interval."""
-        self.total += 1
-        self._unreported += 1
-        self._latest = args
-        now = self._clock()
-        if self._reported_at is None or now - self._reported_at >= self._interval:
-            self._reported_at = now
-            self.flush()
-
-    def flush(self) -> None:
-        """Log the incidents not reported yet, if any."""
-        if self._unreported:
-            self._logger.log(self._level, self._text, self._unreported, *self._latest)
-            self._unreported = 0
-
-
-def _error_response(status: int, message: str, *extra_headers: tuple[str, str]) -> bytes:
-    """A complete HTTP/1.1 response: ``{"error": message}`` as JSON, then the connection closes."""
-    body = orjson.dumps({"error": message})
-    lines = [
-        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-        *(f"{name}: {value}" for name, value in extra_headers),
-    ]
-    return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body
 
 
 def _refuse_socket(connection: socket.socket, response: bytes) -> None:
@@ -290,212 +168,6 @@ class _Acceptor:
         self._resume = None
         if not self._removed:
             self._io_loop.add_handler(self._listener, self._on_readable, IOLoop.READ)
-
-
-class _Refusal(Exception):
-    """A request the server edge answers itself with a JSON error, then closes."""
-
-    def __init__(self, status: int, message: str, *, drain: bool = True) -> None:
-        super().__init__(status, message)
-        self.status = status
-        self.message = message[:_MESSAGE_CHARS]
-        # Whether the rest of the request may be read and discarded before closing
-        # (not while Tornado may still be reading it: a timed-out body).
-        self.drain = drain
-
-
-def _malformed(error: Exception) -> _Refusal:
-    return _Refusal(400, f"malformed request: {error}")
-
-
-Reporter = Callable[[_Refusal, object], None]
-
-
-class GuardedConnection(HTTP1Connection):
-    """One request on a server connection, whose parser-level errors get a JSON answer.
-
-    Tornado raises ``HTTPInputError`` and catches it in ``_read_message_inner``,
-    answering an empty 400. The steps that raise it are overridden here to
-    raise ``_Refusal`` instead, which passes through Tornado's handling and is
-    answered by ``read_response``.
-    """
-
-    def __init__(
-        self,
-        stream: iostream.IOStream,
-        params: HTTP1ConnectionParameters,
-        context: object,
-        limits: HttpLimits,
-        report: Reporter,
-    ) -> None:
-        super().__init__(stream, False, params, context)
-        self._limits = limits
-        self._report = report
-
-    async def read_response(self, delegate: httputil.HTTPMessageDelegate) -> bool:
-        """Read one request (see ``HTTP1Connection.read_response``); answer a refused one and close."""
-        try:
-            return await super().read_response(delegate)
-        except _Refusal as refusal:
-            await self._answer(refusal)
-            return False
-
-    def refuse(self, refusal: _Refusal) -> None:
-        """Answer ``refusal`` through the connection's own API (from the app's ``headers_received``)."""
-        self._report(refusal, self.context)
-        body = orjson.dumps({"error": refusal.message})
-        headers = httputil.HTTPHeaders(
-            {"Content-Type": "application/json", "Content-Length": str(len(body)), "Connection": "close"}
-        )
-        phrase = http.HTTPStatus(refusal.status).phrase
-        self.write_headers(httputil.ResponseStartLine("HTTP/1.1", refusal.status, phrase), headers, body)
-        self.finish()  # the request is not read yet: Tornado closes once this is written
-
-    def _parse_headers(self, data: bytes) -> tuple[str, httputil.HTTPHeaders]:
-        if len(data) > self._limits.max_header_bytes:
-            raise _Refusal(
-                431, f"request headers of {len(data)} bytes exceed the limit of {self._limits.max_header_bytes} bytes"
-            )
-        try:
-            start_line, headers = super()._parse_headers(data)
-            httputil.parse_request_start_line(start_line)  # Tornado parses it next, outside our reach
-        except httputil.HTTPInputError as error:
-            raise _malformed(error) from None
-        return start_line, headers
-
-    def _can_keep_alive(self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> bool:
-        try:
-            return super()._can_keep_alive(start_line, headers)  # checks Transfer-Encoding for HTTP/1.0
-        except httputil.HTTPInputError as error:
-            raise _malformed(error) from None
-
-    def _read_body(
-        self, code: int, headers: httputil.HTTPHeaders, delegate: httputil.HTTPMessageDelegate
-    ) -> Awaitable[None] | None:
-        try:
-            body = super()._read_body(code, headers, delegate)
-        except httputil.HTTPInputError as error:
-            raise self._body_refusal(error, headers.get("Content-Length", "")) from None
-        # The body is timed here rather than by Tornado (which closes without an
-        # answer and logs each one): Tornado reads _body_timeout after this returns.
-        timeout, self._body_timeout = self._body_timeout, None
-        return None if body is None else self._read_body_within(body, timeout)
-
-    async def _read_body_within(self, body: Awaitable[None], timeout: float | None) -> None:
-        try:
-            if timeout is None:
-                await body
-            else:
-                await gen.with_timeout(
-                    self.stream.io_loop.time() + timeout, body, quiet_exceptions=iostream.StreamClosedError
-                )
-        except httputil.HTTPInputError as error:
-            raise self._body_refusal(error, "") from None
-        except TimeoutError:
-            raise _Refusal(408, f"request body not complete within {timeout:g} s", drain=False) from None
-
-    def _body_refusal(self, error: httputil.HTTPInputError, length: str) -> _Refusal:
-        limit = self._max_body_size
-        if _DIGITS.fullmatch(length) and int(length) > limit:
-            return _Refusal(413, f"body of {length} bytes exceeds the limit of {limit} bytes")
-        if str(error) in _TOO_LARGE:
-            return _Refusal(413, f"body exceeds the limit of {limit} bytes")
-        return _malformed(error)
-
-    async def _answer(self, refusal: _Refusal) -> None:
-        """Send the JSON answer (after whatever response was begun), drain the input, close."""
-        self._report(refusal, self.context)
-        stream = self.stream
-        if stream is None or stream.closed():  # detached, or the client is gone
-            return
-        data = b"" if self._response_start_line is not None else _error_response(refusal.status, refusal.message)
-        deadline = stream.io_loop.time() + LINGER_SECONDS
-        try:
-            # write(b"") too waits until what is buffered has been sent.
-            await gen.with_timeout(deadline, stream.write(data), quiet_exceptions=iostream.StreamClosedError)
-            if refusal.drain:
-                stream.socket.shutdown(socket.SHUT_WR)
-                await gen.with_timeout(deadline, self._discard_input(), quiet_exceptions=iostream.StreamClosedError)
-        except (iostream.StreamClosedError, TimeoutError, OSError):
-            pass
-        finally:
-            self.close()
-
-    async def _discard_input(self) -> None:
-        while True:
-            await self.stream.read_bytes(65536, partial=True)
-
-
-class GuardedServerConnection(HTTP1ServerConnection):
-    """A server connection whose requests are ``GuardedConnection``s."""
-
-    def __init__(
-        self,
-        stream: iostream.IOStream,
-        params: HTTP1ConnectionParameters,
-        context: object,
-        limits: HttpLimits,
-        report: Reporter,
-    ) -> None:
-        super().__init__(stream, params, context)
-        self._limits = limits
-        self._report = report
-
-    async def _server_request_loop(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
-        # Tornado's loop, with our connection class for each request.
-        try:
-            while True:
-                conn = GuardedConnection(self.stream, self.params, self.context, self._limits, self._report)
-                request_delegate = delegate.start_request(self, conn)
-                try:
-                    ret = await conn.read_response(request_delegate)
-                except (iostream.StreamClosedError, iostream.UnsatisfiableReadError, asyncio.CancelledError):
-                    return
-                except Exception:
-                    gen_log.error("Uncaught exception", exc_info=True)
-                    conn.close()
-                    return
-                if not ret:
-                    return
-                await asyncio.sleep(0)
-        finally:
-            delegate.on_close(self)
-
-
-class _AppGuard(httputil.HTTPMessageDelegate):
-    """The app's delegate for one request; an ``HTTPInputError`` it raises on the headers becomes a JSON 400.
-
-    Tornado builds the request in the app's ``headers_received``, where a
-    missing or invalid ``Host`` or an unparsable query string raise.
-    """
-
-    def __init__(self, delegate: httputil.HTTPMessageDelegate, connection: GuardedConnection) -> None:
-        self._delegate = delegate
-        self._connection = connection
-        self._refused = False
-
-    def headers_received(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-    ) -> Awaitable[None] | None:
-        try:
-            return self._delegate.headers_received(start_line, headers)
-        except httputil.HTTPInputError as error:
-            self._refused = True
-            self._connection.refuse(_malformed(error))
-            return None
-
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        return None if self._refused else self._delegate.data_received(chunk)
-
-    def finish(self) -> None:
-        if not self._refused:
-            self._delegate.finish()
-
-    def on_connection_close(self) -> None:
-        if not self._refused:
-            self._delegate.on_connection_close()
 
 
 class GuardedHTTPServer(HTTPServer):
@@ -605,14 +277,14 @@ class GuardedHTTPServer(HTTPServer):
         """The app's delegate for a request, guarded for the errors Tornado raises inside it."""
         delegate = super().start_request(server_conn, request_conn)
         if isinstance(request_conn, GuardedConnection):
-            return _AppGuard(delegate, request_conn)
+            return AppGuard(delegate, request_conn)
         return delegate
 
     def _admit(self, connection: socket.socket, address: Any) -> None:
         if len(self._connections) >= self.cap:
             message = f"too many open connections ({len(self._connections)}); retry later"
             self._refused.record(self.cap)  # counted before the client can see the answer
-            _refuse_socket(connection, _error_response(503, message, ("Retry-After", "1")))
+            _refuse_socket(connection, error_response(503, message, ("Retry-After", "1")))
             return
         self._handle_connection(connection, address)
 
@@ -634,8 +306,8 @@ class GuardedHTTPServer(HTTPServer):
                 return False
             self._shed.record(os.strerror(error.errno), self.descriptor_limit)
             message = "server out of file descriptors; retry later"
-            _refuse_socket(connection, _error_response(503, message, ("Retry-After", "1")))
+            _refuse_socket(connection, error_response(503, message, ("Retry-After", "1")))
         return True
 
-    def _report(self, refusal: _Refusal, context: object) -> None:
+    def _report(self, refusal: Refusal, context: object) -> None:
         self._rejected.record(context, refusal.status, refusal.message)
