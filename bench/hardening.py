@@ -360,9 +360,12 @@ class MaximalContent:
         """One maximal snapshot of ``node`` for its ``round_``-th report."""
         rng = self._rng(node, round_)
         strings = self._rng(node) if self.realistic else rng  # realistic disks/interfaces keep their names
-        pct = lambda: round(rng.uniform(0.0, 100.0), 4)  # noqa: E731
+        # realistic numbers have the decimals the agent sends (percentages and rates to 0.01,
+        # servertrack.agent.node_stats); random ones every digit a float holds
+        decimals = 2 if self.realistic else 4
+        pct = lambda: round(rng.uniform(0.0, 100.0), decimals)  # noqa: E731
         big = lambda: rng.randrange(_BIG, 2**63)  # noqa: E731
-        rate = lambda: rng.uniform(0.0, 1e9)  # noqa: E731
+        rate = (lambda: round(rng.uniform(0.0, 1e9), 2)) if self.realistic else (lambda: rng.uniform(0.0, 1e9))  # noqa: E731
 
         def name(start: str, pieces: Callable[[], str]) -> str:
             return text(MAX_NAME, start, pieces)
@@ -381,7 +384,7 @@ class MaximalContent:
                 device, mount = random_text(rng, MAX_NAME), random_text(rng, MAX_TEXT)
                 fstype = random_text(rng, MAX_NAME)
             disks.append({"device": device, "mountpoint": mount, "fstype": fstype, "total": total, "used": used,
-                          "free": total - used, "percent": round(100.0 * used / total, 4)})  # fmt: skip
+                          "free": total - used, "percent": round(100.0 * used / total, decimals)})  # fmt: skip
         for k in range(MAX_INTERFACES):
             if self.realistic:
                 interface = name(f"enp{k // 4 + 1}s0f{k % 4}", lambda: f".vlan{strings.randrange(1, 4095)}")
@@ -404,7 +407,7 @@ class MaximalContent:
                 proc_name, proc_user, status = (random_text(rng, MAX_NAME) for _ in range(3))
                 cmdline = random_text(rng, MAX_TEXT)
             return {"pid": rng.randrange(MAX_PID // 2, MAX_PID + 1), "name": proc_name, "user": proc_user,
-                    "status": status, "cpu_percent": rng.uniform(0.0, 100.0 * MAX_CPUS), "rss": big(),
+                    "status": status, "cpu_percent": round(rng.uniform(0.0, 100.0 * MAX_CPUS), decimals), "rss": big(),
                     "memory_percent": pct(), "create_time": time.time() - rng.uniform(0, 1e7),
                     "cmdline": cmdline}  # fmt: skip
 

@@ -278,7 +278,7 @@ def _process(info: Mapping[str, Any] | None, max_cpu: float) -> _Process | None:
         name=_name(info.get("name") or ""),
         user=_name(username) if isinstance(username, str) else None,
         status=_name(info.get("status") or "unknown"),
-        cpu_percent=min(_float(info.get("cpu_percent")), max_cpu),
+        cpu_percent=round(min(_float(info.get("cpu_percent")), max_cpu), PERCENT_DECIMALS),
         rss=_count(getattr(memory, "rss", 0)),
         memory_percent=_percent(info.get("memory_percent")),
         create_time=_epoch(info.get("create_time")),
@@ -324,7 +324,7 @@ def _counters(reading: Any, fields: Mapping[str, str]) -> dict[str, int]:
 
 def _renamed(rates: Rates, fields: Mapping[str, str]) -> dict[str, float]:
     """Rates under their wire names; a counter without a rate counts as 0.0."""
-    return {out: _float(rates.get(field, 0.0), MAX_RATE) for field, out in fields.items()}
+    return {out: round(_float(rates.get(field, 0.0), MAX_RATE), RATE_DECIMALS) for field, out in fields.items()}
 
 
 # Non-printable characters (and the lone surrogates of an undecodable file name) become visible
@@ -356,9 +356,16 @@ def _epoch(value: Any) -> float:
     return number if number <= MAX_EPOCH_SECONDS else 0.0
 
 
+# Decimals sent: psutil measures percentages to 0.1 (process memory shares finer), and a rate's
+# fraction of a byte or packet a second means nothing. Short decimals also store in a few bits
+# (see common/snapshots), which keeps a node with a thousand CPUs within its memory budget.
+PERCENT_DECIMALS = 2
+RATE_DECIMALS = 2
+
+
 def _percent(value: Any) -> float:
-    """``value`` as a float in [0, 100] (psutil can round a hair outside it)."""
-    return min(_float(value), 100.0)
+    """``value`` as a float in [0, 100] (psutil can round a hair outside it), to 0.01."""
+    return round(min(_float(value), 100.0), PERCENT_DECIMALS)
 
 
 def _count(value: Any) -> int:

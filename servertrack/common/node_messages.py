@@ -54,7 +54,9 @@ MAX_NAME = 64  # interface, device, file system, process, user and status names
 MAX_PID = 2**32 - 1
 # 9999-12-31T23:59:59Z: the last second an ISO date (and Python's time.gmtime) can show.
 MAX_EPOCH_SECONDS = 253_402_300_799.0
-MAX_RATE = float(2**64)  # per second, of bytes, packets or operations
+# Per second, of bytes, packets or operations. Below 2**64, so a rate sent as a whole number
+# still fits a msgpack integer when the snapshot is stored.
+MAX_RATE = 1e19
 MAX_LOAD_AVERAGE = 1e6
 MAX_FREQUENCY_MHZ = 1e6
 

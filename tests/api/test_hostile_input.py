@@ -209,3 +209,14 @@ def test_an_unknown_route_with_a_huge_path_is_a_short_json_404(api: LiveApi) -> 
     message = assert_json_error(api.get("/" + "x" * 5000), 404, "no such endpoint")
     assert len(message) < 300
     assert quote("x") == "x"
+
+
+@pytest.mark.parametrize("value", [2**64, 2**64 - 1, 10**19 + 1, 1e19 * 1.0000001])
+def test_a_rate_msgpack_could_not_store_is_refused_not_a_500(api: LiveApi, value: float) -> None:
+    register(api, "node-r")
+    body = stats_body()
+    body["network"][0]["rx_bytes_per_s"] = value
+    assert_json_error(api.request("PUT", "/nodes/node-r", json.dumps(body)), 400, "network[0].rx_bytes_per_s")
+    body["network"][0]["rx_bytes_per_s"] = 10**19  # at the bound, as a whole number: stored
+    assert api.request("PUT", "/nodes/node-r", json.dumps(body)).status == 200
+    assert api.get("/nodes/node-r/network").json["network"][0]["rx_bytes_per_s"] == 10**19
