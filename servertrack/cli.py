@@ -73,7 +73,7 @@ _interval = _number(0.01, 3600.0, "interval (seconds)")
 _seconds = _number(0.0, 86_400.0, "seconds")
 _timeout = _number(0.1, 3600.0, "timeout (seconds)")
 _mebibytes = _whole_number(0, 1_048_576, "MiB")
-_mebibytes_per_second = _number(0.0, 65_536.0, "MiB/s")
+_core_share = _number(0.0, 1.0, "the share of a core")
 _connections = _whole_number(1, 1_000_000, "connections")
 _HOST_NAME = re.compile(r"(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?)\Z")
 
@@ -136,9 +136,9 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
                             "* for any (default: the --host name only)")
     serve.add_argument("--snapshot-memory", type=_mebibytes, default=env.snapshot_memory, metavar="MIB",
                        help="memory for the nodes' latest stats snapshots, all nodes together (default %(default)s)")
-    serve.add_argument("--large-frame-rate", type=_mebibytes_per_second, default=env.large_frame_rate, metavar="MIBS",
-                       help="MiB/s of frames over 1 KiB (snapshots) decoded; the excess is dropped as overload "
-                            "(default %(default)s)")
+    serve.add_argument("--large-frame-cpu", type=_core_share, default=env.large_frame_cpu, metavar="SHARE",
+                       help="share of one core for decoding frames over 1 KiB (hellos, snapshots); beyond it they "
+                            "are dropped unread as overload (default %(default)s)")
     serve.add_argument("--max-connections", type=_connections, default=env.max_connections,
                        help="open HTTP connections at most (lowered to fit the descriptor limit; default %(default)s)")
     serve.add_argument("--idle-timeout", type=_timeout, default=env.idle_timeout, metavar="SECONDS",
@@ -195,7 +195,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     settings = ServeSettings(host=args.host, port=args.port, ingest=args.ingest, max_servers=args.max_servers,
                              offline_after=args.offline_after, allowed_hosts=args.allowed_hosts,
-                             snapshot_memory_mib=args.snapshot_memory, large_frame_rate_mib=args.large_frame_rate,
+                             snapshot_memory_mib=args.snapshot_memory, large_frame_share=args.large_frame_cpu,
                              max_connections=args.max_connections, idle_timeout=args.idle_timeout,
                              body_timeout=args.body_timeout)
 

@@ -86,7 +86,7 @@ class Monitor:
         host, port = sockets[0].getsockname()[:2]
         self.http_url = f"http://{host}:{port}"
         reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names, self.nodes,
-                              large_frame_rate=self.settings.large_frame_rate_mib * MIB)
+                              large_frame_share=self.settings.large_frame_share)
         self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run())]
 
     async def stop(self) -> None:

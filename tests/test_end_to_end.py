@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -69,10 +70,11 @@ def stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM) -> int:
         raise AssertionError(f"did not stop within {STOP_SECONDS} s")
 
 
-@pytest.fixture
-def service() -> Iterator[Service]:
+@contextlib.contextmanager
+def running_service(*flags: str) -> Iterator[Service]:
+    """A real ``servertrack serve`` on free ports of 127.0.0.1 with ``flags``; killed on exit."""
     process = subprocess.Popen(
-        servertrack_command("serve", "--port", "0", "--ingest", "tcp://127.0.0.1:*"),
+        servertrack_command("serve", "--port", "0", "--ingest", "tcp://127.0.0.1:*", *flags),
         env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -85,6 +87,12 @@ def service() -> Iterator[Service]:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    with running_service() as started:
+        yield started
 
 
 def test_agent_samples_appear_over_http_and_both_stop_cleanly(service: Service) -> None:

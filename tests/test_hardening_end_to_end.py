@@ -9,33 +9,18 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import servertrack_command, subprocess_env
-from tests.test_end_to_end import START_SECONDS, Service, read_line
+from tests.test_end_to_end import Service, running_service
 
 
 @pytest.fixture
 def limited() -> Iterator[Service]:
-    process = subprocess.Popen(
-        servertrack_command("serve", "--port", "0", "--ingest", "tcp://127.0.0.1:*", "--max-connections", "4",
-                            "--idle-timeout", "1", "--allowed-hosts", "monitor.example"),
-        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        fields = dict(part.split("=", 1) for part in read_line(process, START_SECONDS).split()[2:])
-        yield Service(process, fields["http"], fields["ingest"])
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+    with running_service("--max-connections", "4", "--idle-timeout", "1", "--allowed-hosts", "monitor.example") as started:
+        yield started
 
 
 def _address(service: Service) -> tuple[str, int]:

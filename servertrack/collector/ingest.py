@@ -12,9 +12,9 @@ import zmq.asyncio
 from ..common.batch import PendingBatch
 from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
-from ..common.node_messages import NodeBye, NodeHello, NodeSnapshot, decode_message
+from ..common.node_messages import Message, NodeBye, NodeHello, NodeSnapshot, decode_message
 from ..common.nodes import NodeRefused, NodeRegistry
-from ..common.protocol import MAX_FRAME_BYTES, NameCache, Sample
+from ..common.protocol import NameCache, Sample
 from ..common.stats import IngestStats
 
 # Work per turn of the event loop, so HTTP requests never wait long behind a
@@ -24,11 +24,13 @@ DRAIN_CHUNK = 500
 TURN_SECONDS = 0.004
 TURN_BYTES = 4 * 1024 * 1024
 # Frames above this size (only hellos and snapshots are that large) are
-# decoded only while the large-frame budget lasts; beyond it they are
-# discarded unread (``overload``), which costs little more than their copy, so
-# a flood of large frames can neither starve the loop nor pile up in memory.
+# decoded only while the large-frame budget lasts: a share of one core's time
+# (a maximal snapshot costs ~4 ms, a typical one ~0.1 ms, so the budget is
+# time, not bytes). Beyond it they are discarded unread (``overload``), which
+# costs little more than their copy, so a flood of large frames can neither
+# starve the loop nor pile up in the receive queue.
 SMALL_FRAME_BYTES = 1024
-DEFAULT_LARGE_FRAME_RATE = 32 * 1024 * 1024  # bytes/s: ~3,500 typical snapshots a second
+DEFAULT_LARGE_FRAME_SHARE = 0.5  # of one core: ~4,000 typical snapshots a second
 LARGE_FRAME_BURST_SECONDS = 0.5
 # The receive queue, per publisher connection. With frames of at most
 # SMALL_FRAME_BYTES decoded at full speed and larger ones shed, it stays far
@@ -55,26 +57,31 @@ def open_ingest_socket(context: zmq.asyncio.Context, endpoint: str) -> zmq.async
     return socket
 
 
-class ByteRate:
-    """A token bucket of bytes: ``rate`` a second, holding at most ``burst``."""
+class WorkBudget:
+    """A token bucket of work time: ``share`` seconds per second, holding at most ``burst`` seconds.
 
-    __slots__ = ("rate", "burst", "_tokens", "_at")
+    Work is allowed while the bucket is not empty and paid for afterwards, by
+    what it took, so one costly frame may take the bucket below zero.
+    """
 
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
+    __slots__ = ("share", "burst", "_tokens", "_at")
+
+    def __init__(self, share: float, burst: float, now: float) -> None:
+        self.share = share
         self.burst = burst
         self._tokens = burst
         self._at = now
 
-    def take(self, size: int, now: float) -> bool:
-        """Spend ``size`` bytes if the bucket holds them (refilled up to ``now``); else False."""
+    def allows(self, now: float) -> bool:
+        """Whether work may start at ``now`` (the bucket refilled up to then)."""
         if now > self._at:
-            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.share)
             self._at = now
-        if size > self._tokens:
-            return False
-        self._tokens -= size
-        return True
+        return self._tokens > 0.0
+
+    def spend(self, seconds: float) -> None:
+        """Pay for work that took ``seconds``."""
+        self._tokens -= seconds
 
 
 class IngestReader:
@@ -94,10 +101,11 @@ class IngestReader:
         clock: Callable[[], float] = time.time,
         names: NameCache | None = None,
         nodes: NodeRegistry | None = None,
-        large_frame_rate: float = DEFAULT_LARGE_FRAME_RATE,
+        large_frame_share: float = DEFAULT_LARGE_FRAME_SHARE,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``timer`` (monotonic seconds) measures each turn's work and refills the large-frame budget."""
+        """``large_frame_share``: the share of one core that decoding frames over ``SMALL_FRAME_BYTES``
+        may take; ``timer`` (monotonic seconds) measures that work and each turn's."""
         self._socket = socket
         # A synchronous view of the same socket: recv(NOBLOCK) without a
         # Future per message.
@@ -108,10 +116,8 @@ class IngestReader:
         self._clock = clock
         self._names = names if names is not None else NameCache()
         self._nodes = nodes if nodes is not None else NodeRegistry(inventory.max_agents, clock)
-        # The burst holds at least one frame of the largest size, or such a frame could never pass.
-        burst = max(large_frame_rate * LARGE_FRAME_BURST_SECONDS, MAX_FRAME_BYTES)
         self._timer = timer
-        self._large_frames = ByteRate(large_frame_rate, burst, timer())
+        self._large_frames = WorkBudget(large_frame_share, large_frame_share * LARGE_FRAME_BURST_SECONDS, timer())
 
     async def run(self) -> None:
         """Drain the socket whenever it is readable, until cancelled."""
@@ -135,6 +141,7 @@ class IngestReader:
         dropped_samples = stats.dropped["sample"]
         now = self._clock()
         timer = self._timer
+        large_frames = self._large_frames
         started = timer()
         large_bytes = 0
         handled = samples = 0
@@ -147,22 +154,28 @@ class IngestReader:
                 empty = True
                 break
             handled += 1
-            size = len(frame)
-            if size > SMALL_FRAME_BYTES:
-                if not self._large_frames.take(size, started):
+            if len(frame) > SMALL_FRAME_BYTES:
+                began = timer()
+                if not large_frames.allows(began):
                     stats.refuse(None, "overload")
                     continue
-                large_bytes += size
-            try:
-                message = decode_message(frame, now, names, ips_of)
-            except InvalidSample as invalid:
-                stats.refuse(invalid.kind, invalid.reason)
-                continue
-            if type(message) is not Sample:
-                self._node_message(message, now)  # type: ignore[arg-type]
-                if large_bytes > TURN_BYTES or timer() - started > TURN_SECONDS:
-                    break
-                continue
+                message: Message | None = self._large_message(frame, now)
+                ended = timer()
+                large_frames.spend(ended - began)
+                large_bytes += len(frame)
+                if large_bytes > TURN_BYTES or ended - started > TURN_SECONDS:
+                    handled = limit  # this turn's work is done once this frame is
+                if type(message) is not Sample:
+                    continue
+            else:
+                try:
+                    message = decode_message(frame, now, names, ips_of)
+                except InvalidSample as invalid:
+                    stats.refuse(invalid.kind, invalid.reason)
+                    continue
+                if type(message) is not Sample:
+                    self._node_message(message, now)  # type: ignore[arg-type]
+                    continue
             samples += 1
             if not samples & 127 and timer() - started > TURN_SECONDS:  # new names cost more
                 handled = limit
@@ -179,6 +192,19 @@ class IngestReader:
             add_ram(sample.ram)
         stats.received["sample"] += samples
         return empty
+
+    def _large_message(self, frame: bytes, now: float) -> Sample | None:
+        """Decode a large frame and apply it if it is a node message (the costly part, paid from the
+        large-frame budget); a sample is returned for the batch, anything else gives None."""
+        try:
+            message = decode_message(frame, now, self._names, self._inventory.ips_of)
+        except InvalidSample as invalid:
+            self._stats.refuse(invalid.kind, invalid.reason)
+            return None
+        if type(message) is Sample:
+            return message  # type: ignore[return-value]
+        self._node_message(message, now)  # type: ignore[arg-type]
+        return None
 
     def _node_message(self, message: NodeHello | NodeBye | NodeSnapshot, now: float) -> None:
         """Apply a hello, bye or snapshot to the node registry (and the agent's seq), or count why not."""

@@ -19,7 +19,7 @@ DEFAULT_STATS_EVERY = 5  # samples between two stats snapshots (5 s at the defau
 DEFAULT_PROCESS_INTERVAL = 15.0  # seconds between two process scans (the costly part of a snapshot)
 MIB = 1024 * 1024
 DEFAULT_SNAPSHOT_MEMORY_MIB = DEFAULT_TOTAL_SNAPSHOT_BUDGET // MIB
-DEFAULT_LARGE_FRAME_RATE_MIB = 32  # MiB/s of frames over 1 KiB decoded (the collector's default)
+DEFAULT_LARGE_FRAME_SHARE = 0.5  # of one core, for decoding frames over 1 KiB (the collector's default)
 DEFAULT_MAX_CONNECTIONS = 4096
 DEFAULT_IDLE_TIMEOUT = 20.0  # seconds: an idle keep-alive connection, or a request's headers
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a request body
@@ -37,7 +37,7 @@ class ServeSettings:
     # Host names the API answers to besides IP addresses and localhost ("*": any).
     allowed_hosts: tuple[str, ...] = ()
     snapshot_memory_mib: int = DEFAULT_SNAPSHOT_MEMORY_MIB
-    large_frame_rate_mib: float = DEFAULT_LARGE_FRAME_RATE_MIB
+    large_frame_share: float = DEFAULT_LARGE_FRAME_SHARE
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
@@ -65,7 +65,7 @@ class EnvironmentDefaults:
     offline_after: str = str(DEFAULT_OFFLINE_AFTER_SECONDS)
     allowed_hosts: str = ""
     snapshot_memory: str = str(DEFAULT_SNAPSHOT_MEMORY_MIB)
-    large_frame_rate: str = str(DEFAULT_LARGE_FRAME_RATE_MIB)
+    large_frame_cpu: str = str(DEFAULT_LARGE_FRAME_SHARE)
     max_connections: str = str(DEFAULT_MAX_CONNECTIONS)
     idle_timeout: str = str(DEFAULT_IDLE_TIMEOUT)
     body_timeout: str = str(DEFAULT_BODY_TIMEOUT)
