@@ -1,6 +1,6 @@
 """Hardening: collector RSS per node with snapshots at every bound, and /healthz latency under floods.
 
-Three scenarios (``--scenario memory|flood-large|flood-small``, default all),
+Four scenarios (``--scenario memory|flood-large|flood-small|slow-clients``, default all),
 each run in a fresh ``servertrack serve`` (``--max-servers 20000``) that the
 script starts and stops itself. All traffic is on 127.0.0.1.
 
@@ -100,6 +100,7 @@ import math
 import os
 import random
 import signal
+import socket
 import struct
 import sys
 import tempfile
@@ -859,9 +860,87 @@ def names_arg(value: str) -> str:
     raise argparse.ArgumentTypeError("use 1, many, or a number of names")
 
 
+# ------------------------------------------------------------------ scenario: slow clients
+
+SLOW_CLIENTS = 150
+SLOW_TARGET_SECONDS = 30.0  # each slow client closed within this (the service's --idle-timeout is 20 s)
+SLOW_LIMIT_SECONDS = 70.0
+
+
+def slow_clients_run(args: argparse.Namespace, run: int) -> tuple[float, float, float, int]:
+    """150 clients trickling one header byte a second against a service at its default limits,
+    while a client GETs /healthz every 100 ms on its own connections: (slowest close in s, healthz
+    p99 in ms, healthz max in ms, clients still open at the limit)."""
+    with harness.Service(max_servers=args.max_servers) as service:
+        host, port = service.url.removeprefix("http://").split(":")
+        request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"x" * 200
+        started = time.monotonic()
+        clients = []
+        for _ in range(SLOW_CLIENTS):
+            connection = socket.create_connection((host, int(port)), timeout=5)
+            connection.setblocking(False)
+            clients.append(connection)
+        closed_at: dict[int, float] = {}
+        latencies: list[float] = []
+        next_byte = started
+        sent = 0
+        try:
+            while len(closed_at) < len(clients) and time.monotonic() - started < SLOW_LIMIT_SECONDS:
+                now = time.monotonic()
+                if now >= next_byte:
+                    for index, connection in enumerate(clients):
+                        if index in closed_at:
+                            continue
+                        try:
+                            connection.send(request[sent:sent + 1])
+                        except OSError:
+                            closed_at[index] = now - started
+                    sent = min(sent + 1, len(request) - 1)
+                    next_byte += 1.0
+                for index, connection in enumerate(clients):
+                    if index not in closed_at:
+                        try:
+                            if connection.recv(4096) == b"":
+                                closed_at[index] = now - started
+                        except BlockingIOError:
+                            pass
+                        except OSError:
+                            closed_at[index] = now - started
+                probe_start = time.perf_counter()
+                probe = http.client.HTTPConnection(host, int(port), timeout=10)
+                try:
+                    probe.request("GET", "/healthz")
+                    probe.getresponse().read()
+                finally:
+                    probe.close()
+                latencies.append((time.perf_counter() - probe_start) * 1000.0)
+                time.sleep(0.1)
+        finally:
+            for connection in clients:
+                connection.close()
+        slowest = max(closed_at.values()) if closed_at else float("inf")
+        still_open = len(clients) - len(closed_at)
+        p99, worst = percentile(latencies, 99), max(latencies)
+        print(f"  run {run}: {len(closed_at)} of {len(clients)} slow clients closed, the last after {slowest:.1f} s; "
+              f"/healthz p50 {percentile(latencies, 50):.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms over "
+              f"{len(latencies)} requests; service RSS {mib(service.rss())}")
+        return slowest, p99, worst, still_open
+
+
+def scenario_slow_clients(args: argparse.Namespace) -> bool:
+    print(f"-- slow clients: {SLOW_CLIENTS} connections trickling one header byte a second; /healthz every 100 ms")
+    results = [slow_clients_run(args, run) for run in range(1, args.runs + 1)]
+    harness.print_runs("slowest close", [r[0] for r in results], "s")
+    harness.print_runs("/healthz p99", [r[1] for r in results], "ms")
+    ok = harness.verdict("slow clients: the last one closed after (median)", harness.median([r[0] for r in results]),
+                         SLOW_TARGET_SECONDS, "s", higher_is_better=False)
+    return ok and all(r[3] == 0 for r in results)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=("memory", "flood-large", "flood-small", "all"), default="all",
+    parser.add_argument("--scenario", choices=("memory", "flood-large", "flood-small", "slow-clients", "all"),
+                        default="all",
                         help="which scenario (default %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="fresh services per scenario (default %(default)s)")
     parser.add_argument("--nodes", type=int, default=2000, help="memory: nodes (default %(default)s)")
@@ -896,6 +975,8 @@ def main() -> int:
         ok &= scenario_flood(args, "large")
     if args.scenario in ("flood-small", "all"):
         ok &= scenario_flood(args, "small")
+    if args.scenario in ("slow-clients", "all"):
+        ok &= scenario_slow_clients(args)
     print(f"  reproduce: {harness.reproduce_command()}")
     return 0 if ok else 1
 
