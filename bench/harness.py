@@ -132,11 +132,11 @@ class Process:
 class Service(Process):
     """A real ``servertrack serve`` on 127.0.0.1 with random HTTP and ingest ports."""
 
-    def __init__(self, max_servers: int = 200_000, ready_timeout: float = 30.0) -> None:
+    def __init__(self, max_servers: int = 200_000, ready_timeout: float = 30.0, flags: Sequence[str] = ()) -> None:
         argv = [
             PYTHON, "-m", "servertrack", "serve",
             "--host", "127.0.0.1", "--port", "0",
-            "--ingest", "tcp://127.0.0.1:*", "--max-servers", str(max_servers),
+            "--ingest", "tcp://127.0.0.1:*", "--max-servers", str(max_servers), *flags,
         ]  # fmt: skip
         super().__init__(argv, name="servertrack serve")
         try:

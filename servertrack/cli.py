@@ -137,7 +137,7 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     serve.add_argument("--snapshot-memory", type=_mebibytes, default=env.snapshot_memory, metavar="MIB",
                        help="memory for the nodes' latest stats snapshots, all nodes together (default %(default)s)")
     serve.add_argument("--large-frame-cpu", type=_core_share, default=env.large_frame_cpu, metavar="SHARE",
-                       help="share of one core for decoding frames over 1 KiB (hellos, snapshots); beyond it they "
+                       help="share of one core for decoding frames over 4 KiB (snapshots); beyond it they "
                             "are dropped unread as overload (default %(default)s)")
     serve.add_argument("--max-connections", type=_connections, default=env.max_connections,
                        help="open HTTP connections at most (lowered to fit the descriptor limit; default %(default)s)")

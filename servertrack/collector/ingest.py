@@ -14,7 +14,7 @@ from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
 from ..common.node_messages import Message, NodeBye, NodeHello, NodeSnapshot, decode_message
 from ..common.nodes import NodeRefused, NodeRegistry
-from ..common.protocol import NameCache, Sample
+from ..common.protocol import MAX_SAMPLE_FRAME_BYTES, NameCache, Sample
 from ..common.stats import IngestStats
 
 # Work per turn of the event loop, so HTTP requests never wait long behind a
@@ -29,7 +29,7 @@ TURN_BYTES = 4 * 1024 * 1024
 # time, not bytes). Beyond it they are discarded unread (``overload``), which
 # costs little more than their copy, so a flood of large frames can neither
 # starve the loop nor pile up in the receive queue.
-SMALL_FRAME_BYTES = 1024
+SMALL_FRAME_BYTES = MAX_SAMPLE_FRAME_BYTES  # 4 KiB: samples and hellos (2.3 KiB at every bound) are never shed
 DEFAULT_LARGE_FRAME_SHARE = 0.5  # of one core: ~4,000 typical snapshots a second
 LARGE_FRAME_BURST_SECONDS = 0.5
 # The receive queue, per publisher connection. With frames of at most
@@ -37,7 +37,7 @@ LARGE_FRAME_BURST_SECONDS = 0.5
 # below HWM x SMALL_FRAME_BYTES; PUB/SUB drops (and we count as lost) what
 # does not fit. A frame above MAX_MESSAGE_BYTES makes libzmq drop its sender's
 # connection before the frame is ever held.
-RECEIVE_HIGH_WATER_MARK = 500_000
+RECEIVE_HIGH_WATER_MARK = 250_000  # 2.5 s of 100,000 samples/s; at most 1 GiB of 4 KiB frames
 MAX_MESSAGE_BYTES = 1024 * 1024
 
 

@@ -250,13 +250,18 @@ def test_decoding_large_frames_yields_to_the_loop_once_a_turn_has_used_its_time(
     asyncio.run(scenario())
 
 
-def test_small_frames_are_never_charged_to_the_large_frame_budget(clock: FakeClock) -> None:
+def test_samples_and_hellos_are_never_charged_to_the_large_frame_budget(clock: FakeClock) -> None:
+    ips = [f"fd00:1234:5678:9abc:def0:1234:5678:{k:04x}" for k in range(32)]
+    widest = {**HELLO_INFO, "hostname": "h" * 256, "os": "o" * 256, "platform": "p" * 256, "agent_version": "a" * 64}
+    hello = encode_hello("node-wide", clock.now, 0, ips, widest)
+    assert SMALL_FRAME_BYTES >= len(hello) > 2_000  # a hello at every bound
+
     async def scenario() -> None:
-        async with running_ingest(clock, large_frame_share=0.0) as ingest:
-            ingest.send(*(sample(clock, f"node-{i}", seq=0) for i in range(200)))
-            await ingest.received(200)
-            assert len(sample(clock, "node-0")) < SMALL_FRAME_BYTES
+        async with running_ingest(clock, large_frame_share=0.0) as ingest:  # no budget at all
+            ingest.send(hello, *(sample(clock, f"node-{i}", seq=0) for i in range(200)))
+            await ingest.received(201)
             assert ingest.stats.total_dropped() == {}
+            assert "node-wide" in ingest.nodes
 
     asyncio.run(scenario())
 
