@@ -539,7 +539,7 @@ def memory_run(args: argparse.Namespace, content_name: str, run: int) -> MemoryR
     sizes: dict[str, list[int]] = {"hello": [], "snapshot": []}
     total = 4 * args.nodes
     # the whole of a core for decoding snapshots: this measures memory, not how many maximal
-    # snapshots a second the default budget (half a core, ~125 of them) takes
+    # snapshots a second the default budget (0.8 of a core, ~200 of them) takes
     with harness.Service(max_servers=args.max_servers, flags=("--large-frame-cpu", "1")) as service, \
             Publisher(service.ingest) as publisher:
         join(service, publisher)

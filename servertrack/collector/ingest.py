@@ -15,6 +15,7 @@ from ..common.inventory import AgentInventory
 from ..common.node_messages import Message, NodeBye, NodeHello, NodeSnapshot, decode_message
 from ..common.nodes import NodeRefused, NodeRegistry
 from ..common.protocol import MAX_SAMPLE_FRAME_BYTES, NameCache, Sample
+from ..common.settings import DEFAULT_LARGE_FRAME_SHARE
 from ..common.stats import IngestStats
 
 # Work per turn of the event loop, so HTTP requests never wait long behind a
@@ -30,7 +31,6 @@ TURN_BYTES = 4 * 1024 * 1024
 # costs little more than their copy, so a flood of large frames can neither
 # starve the loop nor pile up in the receive queue.
 SMALL_FRAME_BYTES = MAX_SAMPLE_FRAME_BYTES  # 4 KiB: samples and hellos (2.3 KiB at every bound) are never shed
-DEFAULT_LARGE_FRAME_SHARE = 0.5  # of one core: ~4,000 typical snapshots a second
 LARGE_FRAME_BURST_SECONDS = 0.5
 # The receive queue, per publisher connection. With frames of at most
 # SMALL_FRAME_BYTES decoded at full speed and larger ones shed, it stays far
