@@ -24,6 +24,15 @@ from ..common.stats import IngestStats
 DRAIN_CHUNK = 500
 TURN_SECONDS = 0.004
 TURN_BYTES = 4 * 1024 * 1024
+# Large frames are shed, whatever the budget, once the socket has not been
+# empty for this long: decoding them has fallen behind what arrives, and what
+# waits in the receive queue is memory (a flood of 10,000 frames of 127 KB is
+# 1.3 GB). So the queue holds at most about this long of arrivals.
+MAX_BACKLOG_SECONDS = 0.25
+# After a turn that used all its time, the reader leaves the loop to the HTTP
+# API for this long: a request takes several turns of the loop (read, handle,
+# write), and would otherwise wait behind a full drain turn at each of them.
+PAUSE_AFTER_FULL_TURN = 0.002
 # Frames above this size (only hellos and snapshots are that large) are
 # decoded only while the large-frame budget lasts: a share of one core's time
 # (a maximal snapshot costs ~4 ms, a typical one ~0.1 ms, so the budget is
@@ -117,6 +126,8 @@ class IngestReader:
         self._names = names if names is not None else NameCache()
         self._nodes = nodes if nodes is not None else NodeRegistry(inventory.max_agents, clock)
         self._timer = timer
+        self._full_turn = False  # the last drain stopped because its time or bytes were spent
+        self._backlog_since: float | None = None  # when the socket was last seen not empty after a turn
         self._large_frames = WorkBudget(large_frame_share, large_frame_share * LARGE_FRAME_BURST_SECONDS, timer())
 
     async def run(self) -> None:
@@ -124,7 +135,7 @@ class IngestReader:
         while True:
             await self._socket.poll()  # readable (POLLIN is the default)
             while not self.drain(DRAIN_CHUNK):
-                await asyncio.sleep(0)
+                await asyncio.sleep(PAUSE_AFTER_FULL_TURN if self._full_turn else 0)
 
     def drain(self, limit: int) -> bool:
         """Receive and handle up to ``limit`` waiting frames without blocking, within this turn's
@@ -146,7 +157,8 @@ class IngestReader:
         large_bytes = 0
         handled = samples = 0
         room = batch.room()
-        empty = False
+        backlog_since = self._backlog_since
+        empty = full_turn = False
         while handled < limit:
             try:
                 frame = recv(zmq.NOBLOCK)
@@ -156,8 +168,13 @@ class IngestReader:
             handled += 1
             if len(frame) > SMALL_FRAME_BYTES:
                 began = timer()
-                if not large_frames.allows(began):
+                behind = backlog_since is not None and began - backlog_since > MAX_BACKLOG_SECONDS
+                if behind or not large_frames.allows(began):
                     stats.refuse(None, "overload")
+                    large_bytes += len(frame)  # even unread, a frame costs its copy
+                    if large_bytes > TURN_BYTES:
+                        handled = limit
+                        full_turn = True
                     continue
                 message: Message | None = self._large_message(frame, now)
                 ended = timer()
@@ -165,6 +182,7 @@ class IngestReader:
                 large_bytes += len(frame)
                 if large_bytes > TURN_BYTES or ended - started > TURN_SECONDS:
                     handled = limit  # this turn's work is done once this frame is
+                    full_turn = True
                 if type(message) is not Sample:
                     continue
             else:
@@ -179,6 +197,7 @@ class IngestReader:
             samples += 1
             if not samples & 127 and timer() - started > TURN_SECONDS:  # new names cost more
                 handled = limit
+                full_turn = True
             if room <= 0:
                 dropped_samples["queue_full"] += 1
                 continue
@@ -191,6 +210,11 @@ class IngestReader:
             add_cpu(sample.cpu)
             add_ram(sample.ram)
         stats.received["sample"] += samples
+        self._full_turn = full_turn
+        if empty:
+            self._backlog_since = None
+        elif backlog_since is None:
+            self._backlog_since = started
         return empty
 
     def _large_message(self, frame: bytes, now: float) -> Sample | None:

@@ -16,7 +16,7 @@ import orjson
 import zmq
 
 from servertrack.collector.applier import BatchApplier
-from servertrack.collector.ingest import SMALL_FRAME_BYTES, TURN_SECONDS
+from servertrack.collector.ingest import MAX_BACKLOG_SECONDS, SMALL_FRAME_BYTES, TURN_SECONDS, WorkBudget
 from servertrack.common.aggregator import Aggregator
 from servertrack.common.node_messages import encode_bye, encode_hello, encode_snapshot
 from servertrack.common.stats import COUNTED_KINDS
@@ -209,13 +209,14 @@ async def drain_by_hand(ingest: Ingest, expected: int) -> list[int]:
     return [count for count in turns if count]
 
 
-def test_a_flood_of_large_frames_is_shed_unread_beyond_its_work_budget(clock: FakeClock) -> None:
+def test_a_flood_of_large_frames_is_shed_unread_once_decoding_falls_behind(clock: FakeClock) -> None:
     frames = [_max_snapshot(clock, index) for index in range(300)]
     assert min(map(len, frames)) > 50_000
-    # a tenth of a core, so a burst of 0.05 s; every read of the timer is 10 ms later: the burst
-    # pays for a few frames, and as the timer moves the budget refills by 1 ms a read
+
     async def scenario() -> None:
-        async with running_ingest(clock, large_frame_share=0.1, timer=StepTimer(0.01)) as ingest:
+        # an unlimited budget, and each read of the timer 10 ms later: a turn decodes one frame
+        # (three reads: 30 ms), so after MAX_BACKLOG_SECONDS of a socket never empty the rest is shed
+        async with running_ingest(clock, large_frame_share=1e6, timer=StepTimer(0.01)) as ingest:
             ingest.task.cancel()  # drive the drain by hand  # type: ignore[union-attr]
             await asyncio.sleep(0)
             ingest.send(*frames)
@@ -224,11 +225,46 @@ def test_a_flood_of_large_frames_is_shed_unread_beyond_its_work_budget(clock: Fa
             overload = ingest.stats.dropped["unknown"]["overload"]
             decoded = ingest.stats.applied["snapshot"] + sum(ingest.stats.dropped["snapshot"].values())
             assert overload + decoded == len(frames)
-            # each decode is charged 10 ms and the budget gains 0.1 of the time that passes:
-            # about one frame in ten (and the burst) is decoded, the rest shed unread
-            assert 0.05 * len(frames) < decoded < 0.25 * len(frames), (decoded, overload)
+            assert 0 < decoded <= round(MAX_BACKLOG_SECONDS / 0.03) + 2, (decoded, overload)
 
     asyncio.run(scenario())
+
+
+def test_large_frames_beyond_their_share_of_a_core_are_shed_even_when_the_reader_keeps_up(clock: FakeClock) -> None:
+    frames = [_max_snapshot(clock, index) for index in range(100)]
+
+    async def scenario() -> None:
+        # a tenth of a core (0.05 s of burst); each decode is charged 10 ms of the stepping timer
+        async with running_ingest(clock, large_frame_share=0.1, timer=StepTimer(0.01)) as ingest:
+            ingest.task.cancel()  # type: ignore[union-attr]
+            await asyncio.sleep(0)
+            for frame in frames:  # one at a time: the socket is empty after each, never behind
+                before = ingest.stats.total_received()
+                ingest.send(frame)
+                deadline = time.monotonic() + 5
+                while ingest.stats.total_received() == before:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.002)
+                    ingest.reader.drain(500)  # type: ignore[union-attr]
+            overload = ingest.stats.dropped["unknown"]["overload"]
+            decoded = ingest.stats.applied["snapshot"] + sum(ingest.stats.dropped["snapshot"].values())
+            assert overload + decoded == len(frames)
+            # the burst, then about one in four: 0.1 of each cycle's 20-40 ms against 10 ms a decode
+            assert 0.1 * len(frames) < decoded < 0.6 * len(frames), (decoded, overload)
+
+    asyncio.run(scenario())
+
+
+def test_the_work_budget_refills_at_its_share_and_may_go_below_zero() -> None:
+    budget = WorkBudget(share=0.5, burst=0.1, now=0.0)
+    assert budget.allows(0.0)
+    budget.spend(0.3)  # one costly frame
+    assert not budget.allows(0.1)  # -0.2 + 0.05
+    assert not budget.allows(0.39)  # -0.2 + 0.195
+    assert budget.allows(0.41)
+    assert budget.allows(100.0)
+    budget.spend(0.1)
+    assert not budget.allows(100.0)  # the burst caps the refill at 0.1
 
 
 def test_decoding_large_frames_yields_to_the_loop_once_a_turn_has_used_its_time(clock: FakeClock) -> None:
