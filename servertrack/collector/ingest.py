@@ -25,14 +25,18 @@ DRAIN_CHUNK = 500
 TURN_SECONDS = 0.004
 TURN_BYTES = 4 * 1024 * 1024
 # Large frames are shed, whatever the budget, once the socket has not been
-# empty for this long: decoding them has fallen behind what arrives, and what
-# waits in the receive queue is memory (a flood of 10,000 frames of 127 KB is
-# 1.3 GB). So the queue holds at most about this long of arrivals.
+# empty for this long *and* this many bytes of large frames: decoding them has
+# fallen behind what arrives, and what waits in the receive queue is memory (a
+# flood of 10,000 frames of 127 KB is 1.3 GB). Either alone is not enough: a
+# loop busy with a large HTTP answer leaves a socket non-empty for a while with
+# a few MB behind it, and 16 MB arrive in a moment of a flood.
 MAX_BACKLOG_SECONDS = 0.25
-# After a turn that used all its time, the reader leaves the loop to the HTTP
-# API for this long: a request takes several turns of the loop (read, handle,
-# write), and would otherwise wait behind a full drain turn at each of them.
-PAUSE_AFTER_FULL_TURN = 0.002
+MAX_BACKLOG_BYTES = 16 * 1024 * 1024
+# After a turn that used all its time, the reader lets the loop turn this many
+# times before its next turn: a request takes several turns of the loop (read,
+# handle, write) and would otherwise wait behind a full drain turn at each of
+# them. Yielding costs no throughput when nothing else is waiting (a sleep would).
+YIELDS_AFTER_FULL_TURN = 4
 # Frames above this size (only hellos and snapshots are that large) are
 # decoded only while the large-frame budget lasts: a share of one core's time
 # (a maximal snapshot costs ~4 ms, a typical one ~0.1 ms, so the budget is
@@ -112,9 +116,11 @@ class IngestReader:
         nodes: NodeRegistry | None = None,
         large_frame_share: float = DEFAULT_LARGE_FRAME_SHARE,
         timer: Callable[[], float] = time.monotonic,
+        work_timer: Callable[[], float] = time.thread_time,
     ) -> None:
         """``large_frame_share``: the share of one core that decoding frames over ``SMALL_FRAME_BYTES``
-        may take; ``timer`` (monotonic seconds) measures that work and each turn's."""
+        may take, as measured by ``work_timer`` (this thread's CPU seconds: time the process is
+        preempted is not work); ``timer`` (monotonic seconds) bounds each turn and refills the budget."""
         self._socket = socket
         # A synchronous view of the same socket: recv(NOBLOCK) without a
         # Future per message.
@@ -126,8 +132,10 @@ class IngestReader:
         self._names = names if names is not None else NameCache()
         self._nodes = nodes if nodes is not None else NodeRegistry(inventory.max_agents, clock)
         self._timer = timer
+        self._work_timer = work_timer
         self._full_turn = False  # the last drain stopped because its time or bytes were spent
         self._backlog_since: float | None = None  # when the socket was last seen not empty after a turn
+        self._backlog_bytes = 0  # bytes of large frames received since then
         self._large_frames = WorkBudget(large_frame_share, large_frame_share * LARGE_FRAME_BURST_SECONDS, timer())
 
     async def run(self) -> None:
@@ -135,7 +143,8 @@ class IngestReader:
         while True:
             await self._socket.poll()  # readable (POLLIN is the default)
             while not self.drain(DRAIN_CHUNK):
-                await asyncio.sleep(PAUSE_AFTER_FULL_TURN if self._full_turn else 0)
+                for _ in range(YIELDS_AFTER_FULL_TURN if self._full_turn else 1):
+                    await asyncio.sleep(0)
 
     def drain(self, limit: int) -> bool:
         """Receive and handle up to ``limit`` waiting frames without blocking, within this turn's
@@ -151,13 +160,15 @@ class IngestReader:
         stats = self._stats
         dropped_samples = stats.dropped["sample"]
         now = self._clock()
-        timer = self._timer
+        timer, work_timer = self._timer, self._work_timer
         large_frames = self._large_frames
         started = timer()
         large_bytes = 0
         handled = samples = 0
         room = batch.room()
         backlog_since = self._backlog_since
+        behind = backlog_since is not None and started - backlog_since > MAX_BACKLOG_SECONDS \
+            and self._backlog_bytes > MAX_BACKLOG_BYTES
         empty = full_turn = False
         while handled < limit:
             try:
@@ -168,18 +179,17 @@ class IngestReader:
             handled += 1
             if len(frame) > SMALL_FRAME_BYTES:
                 began = timer()
-                behind = backlog_since is not None and began - backlog_since > MAX_BACKLOG_SECONDS
+                large_bytes += len(frame)
                 if behind or not large_frames.allows(began):
-                    stats.refuse(None, "overload")
-                    large_bytes += len(frame)  # even unread, a frame costs its copy
-                    if large_bytes > TURN_BYTES:
+                    stats.refuse(None, "backlog" if behind else "overload")
+                    if large_bytes > TURN_BYTES:  # even unread, a frame costs its copy
                         handled = limit
                         full_turn = True
                     continue
+                work_began = work_timer()
                 message: Message | None = self._large_message(frame, now)
+                large_frames.spend(work_timer() - work_began)
                 ended = timer()
-                large_frames.spend(ended - began)
-                large_bytes += len(frame)
                 if large_bytes > TURN_BYTES or ended - started > TURN_SECONDS:
                     handled = limit  # this turn's work is done once this frame is
                     full_turn = True
@@ -211,10 +221,14 @@ class IngestReader:
             add_ram(sample.ram)
         stats.received["sample"] += samples
         self._full_turn = full_turn
+        if not empty:  # the turn ended on its limits: is anything still waiting?
+            empty = not self._sync.getsockopt(zmq.EVENTS) & zmq.POLLIN
         if empty:
-            self._backlog_since = None
-        elif backlog_since is None:
-            self._backlog_since = started
+            self._backlog_since, self._backlog_bytes = None, 0
+        else:
+            self._backlog_bytes += large_bytes
+            if backlog_since is None:
+                self._backlog_since = started
         return empty
 
     def _large_message(self, frame: bytes, now: float) -> Sample | None:

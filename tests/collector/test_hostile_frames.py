@@ -13,8 +13,10 @@ import time
 
 import msgpack
 import orjson
+import pytest
 import zmq
 
+from servertrack.collector import ingest as ingest_module
 from servertrack.collector.applier import BatchApplier
 from servertrack.collector.ingest import MAX_BACKLOG_SECONDS, SMALL_FRAME_BYTES, TURN_SECONDS, WorkBudget
 from servertrack.common.aggregator import Aggregator
@@ -209,23 +211,29 @@ async def drain_by_hand(ingest: Ingest, expected: int) -> list[int]:
     return [count for count in turns if count]
 
 
-def test_a_flood_of_large_frames_is_shed_unread_once_decoding_falls_behind(clock: FakeClock) -> None:
+def test_a_flood_of_large_frames_is_shed_unread_once_decoding_falls_behind(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     frames = [_max_snapshot(clock, index) for index in range(300)]
     assert min(map(len, frames)) > 50_000
+    backlog_bytes = 20 * min(map(len, frames))  # behind after 20 frames (the default: 16 MB)
+    monkeypatch.setattr(ingest_module, "MAX_BACKLOG_BYTES", backlog_bytes)
 
     async def scenario() -> None:
         # an unlimited budget, and each read of the timer 10 ms later: a turn decodes one frame
-        # (three reads: 30 ms), so after MAX_BACKLOG_SECONDS of a socket never empty the rest is shed
-        async with running_ingest(clock, large_frame_share=1e6, timer=StepTimer(0.01)) as ingest:
+        # (five reads: 50 ms), so after MAX_BACKLOG_SECONDS of a socket never empty the rest is shed
+        step = StepTimer(0.01)
+        async with running_ingest(clock, large_frame_share=1e6, timer=step, work_timer=step) as ingest:
             ingest.task.cancel()  # drive the drain by hand  # type: ignore[union-attr]
             await asyncio.sleep(0)
             ingest.send(*frames)
             await asyncio.sleep(0.3)  # let libzmq move them into the receive queue
             await drain_by_hand(ingest, len(frames))
-            overload = ingest.stats.dropped["unknown"]["overload"]
+            shed = ingest.stats.dropped["unknown"]
             decoded = ingest.stats.applied["snapshot"] + sum(ingest.stats.dropped["snapshot"].values())
-            assert overload + decoded == len(frames)
-            assert 0 < decoded <= round(MAX_BACKLOG_SECONDS / 0.03) + 2, (decoded, overload)
+            assert set(shed) == {"backlog"} and shed["backlog"] + decoded == len(frames)
+            # behind once both MAX_BACKLOG_SECONDS (five turns of 50 ms) and the bytes have passed
+            assert 0 < decoded <= max(round(MAX_BACKLOG_SECONDS / 0.05), 20) + 2, (decoded, shed)
 
     asyncio.run(scenario())
 
@@ -235,7 +243,8 @@ def test_large_frames_beyond_their_share_of_a_core_are_shed_even_when_the_reader
 
     async def scenario() -> None:
         # a tenth of a core (0.05 s of burst); each decode is charged 10 ms of the stepping timer
-        async with running_ingest(clock, large_frame_share=0.1, timer=StepTimer(0.01)) as ingest:
+        step = StepTimer(0.01)
+        async with running_ingest(clock, large_frame_share=0.1, timer=step, work_timer=step) as ingest:
             ingest.task.cancel()  # type: ignore[union-attr]
             await asyncio.sleep(0)
             for frame in frames:  # one at a time: the socket is empty after each, never behind
@@ -272,7 +281,8 @@ def test_decoding_large_frames_yields_to_the_loop_once_a_turn_has_used_its_time(
 
     async def scenario() -> None:
         # each read of the timer is 1 ms later: a turn (TURN_SECONDS) has room for a few snapshots
-        async with running_ingest(clock, large_frame_share=1e6, timer=StepTimer(0.001)) as ingest:
+        step = StepTimer(0.001)
+        async with running_ingest(clock, large_frame_share=1e6, timer=step, work_timer=step) as ingest:
             ingest.task.cancel()  # type: ignore[union-attr]
             await asyncio.sleep(0)
             ingest.send(*frames)
