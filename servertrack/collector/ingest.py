@@ -222,7 +222,7 @@ class IngestReader:
         stats.received["sample"] += samples
         self._full_turn = full_turn
         if not empty:  # the turn ended on its limits: is anything still waiting?
-            empty = not self._sync.getsockopt(zmq.EVENTS) & zmq.POLLIN
+            empty = not int(self._sync.getsockopt(zmq.EVENTS)) & zmq.POLLIN
         if empty:
             self._backlog_since, self._backlog_bytes = None, 0
         else:
