@@ -68,6 +68,7 @@ class JsonHandler(tornado.web.RequestHandler):
 
     MESSAGE_KINDS: dict[str, str] = {}
     message_count = 1
+    body_media_type = JSON_MEDIA_TYPE  # what a message body must be declared as
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
@@ -99,8 +100,6 @@ class JsonHandler(tornado.web.RequestHandler):
             refusal = media_type_refusal(self.request.headers.get("Content-Type"), self.body_media_type)
             if refusal is not None:
                 raise ApiError(415, refusal, "bad_content_type")
-
-    body_media_type = JSON_MEDIA_TYPE
 
     def write_json(self, status: int, body: Any) -> None:
         """Finish the request with ``body`` as JSON."""

@@ -9,7 +9,6 @@ Errors leave as ``{"error": "..."}`` through ``JsonHandler.write_error``.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,7 @@ from ..common.aggregator import Aggregator
 from ..common.errors import InvalidSample
 from ..common.node_messages import HELLO_FIELDS, MAX_PID, MAX_TOP_PROCESSES, STATS
 from ..common.nodes import NODE_STATES, AmbiguousAddress, Node, NodeRefused, NodeRegistry, UnknownNode
-from ..common.protocol import MAX_IP_LENGTH, NameCache, check_ips
+from ..common.protocol import NameCache, check_ips, is_ip_address
 from .handlers import ApiError, JsonHandler, StreamedJsonHandler
 from .node_views import (
     load_summary,
@@ -48,16 +47,6 @@ def _refusal_error(refused: NodeRefused) -> ApiError:
     return ApiError(_REFUSAL_STATUS.get(refused.reason, 503), refused.message, refused.reason)
 
 
-def _is_address(text: str) -> bool:
-    if len(text) > MAX_IP_LENGTH:
-        return False
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def find_node(nodes: NodeRegistry, names: NameCache, raw: str) -> Node:
     """The node named ``raw``, or the one owning IP address ``raw``.
 
@@ -67,7 +56,7 @@ def find_node(nodes: NodeRegistry, names: NameCache, raw: str) -> Node:
     try:
         names.canonical(raw)
     except InvalidSample:
-        if not _is_address(raw):
+        if not is_ip_address(raw):
             shown = raw if len(raw) <= 64 else raw[:64] + "..."
             raise ApiError(400, f"{shown!r} is neither a node name nor an IP address", "bad_name") from None
     try:

@@ -13,10 +13,11 @@ preflight that we never grant).
 
 from __future__ import annotations
 
-import ipaddress
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from ..common.protocol import is_ip_address
 
 JSON_MEDIA_TYPE = "application/json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -33,14 +34,6 @@ def _bare_host(host: str) -> str:
     return host[:-1] if host.endswith(".") else host
 
 
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 @dataclass(frozen=True, slots=True)
 class RequestPolicy:
     """The host names the API answers to besides IP addresses and ``localhost`` (``*``: any)."""
@@ -51,7 +44,7 @@ class RequestPolicy:
     def for_listener(cls, listen_host: str, allowed_hosts: Iterable[str] = ()) -> RequestPolicy:
         """The policy of a service listening on ``listen_host`` with ``--allowed-hosts``."""
         names = {_bare_host(name) for name in allowed_hosts if name.strip()}
-        if not _is_address(_bare_host(listen_host)):
+        if not is_ip_address(_bare_host(listen_host)):
             names.add(_bare_host(listen_host))
         names.discard("")
         return cls(frozenset(names))
@@ -61,7 +54,7 @@ class RequestPolicy:
         if ANY_HOST in self.allowed_hosts or host_header is None:
             return None  # HTTP/1.0 without Host: no browser sends that
         host = _bare_host(host_header)
-        if host == "localhost" or host in self.allowed_hosts or _is_address(host):
+        if host == "localhost" or host in self.allowed_hosts or is_ip_address(host):
             return None
         shown = host_header if len(host_header) <= 64 and host_header.isprintable() else host_header[:64].encode(
             "unicode_escape").decode("ascii")

@@ -67,7 +67,7 @@ def oldest_accepted(now: float) -> float:
     A sample older than that would lie in no window, so it is refused rather
     than answered as accepted.
     """
-    return float((int(now // HOUR_SECONDS) - (HOURS_SHOWN - 1)) * HOUR_SECONDS)
+    return (now // _HOUR - _OLDEST_HOUR) * _HOUR  # the same formula sample_from_map inlines
 
 
 class Sample(NamedTuple):
@@ -104,14 +104,17 @@ def normalize_name(name: object) -> str:
         canonical = canonical[:-1]
     if _HAS_LETTER_OR_DIGIT.search(canonical) is None:
         raise InvalidSample("bad_name", f"server name {name!r} is invalid: it has no letter or digit", "name")
-    if _DOTTED_DIGITS.fullmatch(canonical) is not None and _is_ip_address(canonical):
+    if _DOTTED_DIGITS.fullmatch(canonical) is not None and is_ip_address(canonical):
         raise InvalidSample(
             "bad_name", f"server name {name!r} is invalid: it reads as an IP address, not a name", "name"
         )
     return canonical
 
 
-def _is_ip_address(text: str) -> bool:
+def is_ip_address(text: str) -> bool:
+    """Whether ``text`` is an IPv4 or IPv6 address (at most ``MAX_IP_LENGTH`` characters)."""
+    if len(text) > MAX_IP_LENGTH:
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
