@@ -18,9 +18,9 @@ How
     The bucket rings are slot-major (one slot of every server is contiguous),
     so a server's memory becomes resident bucket by bucket as time passes. To
     measure the full fixed cost, ``--fill`` (the default) then gives every
-    server a sample in each of its 61 minute and 25 hour buckets over
-    ``POST /loads`` (timestamps up to ~24 h back), as a server reporting for a
-    day would. It waits until ``/stats`` shows every sample applied and
+    server a sample in each of its 61 second, 61 minute and 25 hour buckets
+    over ``POST /loads`` (timestamps up to ~24 h back), as a server reporting
+    for a day would. It waits until ``/stats`` shows every sample applied and
     ``servers`` equal to the number loaded, waits ``--idle`` seconds more, and
     reads RSS again (RSS_loaded). Figures are medians over ``--runs`` runs. RSS may grow in
     2 MiB steps (transparent huge pages), hence the measurement at full scale.
@@ -83,9 +83,31 @@ MINUTE_OFFSETS = [minute * 60 for minute in range(61)]
 HOUR_OFFSETS = [hour * 3600 for hour in range(1, 24)]
 
 
-def fill_every_bucket(service: harness.Service, servers: int) -> int:
-    """One sample per server in each minute and hour bucket its rings hold; return samples sent."""
+SECOND_OFFSETS = list(range(61))  # the 60 seconds shown and the ring's spare slot
+SERVERS_PER_SECONDS_BATCH = HTTP_BATCH // len(SECOND_OFFSETS)
+
+
+def fill_every_second(service: harness.Service, servers: int) -> int:
+    """One sample per server in each of the 61 slots of its seconds ring; return samples sent.
+
+    A server's 61 seconds go in one request, so they are 61 distinct seconds
+    however long the whole fill takes.
+    """
     sent = 0
+    for start in range(0, servers, SERVERS_PER_SECONDS_BATCH):
+        now = time.time()
+        body = [{"server": server_name(i), "cpu": 50.0, "ram": 25.0, "ts": now - offset}
+                for i in range(start, min(servers, start + SERVERS_PER_SECONDS_BATCH)) for offset in SECOND_OFFSETS]
+        status, reply = harness.http_json("POST", service.url + "/loads", body)
+        if status != 202:
+            raise RuntimeError(f"POST /loads answered {status}: {reply}")
+        sent += len(body)
+    return sent
+
+
+def fill_every_bucket(service: harness.Service, servers: int) -> int:
+    """One sample per server in each second, minute and hour bucket its rings hold; return samples sent."""
+    sent = fill_every_second(service, servers)
     for offset in MINUTE_OFFSETS + HOUR_OFFSETS:
         for start in range(0, servers, HTTP_BATCH):
             ts = time.time() - offset
@@ -124,7 +146,7 @@ def main() -> int:
     parser.add_argument("--via", choices=("zmq", "http"), default="zmq", help="how to load them (default %(default)s)")
     parser.add_argument("--rate", type=int, default=50_000, help="loadgen rate for --via zmq (default %(default)s)")
     parser.add_argument("--fill", action=argparse.BooleanOptionalAction, default=True,
-                        help="then fill every minute and hour bucket of every server (default on)")
+                        help="then fill every second, minute and hour bucket of every server (default on)")
     parser.add_argument("--idle", type=float, default=2.0, help="seconds to wait before each RSS read (default %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="fresh services (default %(default)s)")
     parser.add_argument("--max-servers", type=int, default=200_000, help="serve --max-servers (default %(default)s)")

@@ -1,7 +1,8 @@
-"""In-memory aggregator: per server, 60 minute buckets and 24 hour buckets of cpu/ram load.
+"""In-memory aggregator: per server, 60 second, 60 minute and 24 hour buckets of cpu/ram load.
 
-One row per server in struct-of-arrays storage (see ``buckets.BucketRing``),
-so memory per server is fixed (about 3.1 KB) whatever it sends. Servers are
+One row per server in struct-of-arrays storage (see ``buckets.BucketRing`` and
+``seconds.SecondRing``), so memory per server is fixed (about 3.4 KB) whatever
+it sends. Servers are
 capped at ``max_servers``; rows of servers silent for 24 h are reused.
 Batches are applied as arrays: names are mapped to rows with one dict lookup
 each, and everything else is numpy.
@@ -28,7 +29,9 @@ from .buckets import (
     BucketWindow,
     coarsen,
     group_samples,
+    zeroed_cells,
 )
+from .seconds import SecondRing, SecondWindow
 
 Clock = Callable[[], float]
 SILENCE_EVICTION_SECONDS = 24 * 3600.0
@@ -43,12 +46,14 @@ class ApplyResult(NamedTuple):
 
 
 class ServerWindows(NamedTuple):
-    """A server's minute window (60 buckets) and hour window (24 buckets), oldest first."""
+    """A server's second window (60), minute window (60 buckets) and hour window (24 buckets),
+    oldest first."""
 
     name: str
     last_seen: float
     minutes: BucketWindow
     hours: BucketWindow
+    seconds: SecondWindow
 
 
 class Aggregator:
@@ -66,7 +71,8 @@ class Aggregator:
         self._names: list[str | None] = []
         self._free_rows: list[int] = []
         self._sorted_names: list[str] | None = None
-        self._last_seen = np.zeros(max_servers, dtype=np.float64)
+        self._last_seen = zeroed_cells((max_servers,), np.float64)
+        self._seconds = SecondRing(max_servers)
         self._minutes = BucketRing(max_servers, MINUTE_SECONDS, MINUTE_SLOTS, MINUTES_SHOWN)
         self._hours = BucketRing(max_servers, HOUR_SECONDS, HOUR_SLOTS, HOURS_SHOWN)
 
@@ -106,8 +112,10 @@ class Aggregator:
             refused = count - int(kept.sum())
             rows, ts_array, cpu_array, ram_array = rows[kept], ts_array[kept], cpu_array[kept], ram_array[kept]
         if rows.size:
-            minutes = np.floor_divide(ts_array, MINUTE_SECONDS).astype(np.int64)
-            per_minute = group_samples(rows, minutes, cpu_array, ram_array)
+            seconds = np.floor(ts_array).astype(np.int64)
+            per_second = group_samples(rows, seconds, cpu_array, ram_array)
+            self._seconds.add(per_second)
+            per_minute = coarsen(per_second, MINUTE_SECONDS)
             self._minutes.add(per_minute)
             self._hours.add(coarsen(per_minute, HOUR_SECONDS // MINUTE_SECONDS))
         self._last_seen[rows] = self._clock()
@@ -128,7 +136,7 @@ class Aggregator:
             self._sorted_names = None
 
     def windows(self, name: str) -> ServerWindows | None:
-        """The current minute and hour windows of server ``name``, or None if unknown."""
+        """The current second, minute and hour windows of server ``name``, or None if unknown."""
         row = self._rows.get(name)
         if row is None:
             return None
@@ -138,6 +146,7 @@ class Aggregator:
             last_seen=float(self._last_seen[row]),
             minutes=self._minutes.window(row, int(now // MINUTE_SECONDS)),
             hours=self._hours.window(row, int(now // HOUR_SECONDS)),
+            seconds=self._seconds.window(row, int(now // 1)),
         )
 
     def servers(self, limit: int | None = None, after: str | None = None) -> list[tuple[str, float]]:
@@ -166,6 +175,7 @@ class Aggregator:
         if evicted:
             self._free_rows.extend(silent.tolist())
             self._last_seen[silent] = np.inf
+            self._seconds.forget(silent)
             self._minutes.forget(silent)
             self._hours.forget(silent)
             self._sorted_names = None

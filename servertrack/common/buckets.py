@@ -17,8 +17,10 @@ and their pages are not touched before they are used.
 
 from __future__ import annotations
 
+import math
+import mmap
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +40,23 @@ _FIXED_POINT_TOP = np.uint32(np.iinfo(np.uint32).max)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+
+
+def zeroed_cells(shape: tuple[int, ...], dtype: type[np.generic]) -> npt.NDArray[Any]:
+    """A zero-filled array on its own anonymous mapping, in small pages.
+
+    Pages cost nothing until touched, as with ``np.zeros``; but numpy asks for
+    transparent huge pages on large arrays, and then touching one row makes
+    a whole 2 MiB page resident: with a ring's blocks that rounds every
+    array up to a 2 MiB step (about 280 bytes a server at 100,000 servers).
+    """
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    if size == 0:
+        return np.zeros(shape, dtype=dtype)
+    region = mmap.mmap(-1, size)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        region.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(region, dtype=dtype).reshape(shape)
 
 
 def minute_of(ts: float) -> int:
@@ -113,6 +132,8 @@ def coarsen(groups: BucketGroups, factor: int) -> BucketGroups:
     rows = groups.rows
     buckets = groups.buckets // factor
     change = (rows[1:] != rows[:-1]) | (buckets[1:] != buckets[:-1])
+    if change.all():  # the common case: one group per server in the wider bucket
+        return groups._replace(buckets=buckets)
     starts = np.flatnonzero(np.concatenate(([True], change)))
     return BucketGroups(
         rows=rows[starts],
@@ -144,12 +165,14 @@ class BucketWindow(NamedTuple):
     ram_max: FloatArray
 
 
-class BucketRing:
-    """``slots`` buckets of ``width`` seconds per row, for ``capacity`` rows.
+class RingRows:
+    """The bookkeeping every ring shares: ``slots`` buckets of ``width`` seconds per row.
 
-    Memory is allocated once (``np.zeros`` pages cost nothing until touched)
-    and is fixed per row: ``slots * 36`` bytes plus an 8-byte head. An empty
-    slot is all zeros.
+    Arrays are ``(blocks, slots, ROWS_PER_BLOCK)``: blocks of rows, slot-major
+    inside a block, so a batch (rows sorted) writes each stripe in address
+    order, while memory becomes resident block by block as servers arrive
+    (with huge pages a purely slot-major layout would make the whole capacity
+    resident). Subclasses list their arrays in ``cells`` (all zero = empty).
     """
 
     def __init__(self, capacity: int, width: int, slots: int, shown: int) -> None:
@@ -159,37 +182,20 @@ class BucketRing:
         self.slots = slots
         self.shown = shown
         # head 0 means "never written, all zeros": no real bucket is that old.
-        self.head = np.zeros(capacity, dtype=np.int64)
-        # Blocks of ROWS_PER_BLOCK rows, slot-major inside a block: a batch
-        # (rows sorted) writes each stripe in address order, while memory
-        # becomes resident block by block as servers arrive (with huge pages a
-        # purely slot-major layout would make the whole capacity resident).
-        blocks = -(-capacity // ROWS_PER_BLOCK)
-        shape = (blocks, slots, ROWS_PER_BLOCK)
-        self.count = np.zeros(shape, dtype=np.uint32)
-        self.cpu_sum = np.zeros(shape, dtype=np.float64)
-        self.ram_sum = np.zeros(shape, dtype=np.float64)
-        self.cpu_min_inverted = np.zeros(shape, dtype=np.uint32)
-        self.cpu_max = np.zeros(shape, dtype=np.uint32)
-        self.ram_min_inverted = np.zeros(shape, dtype=np.uint32)
-        self.ram_max = np.zeros(shape, dtype=np.uint32)
+        self.head = zeroed_cells((capacity,), np.int64)
+        self.shape = (-(-capacity // ROWS_PER_BLOCK), slots, ROWS_PER_BLOCK)
+        self.cells: tuple[npt.NDArray[np.generic], ...] = ()
 
     def forget(self, rows: IntArray) -> None:
         """Empty rows entirely (servers evicted), so they can serve new servers."""
         self._clear(rows, slice(None))
         self.head[rows] = 0
 
-    def add(self, groups: BucketGroups) -> None:
-        """Add grouped samples to their buckets, moving each row's head forward as needed.
-
-        Groups older than what a row's ring still holds are skipped: they can
-        no longer be part of any window shown.
-        """
-        if groups.rows.size == 0:
-            return
-        rows, buckets = groups.rows, groups.buckets
+    def _advance(self, rows: IntArray, buckets: IntArray) -> npt.NDArray[np.bool_] | slice:
+        """Move each row's head to its newest bucket among ``(rows, buckets)`` (sorted by row, then
+        bucket), wiping the slots passed; return which entries the ring can still hold."""
         head = self.head
-        # groups are sorted by (row, bucket): a row's last group has its newest bucket
+        # a row's last entry has its newest bucket
         last = np.flatnonzero(np.append(rows[1:] != rows[:-1], True))
         last_rows, newest = rows[last], buckets[last]
         ahead = newest > head[last_rows]
@@ -200,17 +206,7 @@ class BucketRing:
                 self._wipe_passed(moved[used], head[moved[used]], moved_to[used])
             head[moved] = moved_to
         keep = buckets > head[rows] - self.slots
-        if keep.all():
-            keep = slice(None)  # type: ignore[assignment]
-        flat = self._cell(rows[keep], buckets[keep] % self.slots)
-        count = self.count.reshape(-1)
-        count[flat] += groups.samples[keep].astype(np.uint32)
-        self.cpu_sum.reshape(-1)[flat] += groups.cpu_sum[keep]
-        self.ram_sum.reshape(-1)[flat] += groups.ram_sum[keep]
-        _raise(self.cpu_min_inverted, flat, _FIXED_POINT_TOP - groups.cpu_min[keep])
-        _raise(self.ram_min_inverted, flat, _FIXED_POINT_TOP - groups.ram_min[keep])
-        _raise(self.cpu_max, flat, groups.cpu_max[keep])
-        _raise(self.ram_max, flat, groups.ram_max[keep])
+        return slice(None) if keep.all() else keep
 
     def _wipe_passed(self, rows: IntArray, old_head: IntArray, new_head: IntArray) -> None:
         """Empty the slots whose bucket the head has just moved past."""
@@ -221,6 +217,9 @@ class BucketRing:
             partial = ~whole
             rows, old_head, passed = rows[partial], old_head[partial], passed[partial]
         if rows.size == 0:
+            return
+        if (passed == 1).all():  # the common case: every head moved one bucket on
+            self._clear(rows, (old_head + 1) % self.slots)
             return
         # buckets old_head+1 .. new_head, flattened: `passed[i]` entries for row i
         total = int(passed.sum())
@@ -236,28 +235,72 @@ class BucketRing:
 
     def _clear(self, rows: IntArray, slots: IntArray | slice) -> None:
         target = (rows // ROWS_PER_BLOCK, slots, rows % ROWS_PER_BLOCK)
-        for cells in (self.count, self.cpu_sum, self.ram_sum, self.cpu_min_inverted, self.cpu_max,
-                      self.ram_min_inverted, self.ram_max):
+        for cells in self.cells:
             cells[target] = 0
 
-    def window(self, row: int, current: int) -> BucketWindow:
-        """The ``shown`` buckets of ``row`` ending with bucket ``current``, oldest first."""
+    def _window_cells(self, row: int, current: int) -> tuple[int, npt.NDArray[np.bool_], tuple[int, IntArray, int]]:
+        """The first bucket of the window ending with ``current``, which of its buckets the row holds,
+        and the index of their cells."""
         first = current - self.shown + 1
         buckets = np.arange(first, current + 1, dtype=np.int64)
         head = int(self.head[row])
         held = (buckets <= head) & (buckets > head - self.slots)
-        slot = buckets % self.slots
         block, offset = divmod(row, ROWS_PER_BLOCK)
+        return first, held, (block, buckets % self.slots, offset)
+
+
+class BucketRing(RingRows):
+    """``slots`` buckets of ``width`` seconds per row, for ``capacity`` rows: count, sums, min, max.
+
+    Memory is allocated once (``np.zeros`` pages cost nothing until touched)
+    and is fixed per row: ``slots * 36`` bytes plus an 8-byte head. An empty
+    slot is all zeros.
+    """
+
+    def __init__(self, capacity: int, width: int, slots: int, shown: int) -> None:
+        super().__init__(capacity, width, slots, shown)
+        self.count = zeroed_cells(self.shape, np.uint32)
+        self.cpu_sum = zeroed_cells(self.shape, np.float64)
+        self.ram_sum = zeroed_cells(self.shape, np.float64)
+        self.cpu_min_inverted = zeroed_cells(self.shape, np.uint32)
+        self.cpu_max = zeroed_cells(self.shape, np.uint32)
+        self.ram_min_inverted = zeroed_cells(self.shape, np.uint32)
+        self.ram_max = zeroed_cells(self.shape, np.uint32)
+        self.cells = (self.count, self.cpu_sum, self.ram_sum, self.cpu_min_inverted, self.cpu_max,
+                      self.ram_min_inverted, self.ram_max)
+
+    def add(self, groups: BucketGroups) -> None:
+        """Add grouped samples to their buckets, moving each row's head forward as needed.
+
+        Groups older than what a row's ring still holds are skipped: they can
+        no longer be part of any window shown.
+        """
+        if groups.rows.size == 0:
+            return
+        keep = self._advance(groups.rows, groups.buckets)
+        flat = self._cell(groups.rows[keep], groups.buckets[keep] % self.slots)
+        count = self.count.reshape(-1)
+        count[flat] += groups.samples[keep].astype(np.uint32)
+        self.cpu_sum.reshape(-1)[flat] += groups.cpu_sum[keep]
+        self.ram_sum.reshape(-1)[flat] += groups.ram_sum[keep]
+        _raise(self.cpu_min_inverted, flat, _FIXED_POINT_TOP - groups.cpu_min[keep])
+        _raise(self.ram_min_inverted, flat, _FIXED_POINT_TOP - groups.ram_min[keep])
+        _raise(self.cpu_max, flat, groups.cpu_max[keep])
+        _raise(self.ram_max, flat, groups.ram_max[keep])
+
+    def window(self, row: int, current: int) -> BucketWindow:
+        """The ``shown`` buckets of ``row`` ending with bucket ``current``, oldest first."""
+        first, held, index = self._window_cells(row, current)
         return BucketWindow(
             first_bucket=first,
             width=self.width,
-            samples=np.where(held, self.count[block, slot, offset], 0).astype(np.uint32),
-            cpu_sum=self.cpu_sum[block, slot, offset],
-            ram_sum=self.ram_sum[block, slot, offset],
-            cpu_min=from_fixed_point(_FIXED_POINT_TOP - self.cpu_min_inverted[block, slot, offset]),
-            cpu_max=from_fixed_point(self.cpu_max[block, slot, offset]),
-            ram_min=from_fixed_point(_FIXED_POINT_TOP - self.ram_min_inverted[block, slot, offset]),
-            ram_max=from_fixed_point(self.ram_max[block, slot, offset]),
+            samples=np.where(held, self.count[index], 0).astype(np.uint32),
+            cpu_sum=self.cpu_sum[index],
+            ram_sum=self.ram_sum[index],
+            cpu_min=from_fixed_point(_FIXED_POINT_TOP - self.cpu_min_inverted[index]),
+            cpu_max=from_fixed_point(self.cpu_max[index]),
+            ram_min=from_fixed_point(_FIXED_POINT_TOP - self.ram_min_inverted[index]),
+            ram_max=from_fixed_point(self.ram_max[index]),
         )
 
 

@@ -1,0 +1,86 @@
+"""The per-second ring of every server: the last 60 seconds of cpu/ram load, in 5 bytes a second.
+
+Second buckets are numbered ``floor(ts)`` (UTC-aligned like minutes and
+hours). At this resolution a bucket usually holds one sample, so min and
+max are not kept: a slot is a sample count (``uint8``) and the average cpu
+and ram load in hundredths of a percent (``uint16`` each, 0..10000), the
+resolution the agent itself reports. A row costs ``61 * 5`` bytes plus an
+8-byte head, against 36 bytes a slot for a minute bucket.
+
+Averages are merged exactly within a batch (the samples of one server and
+second are summed first) and once per batch across batches, rounding to
+0.01 each time. A second counts at most 255 samples: past that the count
+stays at 255 and the average keeps moving with weight 255 for the older
+samples (a server sending more than 255 samples a second is not reporting
+its load, it is flooding).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from .buckets import BucketGroups, FloatArray, RingRows, zeroed_cells
+
+SECONDS_SHOWN = 60
+# One spare slot: a sample a second ahead lands without evicting the oldest second shown.
+SECOND_SLOTS = SECONDS_SHOWN + 1
+LOAD_SCALE = 100.0  # stored units per percent
+MAX_SECOND_SAMPLES = int(np.iinfo(np.uint8).max)
+
+
+class SecondWindow(NamedTuple):
+    """The ``shown`` consecutive seconds ending with ``current``, oldest first (one server).
+
+    Averages are meaningful only where ``samples`` > 0.
+    """
+
+    first_second: int
+    samples: npt.NDArray[np.uint32]
+    cpu_avg: FloatArray
+    ram_avg: FloatArray
+
+
+class SecondRing(RingRows):
+    """The last ``SECONDS_SHOWN`` seconds (plus a spare) of every row: sample count and averages."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity, 1, SECOND_SLOTS, SECONDS_SHOWN)
+        self.count = zeroed_cells(self.shape, np.uint8)
+        self.cpu_avg = zeroed_cells(self.shape, np.uint16)
+        self.ram_avg = zeroed_cells(self.shape, np.uint16)
+        self.cells = (self.count, self.cpu_avg, self.ram_avg)
+
+    def add(self, groups: BucketGroups) -> None:
+        """Merge samples grouped per (row, second) into their seconds (min and max are ignored).
+
+        Seconds older than what a row's ring still holds are skipped.
+        """
+        if groups.rows.size == 0:
+            return
+        keep = self._advance(groups.rows, groups.buckets)
+        flat = self._cell(groups.rows[keep], groups.buckets[keep] % self.slots)
+        samples = groups.samples[keep]
+        count = self.count.reshape(-1)
+        held = count[flat].astype(np.int64)
+        total = held + samples
+        for cells, sums in ((self.cpu_avg, groups.cpu_sum[keep]), (self.ram_avg, groups.ram_sum[keep])):
+            view = cells.reshape(-1)
+            if held.any():
+                merged = (view[flat] * held + sums * LOAD_SCALE) / total
+            else:  # the common case: every second is new
+                merged = sums * (LOAD_SCALE / samples)
+            view[flat] = np.rint(merged).astype(np.uint16)
+        count[flat] = np.minimum(total, MAX_SECOND_SAMPLES).astype(np.uint8)
+
+    def window(self, row: int, current: int) -> SecondWindow:
+        """The ``shown`` seconds of ``row`` ending with second ``current``, oldest first."""
+        first, held, index = self._window_cells(row, current)
+        return SecondWindow(
+            first_second=first,
+            samples=np.where(held, self.count[index], 0).astype(np.uint32),
+            cpu_avg=self.cpu_avg[index] / LOAD_SCALE,
+            ram_avg=self.ram_avg[index] / LOAD_SCALE,
+        )
