@@ -23,6 +23,7 @@ from .handlers import (
     ServersHandler,
     StatsHandler,
 )
+from .perf_handlers import PerfHandler, PerfWindowHandler, ServerHistoryHandler
 from .node_handlers import (
     NodeHandler,
     NodeProcessHandler,
@@ -75,6 +76,10 @@ def make_app(
             (r"/nodes/([^/]+)/(cpu|memory|disks|network|processes)", NodeSectionHandler, node_lookup),
             (r"/nodes/([^/]+)/processes/([^/]+)", NodeProcessHandler, node_lookup),
             (r"/nodes/([^/]+)/summary", NodeSummaryHandler, dict(node_lookup, aggregator=aggregator)),
+            # The earlier monitors' load APIs, on the same aggregator (see perf_handlers).
+            (r"/perf/([^/]+)/?", PerfHandler, loads),
+            (r"/perf/([^/]+)/([^/]+)", PerfWindowHandler, loads),
+            (r"/server/([^/]+)/?", ServerHistoryHandler, loads),
         ],
         default_handler_class=NotFoundHandler,
         log_function=_log_failures,

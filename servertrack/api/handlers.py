@@ -212,11 +212,16 @@ class ServerLoadsHandler(StreamedJsonHandler):
             ts, cpu, ram = _validated_load(body, self.clock())
         except InvalidSample as invalid:
             raise ApiError(400, invalid.message, invalid.reason) from None
-        if self.batch.room() < 1:
-            raise ApiError(503, "ingest queue is full, retry in a second", "queue_full")
-        self.batch.add(name, ts, cpu, ram)
-        self.stats.received["sample"] += 1
+        queue_sample(self.batch, self.stats, name, ts, cpu, ram)
         self.write_json(202, {"accepted": 1})
+
+
+def queue_sample(batch: PendingBatch, stats: IngestStats, name: str, ts: float, cpu: float, ram: float) -> None:
+    """Queue one validated sample for the next apply and count it; a 503 when the queue is full."""
+    if batch.room() < 1:
+        raise ApiError(503, "ingest queue is full, retry in a second", "queue_full")
+    batch.add(name, ts, cpu, ram)
+    stats.received["sample"] += 1
 
 
 class BatchLoadsHandler(StreamedJsonHandler):

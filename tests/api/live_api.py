@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from servertrack.api import MAX_BODY_BYTES, make_app
+from servertrack.api.perf_views import perf_window
 from servertrack.api.views import server_loads
 from servertrack.collector.applier import BatchApplier
 from servertrack.common.aggregator import Aggregator
@@ -290,6 +291,8 @@ class LiveApi:
             "agents": {name: (self.inventory.last_seq(name), self.inventory.ips_of(name)) for name, _ in servers},
             "servers": servers,
             "windows": {name: server_loads(self.aggregator.windows(name)) for name, _ in servers},  # type: ignore[arg-type]
+            "seconds": {name: perf_window(self.aggregator.windows(name), "last_minute")  # type: ignore[arg-type]
+                        for name, _ in servers},
             "nodes": self.node_inventory(),
         }
 

@@ -86,10 +86,10 @@ def _bodies(valid: Any) -> st.SearchStrategy[bytes]:
     )
 
 
-def check_promises(api: LiveApi, method: str, path: str, body: bytes) -> int:
+def check_promises(api: LiveApi, method: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> int:
     """Send one request and check every promise; return the status."""
     before = api.state()
-    reply = api.request(method, path, body)
+    reply = api.request(method, path, body, headers=headers)
     assert reply.status < 500, (method, path, body, reply.status, reply.raw)
     if reply.status >= 400:
         assert reply.content_type == "application/json"
@@ -123,6 +123,34 @@ def test_post_one_sample(api: LiveApi, segment: str, body: bytes) -> None:
 @given(body=_bodies([{"server": "web-01", "cpu": 1, "ram": 2}, {"server": "db-01", "cpu": 3, "ram": 4}]))
 def test_post_a_batch(api: LiveApi, body: bytes) -> None:
     check_promises(api, "POST", "/loads", body)
+
+
+@HTTP_EXAMPLES
+@given(segment=SEGMENTS, body=_bodies(_valid_sample()))
+def test_post_to_the_server_api(api: LiveApi, segment: str, body: bytes) -> None:
+    check_promises(api, "POST", f"/server/{quote(segment)}", body)
+
+
+_FORM_PARTS = st.one_of(
+    st.sampled_from(["cpuload", "memload", "cpuload=", "memload=", "=", "&", "%", "%zz", "%00", "%FF", "+", "1e5",
+                     "cpuload=50", "memload=50", "100", "100.0001", "-0", "nan", "1_0", "\xff"]),
+    st.text(max_size=12),
+)
+FORMS = st.one_of(
+    st.lists(_FORM_PARTS, max_size=8).map(lambda parts: "&".join(parts).encode("utf-8", "replace")),
+    st.binary(max_size=64),
+)
+
+
+@HTTP_EXAMPLES
+@given(segment=st.one_of(st.just("web-01"), SEGMENTS), body=FORMS)
+def test_post_a_perf_form(api: LiveApi, segment: str, body: bytes) -> None:
+    status = check_promises(api, "POST", f"/perf/{quote(segment)}/", body,
+                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+    api.apply()
+    if status < 300:
+        for mode in ("last_minute", "last_hour", "last_day"):
+            assert api.get(f"/perf/{quote(segment.lower().rstrip('.'))}/{mode}").status == 200
 
 
 NODE_EXAMPLES = settings(HTTP_EXAMPLES, max_examples=150)

@@ -1,0 +1,66 @@
+"""JSON shapes of the earlier monitors' load APIs (``/perf`` and ``/server``), from the aggregator's windows."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..common.aggregator import ServerWindows
+from ..common.buckets import BucketWindow
+from ..common.seconds import SecondWindow
+
+# ``GET /perf/{host}/{mode}``: which window each mode shows.
+PERF_MODES = ("last_minute", "last_hour", "last_day")
+
+
+def perf_time(epoch_seconds: int) -> str:
+    """A bucket start as the ``/perf`` client reads it: UTC ``YYYY-MM-DDTHH:MM:SS``, no zone suffix."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_seconds))
+
+
+def _averages(sums: npt.NDArray[np.float64], samples: list[int]) -> list[float | None]:
+    return [total / count if count else None for total, count in zip(sums.tolist(), samples)]
+
+
+def _entries(first_start: int, width: int, samples: list[int], cpu: list[float | None],
+             ram: list[float | None]) -> list[dict[str, Any]]:
+    return [
+        {"cpuload": cpu[i], "memload": ram[i], "interval": width, "samples": count,
+         "time": perf_time(first_start + i * width)}
+        for i, count in enumerate(samples)
+    ]
+
+
+def perf_buckets(window: BucketWindow) -> list[dict[str, Any]]:
+    """One ``/perf`` entry per minute or hour bucket, oldest first; an empty one has null loads."""
+    samples = window.samples.tolist()
+    return _entries(window.first_bucket * window.width, window.width, samples,
+                    _averages(window.cpu_sum, samples), _averages(window.ram_sum, samples))
+
+
+def perf_seconds(window: SecondWindow) -> list[dict[str, Any]]:
+    """One ``/perf`` entry per second of the last 60 s, oldest first; an empty one has null loads."""
+    samples = window.samples.tolist()
+    cpu = [value if count else None for value, count in zip(window.cpu_avg.tolist(), samples)]
+    ram = [value if count else None for value, count in zip(window.ram_avg.tolist(), samples)]
+    return _entries(window.first_second, 1, samples, cpu, ram)
+
+
+def perf_window(windows: ServerWindows, mode: str) -> list[dict[str, Any]]:
+    """The body of ``GET /perf/{host}/{mode}`` (``mode`` one of ``PERF_MODES``)."""
+    if mode == "last_minute":
+        return perf_seconds(windows.seconds)
+    return perf_buckets(windows.minutes if mode == "last_hour" else windows.hours)
+
+
+def _load_lists(window: BucketWindow) -> dict[str, list[float | None]]:
+    samples = window.samples.tolist()
+    return {"cpu": _averages(window.cpu_sum, samples), "ram": _averages(window.ram_sum, samples)}
+
+
+def server_history(windows: ServerWindows) -> dict[str, Any]:
+    """The body of ``GET /server/{name}``: minute and hour averages, oldest first, null where empty."""
+    return {"last_60_minutes": _load_lists(windows.minutes), "last_24_hours": _load_lists(windows.hours)}
