@@ -5,6 +5,8 @@ Targets
     (b) POST /servers/NAME/loads, one sample:  >= 4,000 requests/s
     (c) GET /servers/NAME/loads: p99 latency <= 10 ms, with 100,000 servers loaded
         while the load generator ingests 50,000 samples/s over ZeroMQ
+    (d) GET /perf/NAME/last_minute (the per-second window of the /perf API):
+        p99 latency <= 10 ms, under the same load as (c)
 
 How
     Each scenario starts a fresh ``servertrack serve`` (``--max-servers 200000``)
@@ -27,13 +29,14 @@ How
       the target is about (``--connections-get 4`` shows that figure).
       ``--ingest-rate 0`` loads the servers, stops ingesting, and measures a
       baseline without ingest.
+    - (d) as (c), reading ``/perf/NAME/last_minute`` instead.
 
     Every scenario first runs wrk for ``--warmup`` seconds (not measured),
     then ``--runs`` times for ``--seconds`` seconds; figures are medians.
     wrk's key lines are printed for every run.
 
 Usage
-    python bench/http_api.py                              # all three, 30 s x 3 runs each
+    python bench/http_api.py                              # all four, 30 s x 3 runs each
     python bench/http_api.py --scenario c --seconds 5 --runs 1
 Exit status 2 if wrk is missing (install: apt-get install -y wrk), 1 if a target is not met.
 """
@@ -163,9 +166,13 @@ def scenario_single(args: argparse.Namespace) -> bool:
     return harness.verdict("(b) requests/s (median)", harness.median(rps), TARGET_SINGLE_RPS, "req/s", True)
 
 
-def scenario_get(args: argparse.Namespace) -> bool:
+READ_SCENARIOS = {"c": "/servers/%s/loads", "d": "/perf/%s/last_minute"}
+
+
+def scenario_get(args: argparse.Namespace, letter: str = "c") -> bool:
+    path = READ_SCENARIOS[letter]
     print(
-        f"-- (c) GET /servers/NAME/loads, random among {args.servers:,} loaded servers, wrk -t1 "
+        f"-- ({letter}) GET {path % 'NAME'}, random among {args.servers:,} loaded servers, wrk -t1 "
         f"-c{args.connections_get} --latency, while loadgen ingests {args.ingest_rate:,} samples/s over ZeroMQ"
     )
     # --ingest-rate 0: load the servers at 50,000/s, then stop ingesting (a baseline without ingest).
@@ -187,10 +194,10 @@ def scenario_get(args: argparse.Namespace) -> bool:
             results = []
             url = service.url + "/servers"
             if args.warmup > 0:
-                run_wrk(url, "get_random.lua", args.warmup, args.connections_get, [str(args.servers)])
+                run_wrk(url, "get_random.lua", args.warmup, args.connections_get, [str(args.servers), path])
             for run in range(1, args.runs + 1):
                 before, started = service.stats(), time.monotonic()
-                result = run_wrk(url, "get_random.lua", args.seconds, args.connections_get, [str(args.servers)])
+                result = run_wrk(url, "get_random.lua", args.seconds, args.connections_get, [str(args.servers), path])
                 after, ended = service.stats(), time.monotonic()
                 ingest = (after["applied"] - before["applied"]) / (ended - started)
                 print_wrk(run, result)
@@ -207,22 +214,22 @@ def scenario_get(args: argparse.Namespace) -> bool:
     harness.print_runs("p50 latency", [r.latency_ms["50%"] for r, _ in results], "ms")
     harness.print_runs("GET requests/s", [r.ok_rps for r, _ in results], "req/s")
     harness.print_runs("ingest applied meanwhile", [i for _, i in results], "samples/s")
-    return harness.verdict("(c) GET p99 latency (median)", harness.median(p99), TARGET_P99_MS, "ms", False)
+    return harness.verdict(f"({letter}) GET p99 latency (median)", harness.median(p99), TARGET_P99_MS, "ms", False)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=("a", "b", "c", "all"), default="all", help="default all")
+    parser.add_argument("--scenario", choices=("a", "b", "c", "d", "all"), default="all", help="default all")
     parser.add_argument("--seconds", type=float, default=30.0, help="wrk duration per run (default %(default)s)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured wrk seconds first (default %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="measured wrk runs per scenario (default %(default)s)")
     parser.add_argument("--servers", type=int, default=100_000, help="distinct server names (default %(default)s)")
     parser.add_argument(
-        "--ingest-rate", type=int, default=50_000, help="ZeroMQ ingest during (c), 0 = none (default %(default)s)"
+        "--ingest-rate", type=int, default=50_000, help="ZeroMQ ingest during (c) and (d), 0 = none (default %(default)s)"
     )
     parser.add_argument("--connections-batch", type=int, default=4, help="wrk -c for (a) (default %(default)s)")
     parser.add_argument("--connections-single", type=int, default=32, help="wrk -c for (b) (default %(default)s)")
-    parser.add_argument("--connections-get", type=int, default=1, help="wrk -c for (c) (default %(default)s)")
+    parser.add_argument("--connections-get", type=int, default=1, help="wrk -c for (c) and (d) (default %(default)s)")
     parser.add_argument("--max-servers", type=int, default=200_000, help="serve --max-servers (default %(default)s)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -234,8 +241,9 @@ def main() -> int:
         ok &= scenario_batch(args)
     if args.scenario in ("b", "all"):
         ok &= scenario_single(args)
-    if args.scenario in ("c", "all"):
-        ok &= scenario_get(args)
+    for letter in READ_SCENARIOS:
+        if args.scenario in (letter, "all"):
+            ok &= scenario_get(args, letter)
     print(f"  reproduce: {harness.reproduce_command()}")
     return 0 if ok else 1
 

@@ -332,3 +332,33 @@ def test_a_frame_over_the_message_limit_drops_its_sender_not_the_collector(clock
 
     asyncio.run(scenario())
 
+
+
+class _Tripwire:
+    """Unpickling this creates ``path``: proof that a frame was unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))
+
+
+def test_seed_style_pickle_frames_are_dropped_and_counted_never_unpickled(clock: FakeClock, tmp_path) -> None:
+    """The seed monitors sent ``gzip(pickle(...))``; unpickling network bytes runs the sender's code."""
+    import gzip
+    import pickle
+
+    marker = tmp_path / "unpickled"
+    payload = {"fqdn": "pickled", "cpu": 1.0, "ram": 2.0, "hook": _Tripwire(str(marker))}
+    frames = [gzip.compress(pickle.dumps(payload)), pickle.dumps(payload), pickle.dumps(payload, protocol=0)]
+
+    async def scenario() -> None:
+        async with running_ingest(clock) as ingest:
+            ingest.send(*frames)
+            await ingest.received(len(frames))
+            assert ingest.stats.dropped["unknown"]["not_msgpack"] == len(frames)
+            assert len(ingest.batch) == 0 and ingest.inventory.last_seq("pickled") is None
+
+    asyncio.run(scenario())
+    assert not marker.exists()
