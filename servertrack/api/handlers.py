@@ -25,7 +25,7 @@ from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache, check_load, check_timestamp
 from ..common.stats import IngestStats
 from .request_policy import JSON_MEDIA_TYPE, RequestPolicy, media_type_refusal
-from .views import server_entry, server_loads
+from .views import server_entry, server_loads, server_seconds
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_ITEMS = 10_000
@@ -222,6 +222,21 @@ def queue_sample(batch: PendingBatch, stats: IngestStats, name: str, ts: float, 
         raise ApiError(503, "ingest queue is full, retry in a second", "queue_full")
     batch.add(name, ts, cpu, ram)
     stats.received["sample"] += 1
+
+
+class ServerSecondsHandler(JsonHandler):
+    """``GET /servers/{name}/seconds``: the server's last 60 seconds, one bucket each."""
+
+    def initialize(self, aggregator: Aggregator, names: NameCache) -> None:
+        self.aggregator = aggregator
+        self.names = names
+
+    def get(self, raw_name: str) -> None:
+        name = self.canonical_name(self.names, raw_name)
+        windows = self.aggregator.windows(name)
+        if windows is None:
+            raise ApiError(404, f"unknown server {name!r}")
+        self.write_json(200, server_seconds(windows))
 
 
 class BatchLoadsHandler(StreamedJsonHandler):

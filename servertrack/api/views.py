@@ -6,6 +6,7 @@ from typing import Any
 
 from ..common.aggregator import ServerWindows
 from ..common.buckets import BucketWindow, iso_utc
+from ..common.seconds import SecondWindow
 
 
 def window_buckets(window: BucketWindow) -> list[dict[str, Any]]:
@@ -45,3 +46,20 @@ def server_loads(windows: ServerWindows) -> dict[str, Any]:
 def server_entry(name: str, last_seen: float, ips: list[str] | None) -> dict[str, Any]:
     """One entry of ``GET /servers``."""
     return {"server": name, "last_seen": iso_utc(last_seen), "ips": list(ips) if ips else []}
+
+
+def second_buckets(window: SecondWindow) -> list[dict[str, Any]]:
+    """One dict per second, oldest first: sample count and averages (null without samples)."""
+    counts = window.samples.tolist()
+    cpu, ram = window.cpu_avg.tolist(), window.ram_avg.tolist()
+    first = window.first_second
+    return [
+        {"start": iso_utc(first + i), "samples": samples,
+         "cpu": cpu[i] if samples else None, "ram": ram[i] if samples else None}
+        for i, samples in enumerate(counts)
+    ]
+
+
+def server_seconds(windows: ServerWindows) -> dict[str, Any]:
+    """The body of ``GET /servers/{name}/seconds``."""
+    return {"server": windows.name, "last_seen": iso_utc(windows.last_seen), "seconds": second_buckets(windows.seconds)}

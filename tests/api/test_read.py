@@ -348,3 +348,31 @@ def test_windows_match_a_naive_model_of_the_samples(
     body = api.loads_of(name)
     assert_same_window(body["minutes"], expected_window(sent, int(now // 60), 60, 60))
     assert_same_window(body["hours"], expected_window(sent, int(now // 3600), 24, 3600))
+
+
+# -- the last 60 seconds ------------------------------------------------------------------------
+
+
+def test_seconds_lists_the_last_60_seconds_oldest_first_with_averages(api: LiveApi) -> None:
+    api.record("web-01", cpu=10.0, ram=20.0)
+    api.record("web-01", cpu=30.0, ram=40.0)
+    api.apply()
+    api.clock.advance(2.0)
+    api.record("web-01", cpu=55.5, ram=1.25)
+    api.apply()
+    reply = api.get("/servers/web-01/seconds")
+    assert reply.status == 200 and reply.content_type == "application/json"
+    body = reply.json
+    assert set(body) == {"server", "last_seen", "seconds"} and body["server"] == "web-01"
+    seconds = body["seconds"]
+    assert len(seconds) == 60
+    assert [epoch(entry["start"]) for entry in seconds] == [int(api.clock.now) - 59 + i for i in range(60)]
+    assert seconds[-1] == {"start": seconds[-1]["start"], "samples": 1, "cpu": 55.5, "ram": 1.25}
+    assert seconds[-2] == {"start": seconds[-2]["start"], "samples": 0, "cpu": None, "ram": None}
+    assert seconds[-3]["samples"] == 2 and seconds[-3]["cpu"] == 20.0 and seconds[-3]["ram"] == 30.0
+    assert all(entry["samples"] == 0 for entry in seconds[:-3])
+
+
+def test_seconds_of_an_unknown_or_invalid_server(api: LiveApi) -> None:
+    assert_json_error(api.get("/servers/nobody/seconds"), 404, "nobody")
+    assert_json_error(api.get("/servers/bad%20name/seconds"), 400, "name")
