@@ -17,7 +17,7 @@ from . import __version__
 from .common.errors import InvalidSample
 from .common.nodes import NODE_STATES
 from .common.protocol import normalize_name
-from .common.settings import AgentSettings, EnvironmentDefaults, ServeSettings
+from .common.settings import AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for
 
 EXIT_USAGE = 2
 _ENDPOINT = re.compile(r"(tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+|\*):(\d{1,5}|\*)|ipc://\S+)\Z")
@@ -128,6 +128,9 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     serve.add_argument("--host", default=env.host, help="HTTP listen address (default %(default)s)")
     serve.add_argument("--port", type=_port, default=env.port, help="HTTP port, 0 for any (default %(default)s)")
     serve.add_argument("--ingest", type=_endpoint, default=env.ingest, help="ZeroMQ SUB bind address (default %(default)s)")
+    serve.add_argument("--control", type=_endpoint, default=env.control,
+                       help="ZeroMQ PUB bind address of the control channel (pause/resume; default: the port "
+                            "after --ingest's, any free port if --ingest's is)")
     serve.add_argument("--max-servers", type=_positive_int, default=env.max_servers, help="server cap (default %(default)s)")
     serve.add_argument("--offline-after", type=_seconds, default=env.offline_after,
                        help="seconds of silence after which a node is offline (default %(default)s)")
@@ -149,6 +152,9 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
 
     agent = commands.add_parser("agent", help="sample this node and publish to a collector")
     agent.add_argument("--collector", type=_endpoint, default=env.collector, help="collector ingest address (default %(default)s)")
+    agent.add_argument("--control", type=_endpoint, default=env.control,
+                       help="collector control address, to be paused and resumed (default: the port after "
+                            "--collector's)")
     agent.add_argument("--interval", type=_interval, default=env.interval, help="seconds between samples (default %(default)s)")
     agent.add_argument("--name", type=_server_name, default=env.name, help="server name (default: this host's FQDN)")
     agent.add_argument("--stats-every", type=_sample_count, default=env.stats_every,
@@ -182,6 +188,11 @@ def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | Non
     """
     parser = build_parser(defaults if defaults is not None else EnvironmentDefaults.from_environ())
     args = parser.parse_args(argv)
+    if args.command == "agent" and args.control is None:
+        try:
+            args.control = control_endpoint_for(args.collector, connect=True)
+        except ValueError as error:
+            raise CommandLineError(str(error)) from None
     if args.command == "agent" and args.name is None:
         try:
             args.name = normalize_name(socket.getfqdn())
@@ -191,16 +202,18 @@ def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | Non
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from .service import serve
+    from .service import Monitor, serve
 
-    settings = ServeSettings(host=args.host, port=args.port, ingest=args.ingest, max_servers=args.max_servers,
+    settings = ServeSettings(host=args.host, port=args.port, ingest=args.ingest, control=args.control,
+                             max_servers=args.max_servers,
                              offline_after=args.offline_after, allowed_hosts=args.allowed_hosts,
                              snapshot_memory_mib=args.snapshot_memory, large_frame_share=args.large_frame_cpu,
                              max_connections=args.max_connections, idle_timeout=args.idle_timeout,
                              body_timeout=args.body_timeout)
 
-    def announce(monitor: object) -> None:
-        print(f"servertrack serving http={monitor.http_url} ingest={monitor.ingest_endpoint}", flush=True)  # type: ignore[attr-defined]
+    def announce(monitor: Monitor) -> None:
+        print(f"servertrack serving http={monitor.http_url} ingest={monitor.ingest_endpoint} "
+              f"control={monitor.control_endpoint}", flush=True)
 
     asyncio.run(serve(settings, on_ready=announce))
     return 0
@@ -212,11 +225,12 @@ def _run_agent(args: argparse.Namespace) -> int:
     from .agent.node_stats import NodeStatsCollector
 
     settings = AgentSettings(collector=args.collector, interval=args.interval, name=args.name,
-                             stats_every=args.stats_every, process_interval=args.process_interval)
+                             stats_every=args.stats_every, process_interval=args.process_interval,
+                             control=args.control)
     assert settings.name is not None
     node_stats = NodeStatsCollector(process_interval=settings.process_interval)
     asyncio.run(run_agent(settings.name, settings.collector, settings.interval, node_stats=node_stats,
-                          stats_every=settings.stats_every))
+                          stats_every=settings.stats_every, control=settings.control))
     return 0
 
 

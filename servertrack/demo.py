@@ -13,9 +13,9 @@ from .shutdown import stop_on_signals
 AGENT_STOP_SECONDS = 2.0
 
 
-async def _start_agent(endpoint: str, name: str) -> asyncio.subprocess.Process:
+async def _start_agent(endpoint: str, control: str, name: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "servertrack", "agent", "--collector", endpoint, "--name", name
+        sys.executable, "-m", "servertrack", "agent", "--collector", endpoint, "--control", control, "--name", name
     )
 
 
@@ -39,7 +39,7 @@ async def run_demo(agents: int, port: int, stop: asyncio.Event | None = None) ->
         processes: list[asyncio.subprocess.Process] = []
         try:
             for name in names:
-                processes.append(await _start_agent(monitor.ingest_endpoint, name))
+                processes.append(await _start_agent(monitor.ingest_endpoint, monitor.control_endpoint, name))
             url = monitor.http_url
             print(f"ServerTrack demo: API on {url}, ingest on {monitor.ingest_endpoint}", flush=True)
             print(f"  {len(names)} agents: {', '.join(names) or '(none)'} (samples appear within ~2 s)")

@@ -1,4 +1,4 @@
-"""The monitoring service: collector, aggregator and HTTP API on one asyncio loop."""
+"""The monitoring service: collector (ingest and control sockets), aggregator and HTTP API on one asyncio loop."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import zmq.asyncio
 from .api import make_app
 from .api.http_server import GuardedHTTPServer, HttpLimits, raise_descriptor_limit
 from .collector.applier import BatchApplier
+from .collector.control import ControlChannel, open_control_socket
 from .collector.ingest import IngestReader, open_ingest_socket
 from .common.aggregator import Aggregator
 from .common.batch import PendingBatch
@@ -24,7 +25,7 @@ from .common.inventory import AgentInventory
 from .common.nodes import NodeRegistry
 from .api.request_policy import RequestPolicy
 from .common.protocol import NameCache, name_cache_limit
-from .common.settings import MIB, ServeSettings
+from .common.settings import MIB, ServeSettings, control_endpoint_for
 from .common.snapshots import SnapshotBudget
 from .common.stats import IngestStats
 from .memory import limit_heap_retention
@@ -34,7 +35,7 @@ SHUTDOWN_GRACE_SECONDS = 1.0
 
 
 class StartupError(ServerTrackError):
-    """The service could not bind its HTTP port or ingest socket."""
+    """The service could not bind its HTTP port, ingest socket or control socket."""
 
 
 class Monitor:
@@ -49,22 +50,33 @@ class Monitor:
         self.stats = IngestStats()
         # every cache keyed by what clients send is bounded by the server cap
         self.names = NameCache(name_cache_limit(settings.max_servers))
+        # Pause and resume: the registry keeps each node's desired state and hands a node whose agent
+        # disagrees (in a hello) to the channel, which publishes it again.
+        self.control = ControlChannel(clock)
         self.nodes = NodeRegistry(settings.max_servers, clock, offline_after=settings.offline_after,
-                                  budget=SnapshotBudget(total=settings.snapshot_memory_mib * MIB))
+                                  budget=SnapshotBudget(total=settings.snapshot_memory_mib * MIB),
+                                  on_mismatch=self.control.reassert)
         self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock=clock,
                                     nodes=self.nodes)
         policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts)
         self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes,
-                            policy)
+                            policy, control=self.control)
         self.http_url = ""
         self.ingest_endpoint = ""
+        self.control_endpoint = ""
         self._context: zmq.asyncio.Context | None = None
         self._socket: zmq.asyncio.Socket | None = None
+        self._control_socket: zmq.asyncio.Socket | None = None
         self._server: tornado.httpserver.HTTPServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Bind the ingest socket and the HTTP port, and start the reader and applier tasks."""
+        """Bind the ingest and control sockets and the HTTP port, and start the reader and applier tasks.
+
+        The control address defaults to the port after the ingest port (any
+        free port when the ingest port is any free port); ``control_endpoint``
+        tells the one bound.
+        """
         limit_heap_retention()
         self._context = zmq.asyncio.Context()
         try:
@@ -73,6 +85,17 @@ class Monitor:
             self._context.term()
             raise StartupError(f"cannot bind ingest socket {self.settings.ingest}: {error}") from None
         self.ingest_endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        control = self.settings.control
+        try:
+            if control is None:
+                control = control_endpoint_for(self.settings.ingest)
+            self._control_socket = open_control_socket(self._context, control)
+        except (ValueError, zmq.ZMQError) as error:
+            self._close_ingest()
+            shown = f" {control}" if control is not None else ""
+            raise StartupError(f"cannot bind control socket{shown}: {error}") from None
+        self.control_endpoint = self._control_socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.control.attach(self._control_socket)
         try:
             sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host, family=socket.AF_INET)
         except (OSError, socket.gaierror) as error:
@@ -105,6 +128,10 @@ class Monitor:
         self._close_ingest()
 
     def _close_ingest(self) -> None:
+        self.control.detach()
+        if self._control_socket is not None:
+            self._control_socket.close(linger=0)
+            self._control_socket = None
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None

@@ -1,20 +1,24 @@
-"""The ``servertrack agent`` daemon: sample on absolute deadlines, publish, stop on a signal."""
+"""The ``servertrack agent`` daemon: sample on absolute deadlines, publish, obey pause and resume, stop on a signal."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 import zmq
+import zmq.asyncio
 
 from ..common.errors import ServerTrackError
 from .. import __version__
+from ..common.control_messages import ControlMessage
 from ..common.node_messages import encode_bye, encode_hello, encode_snapshot
+from ..common.nodes import paused_hello_period
 from ..common.protocol import Sample, encode_sample
 from ..common.settings import DEFAULT_STATS_EVERY
 from ..shutdown import stop_on_signals
+from .control import ControlSubscriber
 from .node_stats import NodeStatsCollector
 from .publisher import SamplePublisher
 from .sampler import LoadSampler
@@ -32,6 +36,14 @@ class Agent:
     first tick and every ``hello_every`` seconds after (so a restarted
     collector relearns it), sends a stats snapshot every ``stats_every``
     samples (0: never), and can say ``bye``.
+
+    ``pause()`` stops the sampling: a paused agent's ticks read nothing and
+    send no samples or snapshots, only a hello every ``paused_hello_period``
+    (2 intervals, so the collector sees it alive), each saying ``paused``.
+    Pausing and resuming say hello at once, so the collector learns the new
+    state without waiting for the next one. ``controlled``: the agent listens
+    to a control channel, so its hellos say whether it is paused (an agent
+    without one leaves that out, and the collector never asks it to pause).
     """
 
     def __init__(
@@ -44,8 +56,10 @@ class Agent:
         interval: float = 1.0,
         stats_every: int = DEFAULT_STATS_EVERY,
         hello_every: float = HELLO_EVERY_SECONDS,
+        controlled: bool = False,
     ) -> None:
         self.name = name
+        self.controlled = controlled
         self._sampler = sampler
         self._publish = publish
         self._clock = clock
@@ -57,6 +71,7 @@ class Agent:
         self.seq = 0
         self.samples = 0
         self.oversized_snapshots = 0
+        self.paused = False
 
     def _send(self, frame: bytes) -> None:
         self._publish(frame)
@@ -68,18 +83,48 @@ class Agent:
             return
         now = self._clock()
         info = {**self._node_stats.hello_fields(), "agent_version": __version__, "interval": self._interval}
-        self._send(encode_hello(self.name, now, self.seq, self._sampler.ips(), info))
-        self._next_hello = now + self._hello_every
+        paused = self.paused if self.controlled else None
+        self._send(encode_hello(self.name, now, self.seq, self._sampler.ips(), info, paused=paused))
+        period = paused_hello_period(self._interval, self._hello_every) if self.paused else self._hello_every
+        self._next_hello = now + period
 
     def bye(self) -> None:
         """Say this node is stopping (no-op without ``node_stats``)."""
         if self._node_stats is not None:
             self._send(encode_bye(self.name, self._clock(), self.seq))
 
-    def tick(self) -> Sample:
-        """Sample the node now, publish it (with a hello or snapshot when due), and return the sample."""
+    def pause(self) -> bool:
+        """Stop sampling (and say so); False if already paused."""
+        if self.paused:
+            return False
+        self.paused = True
+        self.hello()
+        return True
+
+    def resume(self) -> bool:
+        """Sample again (and say so); False if not paused.
+
+        The CPU reading is taken once now, so the first sample after a resume
+        covers the time since the resume, not the whole pause.
+        """
+        if not self.paused:
+            return False
+        self.paused = False
+        self._sampler.load()
+        self.hello()
+        return True
+
+    def obey(self, message: ControlMessage) -> bool:
+        """Apply a control message; True if it changed the state."""
+        return self.pause() if message.paused else self.resume()
+
+    def tick(self) -> Sample | None:
+        """Sample the node now, publish it (with a hello or snapshot when due), and return the sample;
+        while paused, only say hello when due, and return None."""
         if self._node_stats is not None and (self._next_hello is None or self._clock() >= self._next_hello):
             self.hello()
+        if self.paused:
+            return None
         cpu, ram = self._sampler.load()
         sample = Sample(self.name, self._clock(), cpu, ram, self.seq, self._sampler.ips())
         self._send(encode_sample(sample))
@@ -121,12 +166,15 @@ async def run_agent(
     sampler: LoadSampler | None = None,
     node_stats: NodeStatsCollector | None = None,
     stats_every: int = DEFAULT_STATS_EVERY,
+    control: str | None = None,
+    hello_every: float = HELLO_EVERY_SECONDS,
 ) -> int:
     """Publish samples every ``interval`` seconds until SIGINT/SIGTERM; return how many samples were sent.
 
     The collector need not be up: ZeroMQ connects (and reconnects) in the
     background and sends never block. With ``node_stats`` the agent also
-    sends hellos, snapshots and, when stopped, a bye.
+    sends hellos, snapshots and, when stopped, a bye. With ``control`` (the
+    collector's control address) it pauses and resumes when told to.
     """
     context = zmq.Context()
     try:
@@ -134,32 +182,71 @@ async def run_agent(
             publisher = SamplePublisher(context, endpoint)
         except zmq.ZMQError as error:
             raise AgentError(f"cannot use collector address {endpoint}: {error}") from None
+        subscriber: ControlSubscriber | None = None
         linger = 0
         try:
+            if control is not None:
+                try:
+                    subscriber = ControlSubscriber(zmq.asyncio.Context.shadow(context.underlying), control, name)
+                except zmq.ZMQError as error:
+                    raise AgentError(f"cannot use control address {control}: {error}") from None
             agent = Agent(name, sampler if sampler is not None else LoadSampler(), publisher.publish,
-                          node_stats=node_stats, interval=interval, stats_every=stats_every)
+                          node_stats=node_stats, interval=interval, stats_every=stats_every, hello_every=hello_every,
+                          controlled=subscriber is not None)
             with stop_on_signals(stop if stop is not None else asyncio.Event()) as stopping:
-                await _tick_until(stopping, agent, interval)
+                await _tick_until(stopping, agent, interval, subscriber)
             if node_stats is not None:
                 agent.bye()
                 linger = BYE_LINGER_MS
             return agent.samples
         finally:
+            if subscriber is not None:
+                subscriber.close()
             publisher.close(linger)
     finally:
         context.term()
 
 
-async def _tick_until(stop: asyncio.Event, agent: Agent, interval: float) -> None:
+async def _tick_until(stop: asyncio.Event, agent: Agent, interval: float,
+                      control: ControlSubscriber | None = None) -> None:
+    """Tick on the grid until ``stop``; between ticks, wake at once for a control message."""
     loop = asyncio.get_running_loop()
     # The first sample waits one interval: cpu_percent then measures a real
     # interval, and the PUB socket has had time to connect.
     start = loop.time()
     next_tick = start + interval
-    while not stop.is_set():
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), max(0.0, next_tick - loop.time()))
-        if stop.is_set():
-            return
-        agent.tick()
-        next_tick = next_deadline(start, interval, loop.time())
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    readable: asyncio.Future[Any] | None = None
+    try:
+        while not stop.is_set():
+            waiting = {stopping}
+            if control is not None:
+                if readable is None or readable.done():
+                    readable = control.readable()
+                waiting.add(readable)
+            await asyncio.wait(waiting, timeout=max(0.0, next_tick - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                return
+            if control is not None and readable is not None and readable.done():
+                readable.result()  # raises what the poll raised (the socket failed)
+                if _obey(agent, control.receive()):
+                    # resumed: the first sample comes one full interval later (cpu_percent measures it)
+                    start = loop.time()
+                    next_tick = start + interval
+                    continue
+            if loop.time() >= next_tick:
+                agent.tick()
+                next_tick = next_deadline(start, interval, loop.time())
+    finally:
+        stopping.cancel()
+        if readable is not None:
+            readable.cancel()
+
+
+def _obey(agent: Agent, messages: list[ControlMessage]) -> bool:
+    """Apply ``messages`` in order; True if the agent was resumed by them (and is sampling)."""
+    resumed = False
+    for message in messages:
+        if agent.obey(message):
+            resumed = not message.paused
+    return resumed and not agent.paused

@@ -15,6 +15,7 @@ from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache
 from ..common.stats import IngestStats
 from .request_policy import RequestPolicy
+from .control_handlers import ControlPublisher, FleetControlHandler, NoControlChannel, NodeControlHandler
 from .handlers import (
     BatchLoadsHandler,
     HealthHandler,
@@ -52,15 +53,18 @@ def make_app(
     clock: Callable[[], float] = time.time,
     nodes: NodeRegistry | None = None,
     policy: RequestPolicy | None = None,
+    control: ControlPublisher | None = None,
 ) -> tornado.web.Application:
     """Build the HTTP API over the service's shared objects.
 
     ``policy`` says which Host headers are served (default: IP addresses and
     localhost); every handler reads it and ``stats`` from the application's
-    settings.
+    settings. ``control`` is the collector's control channel (pause and
+    resume); without it, desired states are recorded but nothing is sent.
     """
     names = names if names is not None else NameCache()
     nodes = nodes if nodes is not None else NodeRegistry(aggregator.max_servers, clock)
+    control = control if control is not None else NoControlChannel()
     loads = dict(aggregator=aggregator, batch=batch, stats=stats, names=names, clock=clock)
     node_lookup = dict(nodes=nodes, names=names)
     return tornado.web.Application(
@@ -78,6 +82,8 @@ def make_app(
             (r"/nodes/([^/]+)/(cpu|memory|disks|network|processes)", NodeSectionHandler, node_lookup),
             (r"/nodes/([^/]+)/processes/([^/]+)", NodeProcessHandler, node_lookup),
             (r"/nodes/([^/]+)/summary", NodeSummaryHandler, dict(node_lookup, aggregator=aggregator)),
+            (r"/nodes/([^/]+)/(pause|resume)", NodeControlHandler, dict(node_lookup, control=control)),
+            (r"/(start|stop)", FleetControlHandler, dict(node_lookup, control=control)),
             # The earlier monitors' load APIs, on the same aggregator (see perf_handlers).
             (r"/perf/([^/]+)/?", PerfHandler, loads),
             (r"/perf/([^/]+)/([^/]+)", PerfWindowHandler, loads),
@@ -88,4 +94,5 @@ def make_app(
         compress_response=False,
         stats=stats,
         policy=policy if policy is not None else RequestPolicy(),
+        control=control,
     )

@@ -355,5 +355,9 @@ class StatsHandler(JsonHandler):
     def get(self) -> None:
         server_counters = self.application.settings.get("http_counters")  # set by the service's HTTP server
         http = server_counters() if server_counters is not None else None
-        self.write_json(200, self.stats.snapshot(lost=self.inventory.lost, servers=len(self.aggregator),
-                                                 pending=len(self.batch), nodes=len(self.nodes), http=http))
+        body = self.stats.snapshot(lost=self.inventory.lost, servers=len(self.aggregator),
+                                   pending=len(self.batch), nodes=len(self.nodes), http=http)
+        control = self.application.settings.get("control")  # the control channel's messages (pause, resume)
+        if control is not None:
+            body["control"] = control.counters()
+        self.write_json(200, body)

@@ -71,6 +71,7 @@ def node_detail(node: Node, state: str) -> dict[str, Any]:
         "cpu_usage_percent": cpu["per_cpu"] if cpu is not None else None,
         "memory_usage_percent": stats["memory"]["percent"] if stats is not None else None,
         "stats_at": stats_at(node),
+        "paused": node.paused,  # as asked (POST /nodes/{id}/pause...), else as the agent last said
     }
 
 

@@ -250,7 +250,8 @@ class IngestReader:
         kind = _KIND_OF[type(message)]
         try:
             if type(message) is NodeHello:
-                node = nodes.hello(message.fqdn, message.ips, message.info, now)
+                # the registry compares the reported pause state with the desired one (re-asserted on a mismatch)
+                node = nodes.hello(message.fqdn, message.ips, message.info, now, paused=message.paused)
                 self._inventory.observe(message.fqdn, message.seq, node.ips)  # one copy of the addresses
             elif type(message) is NodeBye:
                 if not nodes.bye(message.fqdn, now):

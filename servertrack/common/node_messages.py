@@ -4,7 +4,10 @@ Envelope (msgpack map): ``{"v": 2, "kind": ..., "fqdn": str, "ts": float, "seq":
 ``seq`` counts every message of an agent run, whatever its kind.
 
 - ``hello``: the envelope plus ``HELLO_FIELDS`` (hostname, IPs, boot time,
-  OS, platform, CPU count, total memory, agent version, sample interval).
+  OS, platform, CPU count, total memory, agent version, sample interval),
+  and ``paused``: an optional boolean, true while the agent is paused by the
+  control channel (see ``control_messages``); absent from agents without one
+  (older ones), which are never paused.
 - ``bye``: the envelope alone; the agent is stopping cleanly.
 - ``snapshot``: the envelope plus ``"stats"``, matching ``STATS`` below.
   Every list and string is bounded, so even a snapshot at every maximum
@@ -126,13 +129,25 @@ HELLO_FIELDS = Record({
 
 
 class NodeHello(NamedTuple):
-    """An agent announcing itself (``info`` holds the cleaned ``HELLO_FIELDS``)."""
+    """An agent announcing itself (``info`` holds the cleaned ``HELLO_FIELDS``; ``paused``: whether the
+    agent says it is paused, None from an agent that does not say, one without a control channel)."""
 
     fqdn: str
     ts: float
     seq: int
     ips: list[str]
     info: dict[str, Any]
+    paused: bool | None = None
+
+
+def check_paused(value: object) -> bool | None:
+    """The ``paused`` field of a hello: a boolean, or None when absent or null (an agent that cannot be
+    paused: it is not)."""
+    if value is None:
+        return None
+    if type(value) is not bool:
+        raise InvalidSample("bad_field", "paused: must be a boolean", "paused")
+    return value
 
 
 class NodeBye(NamedTuple):
@@ -197,7 +212,8 @@ def _node_message(kind: str, message: dict[str, Any], now: float, names: NameCac
     if kind == "hello":
         if "ip" not in message:
             raise InvalidSample("missing_field", "frame lacks required key 'ip'", "ip")
-        return NodeHello(fqdn, ts, seq, check_ips(message["ip"]), HELLO_FIELDS.check(message, ""))
+        ips = check_ips(message["ip"])
+        return NodeHello(fqdn, ts, seq, ips, HELLO_FIELDS.check(message, ""), check_paused(message.get("paused")))
     if kind == "bye":
         return NodeBye(fqdn, ts, seq)
     return NodeSnapshot(fqdn, ts, seq, STATS.check(message.get("stats"), "stats"))
@@ -207,9 +223,15 @@ def _envelope(kind: str, fqdn: str, ts: float, seq: int) -> dict[str, Any]:
     return {"v": NODE_PROTOCOL_VERSION, "kind": kind, "fqdn": fqdn, "ts": float(ts), "seq": int(seq)}
 
 
-def encode_hello(fqdn: str, ts: float, seq: int, ips: list[str], info: dict[str, Any]) -> bytes:
-    """A ``hello`` frame (``info``: the ``HELLO_FIELDS``)."""
-    return msgpack.packb({**_envelope("hello", fqdn, ts, seq), "ip": list(ips)[:MAX_IPS], **info})
+def encode_hello(
+    fqdn: str, ts: float, seq: int, ips: list[str], info: dict[str, Any], paused: bool | None = None
+) -> bytes:
+    """A ``hello`` frame (``info``: the ``HELLO_FIELDS``; ``paused``: whether the agent is paused, None
+    (left out) for an agent without a control channel)."""
+    message = {**_envelope("hello", fqdn, ts, seq), "ip": list(ips)[:MAX_IPS], **info}
+    if paused is not None:
+        message["paused"] = paused
+    return msgpack.packb(message)
 
 
 def encode_bye(fqdn: str, ts: float, seq: int) -> bytes:

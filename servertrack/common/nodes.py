@@ -4,7 +4,21 @@ A node is registered by a ``hello`` (ZeroMQ) or ``POST /nodes``, kept up to
 date by its samples and snapshots, marked offline by ``bye``, and removed by
 ``DELETE /nodes/{name}`` or after 24 h of silence. Its state is computed
 from the clock whenever asked (``node_state``), never stored, so it needs no
-timer and is tested without sleeping. The latest stats snapshot is kept
+timer and is tested without sleeping.
+
+Pause: a node carries two pause states. ``desired_paused`` is what the
+operator asked (``POST /nodes/{id}/pause``, ``/stop``...), None until anyone
+asked or the node reported; ``reported_paused`` is what the agent said in its
+last hello (a sample or snapshot proves it is not paused). Control messages
+travel over PUB/SUB, which loses what is sent while an agent is not
+connected, so the registry calls ``on_mismatch(node)`` (the collector's
+control channel re-publishes the desired state) on every hello that
+disagrees with the desired state, and on samples of a node that should be
+paused (at most every ``REASSERT_SECONDS``); only for nodes whose agent
+reports its pause state (``controllable``): an older agent, or one
+registered over HTTP, has no control channel to tell. A registry that has no desired
+state for a node (the collector restarted) adopts the one the hello reports,
+so a paused node stays paused across restarts of either side. The latest stats snapshot is kept
 re-encoded (see ``snapshots``) within a memory budget per node and in total,
 decoded only when read. A message the registry cannot take raises
 ``NodeRefused`` and changes nothing.
@@ -21,9 +35,17 @@ from typing import Any
 from .errors import ServerTrackError
 from .snapshots import SnapshotBudget, StoredSnapshot, pack_snapshot, unpack_snapshot
 
-ONLINE, STALE, OFFLINE = "online", "stale", "offline"
-NODE_STATES = (ONLINE, STALE, OFFLINE)
+ONLINE, PAUSED, STALE, OFFLINE = "online", "paused", "stale", "offline"
+NODE_STATES = (ONLINE, PAUSED, STALE, OFFLINE)
 STALE_AFTER_INTERVALS = 3
+# A paused agent sends no samples, only hellos: one every this many sample intervals (at most its
+# usual hello period apart). So a paused node is judged by the same rule as a sampling one, silence
+# of up to 3 expected messages, with the hello period (2 intervals) as the expected gap: 6 intervals.
+# Every 2 intervals rather than every one keeps a paused agent cheaper than a sampling one (a hello
+# reads a few more figures than a sample), while the state still flips within seconds.
+PAUSED_HELLO_INTERVALS = 2
+# Samples from a node that should be paused re-publish the pause at most this often.
+REASSERT_SECONDS = 1.0
 DEFAULT_OFFLINE_AFTER_SECONDS = 300.0
 FORGET_AFTER_SECONDS = 24 * 3600.0
 DEFAULT_INTERVAL = 1.0
@@ -53,15 +75,33 @@ class AmbiguousAddress(ServerTrackError):
         self.names = names
 
 
-def node_state(last_seen: float, interval: float, said_bye: bool, now: float, offline_after: float) -> str:
+def node_state(
+    last_seen: float, interval: float, said_bye: bool, now: float, offline_after: float, paused: bool = False
+) -> str:
     """``online`` if heard from within 3 intervals, ``offline`` after a bye or ``offline_after``
-    seconds of silence, ``stale`` in between."""
+    seconds of silence, ``stale`` in between.
+
+    A node whose agent reported itself ``paused`` reads ``paused`` instead of
+    ``online``, and, sending hellos every ``PAUSED_HELLO_INTERVALS`` intervals
+    instead of samples every interval, is ``stale`` only after 3 missed hellos:
+    a paused node that goes silent is stale, then offline, like any other (a
+    silent node is not known to be paused any more, only to have been).
+    """
     silence = now - last_seen
     if said_bye or silence > offline_after:
         return OFFLINE
+    if paused:
+        return PAUSED if silence <= STALE_AFTER_INTERVALS * PAUSED_HELLO_INTERVALS * interval else STALE
     if silence <= STALE_AFTER_INTERVALS * interval:
         return ONLINE
     return STALE
+
+
+def paused_hello_period(interval: float, hello_every: float) -> float:
+    """Seconds between two hellos of a paused agent sampling every ``interval`` seconds (and saying hello
+    every ``hello_every`` seconds when it samples): ``PAUSED_HELLO_INTERVALS`` intervals, never longer than
+    its usual hello period, so the collector's rule (``node_state``) always holds."""
+    return min(hello_every, PAUSED_HELLO_INTERVALS * interval)
 
 
 @dataclass(slots=True)
@@ -76,11 +116,21 @@ class Node:
     said_bye: bool = False
     snapshot: StoredSnapshot | None = None
     snapshot_ts: float | None = None
+    # What the operator asked (None: nobody asked, and the agent has not said), and what the agent said.
+    desired_paused: bool | None = None
+    reported_paused: bool = False
+    controllable: bool = False  # its last hello said whether it is paused: it has a control channel
+    reasserted_at: float = float("-inf")
 
     @property
     def interval(self) -> float:
         """The agent's sample interval (1 s until it says otherwise)."""
         return float(self.info.get("interval") or DEFAULT_INTERVAL)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the node is meant to be paused: as asked, else as its agent last said."""
+        return self.reported_paused if self.desired_paused is None else self.desired_paused
 
     def stats(self) -> dict[str, Any] | None:
         """The latest stats snapshot, decoded, or None."""
@@ -97,8 +147,12 @@ class NodeRegistry:
         clock: Callable[[], float] = time.time,
         offline_after: float = DEFAULT_OFFLINE_AFTER_SECONDS,
         budget: SnapshotBudget | None = None,
+        on_mismatch: Callable[[Node], None] | None = None,
     ) -> None:
+        """``on_mismatch(node)`` is called when a node's agent is not in the pause state it should be
+        (see the module's docstring); the collector passes its control channel's re-assert."""
         self.max_nodes = max_nodes
+        self.on_mismatch = on_mismatch
         self.offline_after = offline_after
         self.budget = budget if budget is not None else SnapshotBudget()
         self.refused = 0
@@ -120,25 +174,67 @@ class NodeRegistry:
 
     def state(self, node: Node) -> str:
         """The node's state now."""
-        return node_state(node.last_seen, node.interval, node.said_bye, self._clock(), self.offline_after)
+        return node_state(node.last_seen, node.interval, node.said_bye, self._clock(), self.offline_after,
+                          node.reported_paused)
 
-    def hello(self, name: str, ips: list[str], info: dict[str, Any], now: float | None = None) -> Node:
-        """Register or refresh a node (``ips`` already validated); ``NodeRefused`` (and counted in
-        ``refused``) when the registry is full."""
+    def hello(
+        self, name: str, ips: list[str], info: dict[str, Any], now: float | None = None, paused: bool | None = None
+    ) -> Node:
+        """Register or refresh a node (``ips`` already validated) whose agent says it is ``paused`` or not
+        (None: it does not say; it cannot be paused); ``NodeRefused`` (and counted in ``refused``) when
+        the registry is full.
+
+        A node without a desired pause state adopts the reported one; one whose
+        desired state differs is handed to ``on_mismatch``.
+        """
         now = self._clock() if now is None else now
         node = self._nodes.get(name) or self._add(name, now)
         self._index(node, ips)
         node.info = info
         node.last_seen = now
         node.said_bye = False
+        node.reported_paused = bool(paused)
+        node.controllable = paused is not None
+        if paused is None:
+            return node
+        if node.desired_paused is None:
+            node.desired_paused = paused
+        elif node.desired_paused != paused and self.on_mismatch is not None:
+            node.reasserted_at = now
+            self.on_mismatch(node)
         return node
 
     def seen(self, name: str, now: float) -> None:
-        """A sample arrived from ``name``: it is alive (unknown names are ignored)."""
+        """A sample arrived from ``name``: it is alive, and not paused (unknown names are ignored).
+
+        If it should be paused, ``on_mismatch`` is told (at most every ``REASSERT_SECONDS``).
+        """
         node = self._nodes.get(name)
         if node is not None:
             node.last_seen = now
             node.said_bye = False
+            node.reported_paused = False
+            if node.desired_paused and node.controllable and now - node.reasserted_at >= REASSERT_SECONDS \
+                    and self.on_mismatch is not None:
+                node.reasserted_at = now
+                self.on_mismatch(node)
+
+    def set_paused(self, name: str, paused: bool) -> Node:
+        """Record that node ``name`` should be ``paused`` (or not); ``UnknownNode`` if there is no such node.
+
+        Telling the agent is the control channel's part.
+        """
+        node = self._nodes.get(name)
+        if node is None:
+            raise UnknownNode(f"unknown node {name!r}")
+        node.desired_paused = paused
+        return node
+
+    def set_all_paused(self, paused: bool) -> list[str]:
+        """Record that every node should be ``paused`` (or not); return their names, sorted."""
+        for node in self._nodes.values():
+            node.desired_paused = paused
+        return sorted(self._nodes)
 
     def bye(self, name: str, now: float) -> bool:
         """The node stopped cleanly; False if it is unknown."""
@@ -168,6 +264,7 @@ class NodeRegistry:
         node.snapshot_ts = ts
         node.last_seen = now
         node.said_bye = False
+        node.reported_paused = False  # a paused agent sends no snapshots
         return node
 
     def remove(self, name: str) -> bool:
@@ -206,7 +303,8 @@ class NodeRegistry:
         listed = []
         for name in sorted(self._nodes):
             node = self._nodes[name]
-            current = node_state(node.last_seen, node.interval, node.said_bye, now, self.offline_after)
+            current = node_state(node.last_seen, node.interval, node.said_bye, now, self.offline_after,
+                                 node.reported_paused)
             if state is None or current == state:
                 listed.append((node, current))
         return listed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ from .snapshots import DEFAULT_TOTAL_SNAPSHOT_BUDGET
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_INGEST = "tcp://127.0.0.1:5556"
+# The control channel (collector PUB, agents SUB) defaults to the port after the ingest port.
+DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 DEFAULT_INTERVAL = 1.0
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_STATS_EVERY = 5  # samples between two stats snapshots (5 s at the default interval)
@@ -34,6 +37,8 @@ class ServeSettings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     ingest: str = DEFAULT_INGEST
+    # The control PUB bind address; None: derived from ``ingest`` (``control_endpoint_for``).
+    control: str | None = None
     max_servers: int = DEFAULT_MAX_SERVERS
     offline_after: float = DEFAULT_OFFLINE_AFTER_SECONDS
     # Host names the API answers to besides IP addresses and localhost ("*": any).
@@ -54,6 +59,34 @@ class AgentSettings:
     name: str | None = None
     stats_every: int = DEFAULT_STATS_EVERY
     process_interval: float = DEFAULT_PROCESS_INTERVAL
+    # The collector's control address; None: derived from ``collector`` (``control_endpoint_for``).
+    control: str | None = None
+
+
+_TCP_ENDPOINT = re.compile(r"(tcp://.+):(\d{1,5}|\*)\Z")
+
+
+def control_endpoint_for(endpoint: str, connect: bool = False) -> str:
+    """The default control address next to an ingest address: the port after it
+    (``tcp://h:5556`` -> ``tcp://h:5557``), any free port for an ingest on any free port (``*`` or
+    ``0``), ``ipc://PATH.control`` for ``ipc://PATH``.
+
+    ``connect``: the address is one to connect to (an agent's), where a free port
+    cannot be guessed. Raises ``ValueError`` when there is no such default.
+    """
+    if endpoint.startswith("ipc://") and len(endpoint) > len("ipc://"):
+        return endpoint + ".control"
+    match = _TCP_ENDPOINT.match(endpoint)
+    if match is None:
+        raise ValueError(f"cannot derive a control address from {endpoint!r}: pass --control")
+    base, port = match.groups()
+    if port == "*" or int(port) == 0:
+        if connect:
+            raise ValueError(f"cannot derive a control address from {endpoint!r} (any port): pass --control")
+        return f"{base}:{port}"
+    if int(port) >= 65535:
+        raise ValueError(f"cannot derive a control address from {endpoint!r} (no port after {port}): pass --control")
+    return f"{base}:{int(port) + 1}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +96,8 @@ class EnvironmentDefaults:
     host: str = DEFAULT_HOST
     port: str = str(DEFAULT_PORT)
     ingest: str = DEFAULT_INGEST
+    # SERVERTRACK_CONTROL: the control address for serve (bind) and agent (connect); unset: derived.
+    control: str | None = None
     max_servers: str = str(DEFAULT_MAX_SERVERS)
     offline_after: str = str(DEFAULT_OFFLINE_AFTER_SECONDS)
     allowed_hosts: str = ""

@@ -1,0 +1,97 @@
+"""The collector's side of the control channel: a bound PUB socket that tells agents to pause or resume.
+
+Messages are ``control_messages`` frames, topic-addressed to one node or to
+all (``*``). PUB/SUB delivers only to subscribers connected at the time, so
+the desired state of every node lives in the node registry, and the registry
+calls ``reassert`` (this channel re-publishes it) whenever a node's hello
+disagrees with it; see ``common.nodes``.
+
+Sends never block: a message for a subscriber whose queue is full is dropped
+by ZeroMQ (the next hello heals it). Published and unsent messages are counted
+for ``GET /stats``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from ..common.control_messages import ALL_NODES, PAUSE, RESUME, encode_control
+from ..common.nodes import Node
+
+# Control messages queued per connected agent at most (each is ~100 bytes); an agent that cannot
+# take them is far behind, and its next hello re-asserts what it missed.
+CONTROL_HIGH_WATER_MARK = 1_000
+
+
+def open_control_socket(context: zmq.asyncio.Context, endpoint: str) -> zmq.asyncio.Socket:
+    """Bind the control PUB socket at ``endpoint`` (``tcp://host:port``, port may be ``*`` or 0)."""
+    socket = context.socket(zmq.PUB)
+    try:
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, CONTROL_HIGH_WATER_MARK)
+        socket.bind(endpoint)
+    except zmq.ZMQError:
+        socket.close(linger=0)
+        raise
+    return socket
+
+
+class ControlChannel:
+    """Publishes pause and resume messages; counts them. Until ``attach`` it has no socket and counts
+    every message as unsent (an API served without a collector, as in tests)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._socket: zmq.Socket | None = None
+        self.published: Counter[str] = Counter({PAUSE: 0, RESUME: 0})
+        self.unsent = 0
+
+    @property
+    def attached(self) -> bool:
+        """Whether a socket is attached."""
+        return self._socket is not None
+
+    def attach(self, socket: zmq.Socket | zmq.asyncio.Socket) -> None:
+        """Publish on ``socket`` from now on (the caller owns and closes it; call ``detach`` first)."""
+        # A synchronous view of the socket: a non-blocking send without a Future per message.
+        self._socket = zmq.Socket.shadow(socket.underlying)
+
+    def detach(self) -> None:
+        """Stop publishing (before the socket is closed)."""
+        self._socket = None
+
+    def publish(self, node: str, paused: bool) -> bool:
+        """Ask ``node`` (a canonical name, or ``*`` for every node) to pause or resume; False if not sent."""
+        if self._socket is not None:
+            try:
+                self._socket.send_multipart(encode_control(paused, node, self._clock()), zmq.NOBLOCK)
+            except zmq.ZMQError:  # Again at the high-water mark (PUB rarely says so), or a closed socket
+                pass
+            else:
+                self.published[PAUSE if paused else RESUME] += 1
+                return True
+        self.unsent += 1
+        return False
+
+    def publish_all(self, paused: bool) -> bool:
+        """Ask every connected agent to pause or resume."""
+        return self.publish(ALL_NODES, paused)
+
+    def assert_state(self, node: Node) -> bool:
+        """Publish the state ``node`` is meant to be in (``Node.paused``)."""
+        return self.publish(node.name, node.paused)
+
+    def reassert(self, node: Node) -> None:
+        """The registry's ``on_mismatch``: the node's agent is not in its desired state; tell it again."""
+        self.assert_state(node)
+
+    def counters(self) -> dict[str, Any]:
+        """What ``GET /stats`` shows under ``control``."""
+        return {"published": sum(self.published.values()), "pause": self.published[PAUSE],
+                "resume": self.published[RESUME], "unsent": self.unsent}
