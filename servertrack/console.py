@@ -26,7 +26,7 @@ TOP_PROCESSES_SHOWN = 10
 PER_CPU_SHOWN = 32
 COMMAND_WIDTH = 60
 NODE_SECTIONS = ("cpu", "memory", "disks", "network", "processes")
-_STATE_COLOURS = {"online": "32", "stale": "33", "offline": "31"}  # ANSI green, yellow, red
+_STATE_COLOURS = {"online": "32", "paused": "36", "stale": "33", "offline": "31"}  # ANSI green, cyan, yellow, red
 
 
 class ApiUnreachable(ServerTrackError):

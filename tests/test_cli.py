@@ -364,3 +364,11 @@ def test_node_whose_stats_vanish_midway_exits_1(canned_api: str, capsys: pytest.
     del _CannedApi.answers["/nodes/web-01.example/network"]
     assert main(["node", "web-01.example", "--url", canned_api]) == 1
     assert capsys.readouterr().err.startswith("servertrack: ")
+
+
+def test_a_paused_node_is_coloured_apart_from_online_and_stale() -> None:
+    listing = {"nodes": [{"name": "web-02", "hostname": None, "state": "paused", "last_seen": "2026-11-25T14:20:01Z",
+                          "ips": []}]}
+    coloured = render_nodes(listing, colour=True)
+    assert "\x1b[36mpaused\x1b[0m" in coloured.splitlines()[1]
+    assert ANSI.sub("", coloured) == render_nodes(listing)
