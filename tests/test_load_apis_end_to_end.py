@@ -71,7 +71,7 @@ def test_the_perf_and_server_clients_work_against_a_real_service() -> None:
 
         def applied() -> bool:
             status, entries = perf.history("web-01", "last_hour")
-            return status == 200 and entries[-1]["samples"] == 2
+            return status == 200 and sum(entry["samples"] for entry in entries) == 2  # the minute may turn between
         wait_for(applied, START_SECONDS, "the /perf samples applied")
         for mode, count, width in (("last_minute", 60, 1), ("last_hour", 60, 60), ("last_day", 24, 3600)):
             status, entries = perf.history("web-01", mode)
@@ -94,8 +94,10 @@ def test_the_perf_and_server_clients_work_against_a_real_service() -> None:
         wait_for(lambda: server.history("db-01")[0] == 200, START_SECONDS, "the /server sample applied")
         status, body = server.history("db-01")
         assert len(body["last_60_minutes"]["cpu"]) == 60 and len(body["last_24_hours"]["ram"]) == 24
-        assert body["last_60_minutes"]["cpu"][-1] == 30.0 and body["last_24_hours"]["ram"][-1] == 70.0
-        assert body["last_60_minutes"]["cpu"][:-2] == [None] * 58  # the minute may have just turned
+        recent = body["last_60_minutes"]["cpu"][-2:]  # the minute may have turned since the POST
+        assert sorted(recent, key=lambda value: value is None) == [30.0, None]
+        assert body["last_60_minutes"]["cpu"][:-2] == [None] * 58
+        assert 70.0 in body["last_24_hours"]["ram"][-2:]
         assert server.history("nobody")[0] == 404
 
 
@@ -114,8 +116,9 @@ def test_an_agents_samples_fill_the_per_second_window() -> None:
             wait_for(seconds_filled, START_SECONDS, "three seconds with samples")
             _, entries = perf.history("secs-node", "last_minute")
             used = [entry for entry in entries if entry["samples"]]
-            # four samples a second at --interval 0.25 (the first and current second may be partial)
-            assert max(entry["samples"] for entry in used) in (3, 4, 5)
+            # four samples a second at --interval 0.25 (fewer in a partial second, or when a busy
+            # machine makes the agent skip a tick), never more than five
+            assert 2 <= max(entry["samples"] for entry in used) <= 5
             assert all(0 <= entry["cpuload"] <= 100 and 0 <= entry["memload"] <= 100 for entry in used)
         finally:
             agent.terminate()
