@@ -129,9 +129,10 @@ NODE_LIST: dict[str, Any] = {"nodes": [
 
 NODE: dict[str, Any] = {
     "name": "web-01.example", "hostname": "web-01", "state": "online", "last_seen": "2026-11-25T14:20:01Z",
-    "ips": ["10.0.0.5", "fd00::2"], "boot_time": "2026-11-20T10:00:00Z", "uptime_seconds": 447_601,
+    "ips": ["10.0.0.5", "fd00::2"], "boottime": 1_795_168_800.0, "boot_time": "2026-11-20T10:00:00Z",
+    "uptime_seconds": 447_601,
     "os": "Linux 6.1.0", "platform": "x86_64", "cpu_count": 2, "memory_total": 16 * 2**30,
-    "agent_version": "0.2.0", "interval": 1.0, "load_avg": [0.5, 0.4, 0.3], "cpu_usage_percent": [20.0, 30.0],
+    "agent_version": "0.2.0", "interval": 1.0, "loadavg": [0.5, 0.4, 0.3], "cpu_usage_percent": [20.0, 30.0],
     "memory_usage_percent": 37.5, "stats_at": "2026-11-25T14:20:00Z",
 }
 
@@ -255,9 +256,9 @@ def test_a_node_with_its_latest_stats() -> None:
 
 
 def test_a_node_without_stats_or_hello() -> None:
-    bare = {**NODE, **{key: None for key in ("hostname", "boot_time", "uptime_seconds", "os", "platform",
+    bare = {**NODE, **{key: None for key in ("hostname", "boottime", "boot_time", "uptime_seconds", "os", "platform",
                                              "cpu_count", "memory_total", "agent_version", "interval",
-                                             "load_avg", "cpu_usage_percent", "memory_usage_percent",
+                                             "loadavg", "cpu_usage_percent", "memory_usage_percent",
                                              "stats_at")}, "ips": [], "state": "stale"}
     text = render_node(bare, None, {**LOADS, "samples": 0, "cpu": None, "ram": None}, colour=True)
     assert "\x1b[33mstale\x1b[0m" in text

@@ -33,7 +33,7 @@ def test_hello_online_process_listed_then_bye_offline(service: Service) -> None:
             return status == 200 and body["state"] == "online" and body["cpu_usage_percent"] is not None
         wait_for(online, START_SECONDS, "the agent's hello and first snapshot")
         node = http("GET", f"{service.url}/nodes/node-e2e")[1]
-        assert node["cpu_count"] >= 1 and node["hostname"] and len(node["load_avg"]) == 3
+        assert node["cpu_count"] >= 1 and node["hostname"] and len(node["loadavg"]) == 3
 
         def hog_listed() -> bool:  # a scan may catch the hog before it has filled its memory
             status, body = http("GET", f"{service.url}/nodes/node-e2e/processes")

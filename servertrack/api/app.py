@@ -26,9 +26,11 @@ from .handlers import (
     StatsHandler,
 )
 from .perf_handlers import PerfHandler, PerfWindowHandler, ServerHistoryHandler
+from .cluster_handlers import cluster_routes
 from .node_handlers import (
     NodeHandler,
     NodeProcessHandler,
+    NodeProcessIdsHandler,
     NodeSectionHandler,
     NodesHandler,
     NodeSummaryHandler,
@@ -81,6 +83,8 @@ def make_app(
             (r"/nodes/([^/]+)", NodeHandler, dict(node_lookup, clock=clock)),
             (r"/nodes/([^/]+)/(cpu|memory|disks|network|processes)", NodeSectionHandler, node_lookup),
             (r"/nodes/([^/]+)/processes/([^/]+)", NodeProcessHandler, node_lookup),
+            (r"/nodes/([^/]+)/proc", NodeProcessIdsHandler, node_lookup),
+            (r"/nodes/([^/]+)/proc/([^/]+)", NodeProcessHandler, node_lookup),
             (r"/nodes/([^/]+)/summary", NodeSummaryHandler, dict(node_lookup, aggregator=aggregator)),
             (r"/nodes/([^/]+)/(pause|resume)", NodeControlHandler, dict(node_lookup, control=control)),
             (r"/(start|stop)", FleetControlHandler, dict(node_lookup, control=control)),
@@ -88,6 +92,8 @@ def make_app(
             (r"/perf/([^/]+)/?", PerfHandler, loads),
             (r"/perf/([^/]+)/([^/]+)", PerfWindowHandler, loads),
             (r"/server/([^/]+)/?", ServerHistoryHandler, loads),
+            # The cluster-stats transcript's API, nodes by IP, on the same registry (see cluster_handlers).
+            *cluster_routes(node_lookup, clock),
         ],
         default_handler_class=NotFoundHandler,
         log_function=_log_failures,

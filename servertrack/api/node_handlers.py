@@ -24,6 +24,7 @@ from .node_views import (
     node_detail,
     node_entry,
     node_section,
+    process_ids,
     top_process,
     uptime_seconds,
 )
@@ -37,8 +38,8 @@ _PID = re.compile(r"[0-9]{1,%d}" % len(str(MAX_PID)))
 _REFUSAL_STATUS = {"over_node_budget": 413}
 
 
-def _field_error(invalid: InvalidSample, field: str) -> ApiError:
-    """A 400 whose message starts with the name of the offending field."""
+def field_error(invalid: InvalidSample, field: str) -> ApiError:
+    """A 400 (from ``invalid``) whose message starts with the name of the offending ``field``."""
     message = invalid.message
     return ApiError(400, message if message.startswith(field) else f"{field}: {message}", invalid.reason)
 
@@ -74,8 +75,26 @@ def _latest_stats(node: Node) -> dict[str, Any]:
     return stats
 
 
+class NodeAddressing:
+    """How a handler finds the node its URL names: ``find_node`` (by name or IP address).
+
+    The ``/cluster`` handlers (``cluster_handlers``) override ``find`` to take IP addresses only.
+    """
+
+    nodes: NodeRegistry
+    names: NameCache
+
+    def find(self, raw_id: str) -> Node:
+        """The node ``raw_id`` names, or the ``ApiError`` saying why there is none."""
+        return find_node(self.nodes, self.names, raw_id)
+
+
 class NodesHandler(StreamedJsonHandler):
-    """``GET /nodes``: the inventory (``?state=`` filters); ``POST /nodes``: register or refresh a node."""
+    """``GET /nodes``: the inventory (``?state=`` filters); ``POST /nodes``: register or refresh a node.
+
+    ``POST`` is ``hello_of`` (the body's name, addresses and hello fields) then
+    ``register``; a subclass with another body shape overrides ``hello_of``.
+    """
 
     MESSAGE_KINDS = {"POST": "hello"}
 
@@ -91,7 +110,11 @@ class NodesHandler(StreamedJsonHandler):
         self.write_json(200, {"nodes": [node_entry(node, current) for node, current in self.nodes.nodes(state)]})
 
     def post(self) -> None:
-        body = self.parse_json_body()
+        name, ips, info = self.hello_of(self.parse_json_body())
+        self.register(name, ips, info)
+
+    def hello_of(self, body: Any) -> tuple[str, list[str], dict[str, Any]]:
+        """``(name, ips, info)`` of a native registration body, or a 400 naming the offending field."""
         if type(body) is not dict:
             raise ApiError(400, 'body must be a JSON object like {"name": "node01.example", "ip": [], "hostname": ...}',
                            "bad_type")
@@ -100,27 +123,36 @@ class NodesHandler(StreamedJsonHandler):
         try:
             name = self.names.canonical(body["name"])
         except InvalidSample as invalid:
-            raise _field_error(invalid, "name") from None
+            raise field_error(invalid, "name") from None
         try:
             ips = check_ips(body.get("ip", []))
         except InvalidSample as invalid:
-            raise _field_error(invalid, "ip") from None
+            raise field_error(invalid, "ip") from None
         try:
             info = HELLO_FIELDS.check(body, "")
         except InvalidSample as invalid:
             raise ApiError(400, invalid.message, invalid.reason) from None
+        return name, list(ips), info
+
+    def register(self, name: str, ips: list[str], info: dict[str, Any]) -> None:
+        """Register or refresh node ``name`` (validated input) and answer its detail: 201 with a
+        ``Location`` for a new node, 200 for a known one; counted as a hello."""
         known = name in self.nodes
         try:
-            node = self.nodes.hello(name, list(ips), info, now=self.clock())
+            node = self.nodes.hello(name, ips, info, now=self.clock())
         except NodeRefused as refused:
             raise _refusal_error(refused) from None
         self.ingest_stats.accept("hello")
         if not known:
-            self.set_header("Location", f"/nodes/{name}")
+            self.set_header("Location", self.location_of(node))
         self.write_json(200 if known else 201, node_detail(node, self.nodes.state(node)))
 
+    def location_of(self, node: Node) -> str:
+        """The URL path of a node just registered."""
+        return f"/nodes/{node.name}"
 
-class NodeHandler(StreamedJsonHandler):
+
+class NodeHandler(NodeAddressing, StreamedJsonHandler):
     """``GET`` a node's summary, ``PUT`` its latest stats snapshot, ``DELETE`` it from the inventory."""
 
     MESSAGE_KINDS = {"PUT": "snapshot"}
@@ -131,11 +163,11 @@ class NodeHandler(StreamedJsonHandler):
         self.clock = clock
 
     def get(self, raw_id: str) -> None:
-        node = find_node(self.nodes, self.names, raw_id)
+        node = self.find(raw_id)
         self.write_json(200, node_detail(node, self.nodes.state(node)))
 
     def put(self, raw_id: str) -> None:
-        node = find_node(self.nodes, self.names, raw_id)
+        node = self.find(raw_id)
         body = self.parse_json_body()
         if type(body) is not dict:
             raise ApiError(400, 'body must be a JSON object: a stats snapshot {"cpu": ..., "memory": ..., ...}',
@@ -153,13 +185,13 @@ class NodeHandler(StreamedJsonHandler):
         self.write_json(200, node_detail(updated, self.nodes.state(updated)))
 
     def delete(self, raw_id: str) -> None:
-        node = find_node(self.nodes, self.names, raw_id)
+        node = self.find(raw_id)
         self.nodes.remove(node.name)
         self.set_status(204)
         self.finish()
 
 
-class NodeSectionHandler(JsonHandler):
+class NodeSectionHandler(NodeAddressing, JsonHandler):
     """``GET /nodes/{id}/{cpu|memory|disks|network|processes}``: part of the latest snapshot."""
 
     def initialize(self, nodes: NodeRegistry, names: NameCache) -> None:
@@ -167,12 +199,24 @@ class NodeSectionHandler(JsonHandler):
         self.names = names
 
     def get(self, raw_id: str, section: str) -> None:
-        node = find_node(self.nodes, self.names, raw_id)
+        node = self.find(raw_id)
         self.write_json(200, node_section(node, _latest_stats(node), section))
 
 
-class NodeProcessHandler(JsonHandler):
-    """``GET /nodes/{id}/processes/{pid}``: the entry of one process, if it is among the top ones kept."""
+class NodeProcessIdsHandler(NodeAddressing, JsonHandler):
+    """``GET /nodes/{id}/proc``: a JSON list of the pids (ints, ascending) the latest snapshot holds."""
+
+    def initialize(self, nodes: NodeRegistry, names: NameCache) -> None:
+        self.nodes = nodes
+        self.names = names
+
+    def get(self, raw_id: str) -> None:
+        self.write_json(200, process_ids(_latest_stats(self.find(raw_id))))
+
+
+class NodeProcessHandler(NodeAddressing, JsonHandler):
+    """``GET /nodes/{id}/processes/{pid}`` and ``/proc/{pid}``: the entry of one process (pid, name, user,
+    status, cpu_percent, rss, memory_percent, create_time, cmdline), if it is among the top ones kept."""
 
     def initialize(self, nodes: NodeRegistry, names: NameCache) -> None:
         self.nodes = nodes
@@ -183,7 +227,7 @@ class NodeProcessHandler(JsonHandler):
             shown = pid_text if len(pid_text) <= 32 else pid_text[:32] + "..."
             raise ApiError(400, f"pid must be an integer from 0 to {MAX_PID}, got {shown!r}")
         pid = int(pid_text)
-        node = find_node(self.nodes, self.names, raw_id)
+        node = self.find(raw_id)
         stats = _latest_stats(node)
         entry = top_process(stats, pid)
         if entry is None:
@@ -195,7 +239,7 @@ class NodeProcessHandler(JsonHandler):
         self.write_json(200, entry)
 
 
-class NodeSummaryHandler(JsonHandler):
+class NodeSummaryHandler(NodeAddressing, JsonHandler):
     """``GET /nodes/{id}/summary?window=1h|24h``: the node's loads over the last hour or day."""
 
     def initialize(self, nodes: NodeRegistry, names: NameCache, aggregator: Aggregator) -> None:
@@ -207,7 +251,7 @@ class NodeSummaryHandler(JsonHandler):
         window_name = self.get_query_argument("window", DEFAULT_SUMMARY_WINDOW)
         if window_name not in SUMMARY_WINDOWS:
             raise ApiError(400, f"window must be one of {', '.join(SUMMARY_WINDOWS)}, got {window_name!r}")
-        node = find_node(self.nodes, self.names, raw_id)
+        node = self.find(raw_id)
         windows = self.aggregator.windows(node.name)
         window = None
         if windows is not None:

@@ -53,12 +53,19 @@ def node_entry(node: Node, state: str) -> dict[str, Any]:
 
 
 def node_detail(node: Node, state: str) -> dict[str, Any]:
-    """The body of ``GET /nodes/{id}``: the entry, the hello fields and a digest of the latest stats."""
+    """The body of ``GET /nodes/{id}``: the entry, the hello fields and a digest of the latest stats.
+
+    The digest carries the names the node issue asked for: ``boottime`` (epoch
+    seconds, a number; ``boot_time`` is the same instant as an ISO string),
+    ``loadavg`` (the 1, 5 and 15 min load averages), ``cpu_usage_percent``
+    (one per CPU) and ``memory_usage_percent``; each is null until known.
+    """
     info = node.info
     stats = node.stats()
     cpu = stats["cpu"] if stats is not None else None
     return {
         **node_entry(node, state),
+        "boottime": info.get("boot_time"),
         "boot_time": _iso_or_none(info.get("boot_time")),
         "uptime_seconds": uptime_seconds(node),
         "os": info.get("os"),
@@ -67,7 +74,7 @@ def node_detail(node: Node, state: str) -> dict[str, Any]:
         "memory_total": info.get("memory_total"),
         "agent_version": info.get("agent_version"),
         "interval": info.get("interval"),
-        "load_avg": cpu["load_avg"] if cpu is not None else None,
+        "loadavg": cpu["load_avg"] if cpu is not None else None,
         "cpu_usage_percent": cpu["per_cpu"] if cpu is not None else None,
         "memory_usage_percent": stats["memory"]["percent"] if stats is not None else None,
         "stats_at": stats_at(node),
@@ -86,6 +93,13 @@ def node_section(node: Node, stats: dict[str, Any], section: str) -> dict[str, A
         for key in SECTIONS[section]:
             body[key] = stats[key]
     return body
+
+
+def process_ids(stats: dict[str, Any]) -> list[int]:
+    """The body of ``GET /nodes/{id}/proc``: the pids of every process the snapshot holds (the union of
+    its top-CPU and top-memory lists), each once, in ascending order."""
+    processes = stats["processes"]
+    return sorted({entry["pid"] for entry in (*processes["top_cpu"], *processes["top_memory"])})
 
 
 def top_process(stats: dict[str, Any], pid: int) -> dict[str, Any] | None:

@@ -41,10 +41,13 @@ def test_a_node_at_the_last_renderable_second_reads_back_over_http_and_in_the_cl
     register(api, "node-t", ["10.0.0.9"], boot_time=MAX_EPOCH_SECONDS)
     top = [process_entry(MAX_PID, create_time=MAX_EPOCH_SECONDS)]
     put_stats(api, "node-t", stats_body(processes={"count": 1, "top_cpu": top, "top_memory": top}))
-    for path in ("/nodes/node-t", "/nodes/10.0.0.9", "/nodes/node-t/processes", f"/nodes/node-t/processes/{MAX_PID}"):
+    for path in ("/nodes/node-t", "/nodes/10.0.0.9", "/nodes/node-t/processes", f"/nodes/node-t/processes/{MAX_PID}",
+                 "/nodes/node-t/proc", f"/nodes/node-t/proc/{MAX_PID}", f"/cluster/nodes/10.0.0.9/proc/{MAX_PID}"):
         reply = api.get(path)
         assert reply.status == 200, (path, reply.raw)
     assert api.get("/nodes/node-t").json["boot_time"] == "9999-12-31T23:59:59Z"
+    assert api.get("/nodes/node-t").json["boottime"] == MAX_EPOCH_SECONDS
+    assert api.get("/nodes/node-t/proc").json == [MAX_PID]
     sections = {section: api.get(f"/nodes/node-t/{section}").json for section in NODE_SECTIONS}
     shown = render_node(api.get("/nodes/node-t").json, snapshot_of(sections))
     assert "node-t" in shown and str(MAX_PID) in shown

@@ -29,6 +29,7 @@ from tests.conftest import FakeClock
 
 START_ISO = "2027-01-15T08:00:17Z"  # live_api.START
 BOOT_ISO = "2027-01-15T07:00:17Z"  # HELLO["boot_time"]
+BOOT_EPOCH = 1_799_996_417.5  # the same instant in epoch seconds
 
 
 @pytest.fixture
@@ -57,10 +58,10 @@ def test_registering_a_node_answers_201_with_its_summary(api: LiveApi) -> None:
     assert reply.headers["Location"] == "/nodes/node01.example"
     assert reply.json == {
         "name": "node01.example", "hostname": "node01", "state": "online", "last_seen": START_ISO,
-        "ips": ["10.0.0.5", "fd00::2"], "boot_time": BOOT_ISO, "uptime_seconds": 3600,
+        "ips": ["10.0.0.5", "fd00::2"], "boottime": BOOT_EPOCH, "boot_time": BOOT_ISO, "uptime_seconds": 3600,
         "os": "Linux 6.1.0", "platform": "x86_64", "cpu_count": 2, "memory_total": 16 * 2**30,
         "agent_version": "0.2.0", "interval": 10.0,
-        "load_avg": None, "cpu_usage_percent": None, "memory_usage_percent": None, "stats_at": None,
+        "loadavg": None, "cpu_usage_percent": None, "memory_usage_percent": None, "stats_at": None,
         "paused": False,
     }
     node = api.nodes.get("node01.example")
@@ -175,7 +176,7 @@ def test_a_stats_snapshot_is_stored_and_summarised(nodes_api: LiveApi, clock: Fa
     body = put_stats(nodes_api, "Node-B", stats_body(cpu={**stats_body()["cpu"], "per_cpu": [1.0, 99.5]}))
     assert body["name"] == "node-b"
     assert (body["stats_at"], body["last_seen"]) == ("2027-01-15T08:01:18Z", "2027-01-15T08:01:18Z")
-    assert (body["load_avg"], body["cpu_usage_percent"], body["memory_usage_percent"]) == (
+    assert (body["loadavg"], body["cpu_usage_percent"], body["memory_usage_percent"]) == (
         [0.5, 0.4, 0.3], [1.0, 99.5], 37.5)
     node = nodes_api.nodes.get("node-b")
     stored = node.stats() if node is not None else None
@@ -407,6 +408,8 @@ def test_an_unknown_node_path_is_a_json_404(nodes_api: LiveApi, method: str, pat
     ("PUT", "/nodes/node-a/memory"),
     ("DELETE", "/nodes/node-a/processes"),
     ("DELETE", "/nodes/node-a/processes/101"),
+    ("DELETE", "/nodes/node-a/proc"),
+    ("POST", "/nodes/node-a/proc/101"),
     ("POST", "/nodes/node-a/summary"),
     ("DELETE", "/nodes/node-a/summary"),
 ])

@@ -53,25 +53,26 @@ def test_a_node_summary_digests_the_latest_snapshot(nodes_api: LiveApi, clock: F
     clock.advance(100)
     assert get_json(nodes_api, "/nodes/node-a") == {
         "name": "node-a", "hostname": "node01", "state": "stale", "last_seen": START_ISO,
-        "ips": ["10.0.0.5", "fd00::2"], "boot_time": "2027-01-15T07:00:17Z", "uptime_seconds": 3600,
+        "ips": ["10.0.0.5", "fd00::2"], "boottime": 1_799_996_417.5, "boot_time": "2027-01-15T07:00:17Z",
+        "uptime_seconds": 3600,
         "os": "Linux 6.1.0", "platform": "x86_64", "cpu_count": 2, "memory_total": 16 * 2**30,
         "agent_version": "0.2.0", "interval": 10.0,
-        "load_avg": [0.5, 0.4, 0.3], "cpu_usage_percent": [20.0, 30.0], "memory_usage_percent": 37.5,
+        "loadavg": [0.5, 0.4, 0.3], "cpu_usage_percent": [20.0, 30.0], "memory_usage_percent": 37.5,
         "stats_at": START_ISO, "paused": False,
     }
 
 
 def test_a_node_without_stats_has_nulls(nodes_api: LiveApi) -> None:
     body = get_json(nodes_api, "/nodes/node-b")
-    assert [body[key] for key in ("load_avg", "cpu_usage_percent", "memory_usage_percent", "stats_at")] == [None] * 4
+    assert [body[key] for key in ("loadavg", "cpu_usage_percent", "memory_usage_percent", "stats_at")] == [None] * 4
 
 
 def test_a_node_known_only_from_a_snapshot_has_null_hello_fields(nodes_api: LiveApi) -> None:
     # The collector registers a node on its first snapshot, before any hello arrives.
     nodes_api.nodes.record_stats("zmq-only", stats_body(), ts=nodes_api.clock(), now=nodes_api.clock())
     body = get_json(nodes_api, "/nodes/zmq-only")
-    assert [body[key] for key in ("hostname", "boot_time", "uptime_seconds", "os", "interval")] == [None] * 5
-    assert body["load_avg"] == [0.5, 0.4, 0.3]
+    assert [body[key] for key in ("hostname", "boottime", "boot_time", "uptime_seconds", "os", "interval")] == [None] * 6
+    assert body["loadavg"] == [0.5, 0.4, 0.3]
 
 
 @pytest.mark.parametrize("path", [
@@ -83,6 +84,8 @@ def test_a_node_is_addressed_by_name_or_any_of_its_ips(nodes_api: LiveApi, path:
     assert get_json(nodes_api, path + "/cpu")["name"] == "node-a"
     assert get_json(nodes_api, path + "/summary")["name"] == "node-a"
     assert get_json(nodes_api, path + "/processes/101")["pid"] == 101
+    assert get_json(nodes_api, path + "/proc") == [101, 102, 202]
+    assert get_json(nodes_api, path + "/proc/101")["pid"] == 101
 
 
 def test_a_name_that_reads_as_an_address_is_refused_so_it_cannot_take_over_address_lookups(nodes_api: LiveApi) -> None:
@@ -99,6 +102,8 @@ def test_a_name_that_reads_as_an_address_is_refused_so_it_cannot_take_over_addre
     ("/nodes/fd00::3", "fd00::3"),
     ("/nodes/node-c/cpu", "node-c"),
     ("/nodes/node-c/processes/1", "node-c"),
+    ("/nodes/node-c/proc", "node-c"),
+    ("/nodes/10.0.0.7/proc/1", "10.0.0.7"),
     ("/nodes/node-c/summary", "node-c"),
 ])
 def test_an_unknown_node_is_a_404(nodes_api: LiveApi, path: str, fragment: str) -> None:
@@ -107,12 +112,13 @@ def test_an_unknown_node_is_a_404(nodes_api: LiveApi, path: str, fragment: str) 
 
 @pytest.mark.parametrize("raw", ["bad%20name", "a" * 254, "%C3%A9t%C3%A9", "node%2Fa", "10.0.0.5%20", "fd00:::2",
                                  "a:b"])
-@pytest.mark.parametrize("suffix", ["", "/cpu", "/processes/1", "/summary"])
+@pytest.mark.parametrize("suffix", ["", "/cpu", "/processes/1", "/summary", "/proc", "/proc/1"])
 def test_an_id_that_is_neither_a_name_nor_an_address_is_a_400(nodes_api: LiveApi, raw: str, suffix: str) -> None:
     assert_json_error(nodes_api.get(f"/nodes/{raw}{suffix}"), 400, "neither a node name nor an IP address")
 
 
-@pytest.mark.parametrize("suffix", ["", "/cpu", "/memory", "/processes/101", "/summary?window=24h"])
+@pytest.mark.parametrize("suffix", ["", "/cpu", "/memory", "/processes/101", "/summary?window=24h", "/proc",
+                                    "/proc/101"])
 def test_an_address_shared_by_two_nodes_is_a_409_naming_them(nodes_api: LiveApi, suffix: str) -> None:
     register(nodes_api, "node-c", ["10.0.0.5", "fd00:0::2"])
     for address in ("10.0.0.5", "fd00::2"):
@@ -150,7 +156,8 @@ def test_optional_stats_are_null(nodes_api: LiveApi) -> None:
     assert get_json(nodes_api, "/nodes/node-b/disks")["disk_io"] is None
 
 
-@pytest.mark.parametrize("section", ["cpu", "memory", "disks", "network", "processes", "processes/101"])
+@pytest.mark.parametrize("section", ["cpu", "memory", "disks", "network", "processes", "processes/101", "proc",
+                                     "proc/101"])
 def test_sections_of_a_node_without_stats_are_a_404(nodes_api: LiveApi, section: str) -> None:
     assert_json_error(nodes_api.get(f"/nodes/node-b/{section}"), 404, "node-b", "no stats")
 
@@ -164,11 +171,42 @@ def test_a_top_process_is_found_in_either_list(nodes_api: LiveApi) -> None:
 
 def test_a_process_outside_the_top_lists_is_a_404_saying_why(nodes_api: LiveApi) -> None:
     assert_json_error(nodes_api.get("/nodes/node-a/processes/999"), 404, "999", "top", "20")
+    assert_json_error(nodes_api.get("/nodes/node-a/proc/999"), 404, "999", "top", "20")
 
 
-@pytest.mark.parametrize("pid", ["abc", "-1", "1.5", "%2B1", "%201", "12345678901", "1e3", "%D9%A1"])
-def test_a_pid_that_is_not_an_integer_is_a_400(nodes_api: LiveApi, pid: str) -> None:
-    assert_json_error(nodes_api.get(f"/nodes/node-a/processes/{pid}"), 400, "pid")
+@pytest.mark.parametrize("pid", ["abc", "-1", "1.5", "%2B1", "%201", "12345678901", "1e3", "%D9%A1", "4294967296",
+                                 "%00"])
+@pytest.mark.parametrize("route", ["processes", "proc"])
+def test_a_pid_that_is_not_an_integer_is_a_400(nodes_api: LiveApi, pid: str, route: str) -> None:
+    assert_json_error(nodes_api.get(f"/nodes/node-a/{route}/{pid}"), 400, "pid")
+
+
+# -- GET /nodes/{id}/proc and /proc/{pid} ---------------------------------------------------
+
+
+def test_proc_lists_the_pids_of_both_top_lists_once_each_in_ascending_order(nodes_api: LiveApi) -> None:
+    # stats_body(): top_cpu holds 101 and 102, top_memory 202 and 101
+    pids = get_json(nodes_api, "/nodes/node-a/proc")
+    assert pids == [101, 102, 202] and all(type(pid) is int for pid in pids)
+    top = [process_entry(pid) for pid in (9, 3, 7)]
+    put_stats(nodes_api, "node-b", stats_body(processes={"count": 3, "top_cpu": top, "top_memory": top[::-1]}))
+    assert get_json(nodes_api, "/nodes/node-b/proc") == [3, 7, 9]
+    put_stats(nodes_api, "node-b", stats_body(processes={"count": 0, "top_cpu": [], "top_memory": []}))
+    assert get_json(nodes_api, "/nodes/node-b/proc") == []
+
+
+def test_proc_pid_is_the_process_entry_with_pid_name_status_cpu_and_memory(nodes_api: LiveApi) -> None:
+    entry = get_json(nodes_api, "/nodes/node-a/proc/202")
+    assert {"pid", "name", "status", "cpu_percent", "memory_percent", "rss"} <= set(entry)
+    assert entry == process_entry(202, name="postgres", rss=900_000_000, memory_percent=5.5)
+    assert entry == get_json(nodes_api, "/nodes/node-a/processes/202")
+    for pid in get_json(nodes_api, "/nodes/node-a/proc"):  # every listed pid can be read
+        assert get_json(nodes_api, f"/nodes/node-a/proc/{pid}")["pid"] == pid
+
+
+def test_processes_stays_beside_proc(nodes_api: LiveApi) -> None:
+    body = get_json(nodes_api, "/nodes/node-a/processes")
+    assert {entry["pid"] for entry in body["top_cpu"] + body["top_memory"]} == {101, 102, 202}
 
 
 # -- GET /nodes/{id}/summary -----------------------------------------------------------
