@@ -1,4 +1,5 @@
-"""The ``servertrack`` command: argument parsing and wiring only (serve, agent, demo, show, nodes, node)."""
+"""The ``servertrack`` command: argument parsing and wiring only (serve, agent, demo, show, nodes, node,
+pause, resume)."""
 
 from __future__ import annotations
 
@@ -177,6 +178,11 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     node = commands.add_parser("node", help="print one node's summary and latest stats")
     node.add_argument("name", type=_node_id, metavar="NAME", help="node name or IP address")
     node.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
+
+    for action, summary in (("pause", "ask a node's agent to stop sampling"), ("resume", "let a paused node sample again")):
+        control = commands.add_parser(action, help=summary)
+        control.add_argument("name", type=_node_id, metavar="NAME", help="node name or IP address")
+        control.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
     return parser
 
 
@@ -258,6 +264,18 @@ def _run_node(args: argparse.Namespace) -> int:
     return show_node(args.url, args.name, sys.stdout, sys.stderr, wants_colour(sys.stdout, os.environ))
 
 
+def _run_pause(args: argparse.Namespace) -> int:
+    from .console import set_paused
+
+    return set_paused(args.url, args.name, True, sys.stdout, sys.stderr)
+
+
+def _run_resume(args: argparse.Namespace) -> int:
+    from .console import set_paused
+
+    return set_paused(args.url, args.name, False, sys.stdout, sys.stderr)
+
+
 _COMMANDS = {
     "serve": _run_serve,
     "agent": _run_agent,
@@ -265,6 +283,8 @@ _COMMANDS = {
     "show": _run_show,
     "nodes": _run_nodes,
     "node": _run_node,
+    "pause": _run_pause,
+    "resume": _run_resume,
 }
 
 

@@ -1,6 +1,8 @@
 """The API's client commands: ``servertrack show`` (a server's windows), ``nodes`` (the node
-inventory) and ``node`` (one node's summary and latest stats), fetched over HTTP and printed for a
-terminal. Fetching is ``fetch_json``; everything printed comes from pure ``render_*`` functions.
+inventory), ``node`` (one node's summary and latest stats) and ``pause`` / ``resume``, fetched over
+HTTP and printed for a terminal. Fetching goes through ``servertrack.client`` (its paths, its
+requests and errors), in ``fetch_json`` for reads; everything printed comes from pure ``render_*``
+functions.
 
 Every string from the API is hostile until shown otherwise: each value printed goes through
 ``_text`` (or ``_table``, which does the same for every cell), so a control character in it is
@@ -10,13 +12,19 @@ of ``_paint_state`` and the renderer's own line breaks are written raw.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TextIO
 
+from .client import (
+    ClientError,
+    ServerTrackClient,
+    ServerUnreachable,
+    node_path,
+    node_section_path,
+    nodes_path,
+    server_loads_path,
+    summary_path,
+)
 from .common.errors import ServerTrackError
 from .common.text import escape_unprintable
 
@@ -37,22 +45,18 @@ def fetch_json(base_url: str, path: str) -> tuple[int, Any]:
     """``(status, body)`` of ``GET {base_url}{path}`` (``path`` already URL-quoted).
 
     An HTTP error status is returned with its JSON body (or ``{"error": reason}``);
-    raise ``ApiUnreachable`` if there is no HTTP answer at all.
+    raise ``ApiUnreachable`` if there is no HTTP answer at all, or no JSON one.
     """
-    url = base_url.rstrip("/") + path
+    client = ServerTrackClient(base_url, timeout=REQUEST_TIMEOUT_SECONDS)
     try:
-        with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        try:
-            body = json.load(error)
-        except ValueError:
-            body = {"error": error.reason}
-        return error.code, body
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
+        return client.request("GET", path)
+    except ServerUnreachable as error:
         # the reason can quote the server (a TLS certificate's names, say): escaped like its answers
-        raise ApiUnreachable(f"cannot reach {base_url}: {escape_unprintable(str(reason))}") from None
+        raise ApiUnreachable(f"cannot reach {base_url}: {escape_unprintable(error.reason)}") from None
+    except ClientError as error:
+        if error.status is None or error.status < 400:  # an answer, but not JSON
+            raise ApiUnreachable(f"cannot reach {base_url}: {escape_unprintable(error.message)}") from None
+        return error.status, error.body if error.body is not None else {"error": error.message}
 
 
 def _error_message(status: int, body: Any) -> str:
@@ -90,7 +94,7 @@ def render_loads(body: dict[str, Any]) -> str:
 
 def show_server(base_url: str, name: str, out: TextIO) -> int:
     """Print server ``name``'s windows; return the exit code (1 if the API refused)."""
-    status, body = fetch_json(base_url, f"/servers/{urllib.parse.quote(name, safe='')}/loads")
+    status, body = fetch_json(base_url, server_loads_path(name))
     if status != 200:
         out.write(f"servertrack: {_error_message(status, body)}\n")
         return 1
@@ -286,8 +290,7 @@ def render_node(
 
 def list_nodes(base_url: str, state: str | None, out: TextIO, err: TextIO, colour: bool = False) -> int:
     """Print the node inventory (only nodes in ``state`` if given); return the exit code (1 if the API refused)."""
-    path = "/nodes" if state is None else "/nodes?" + urllib.parse.urlencode({"state": state})
-    status, body = fetch_json(base_url, path)
+    status, body = fetch_json(base_url, nodes_path(state))
     if status != 200:
         err.write(f"servertrack: {_error_message(status, body)}\n")
         return 1
@@ -297,14 +300,14 @@ def list_nodes(base_url: str, state: str | None, out: TextIO, err: TextIO, colou
 
 def show_node(base_url: str, node_id: str, out: TextIO, err: TextIO, colour: bool = False) -> int:
     """Print one node (by name or IP address) with its latest stats; return the exit code (1 if the API refused)."""
-    status, node = fetch_json(base_url, f"/nodes/{urllib.parse.quote(node_id, safe='')}")
+    status, node = fetch_json(base_url, node_path(node_id))
     if status != 200:
         err.write(f"servertrack: {_error_message(status, node)}\n")
         return 1
-    base = f"/nodes/{urllib.parse.quote(node['name'], safe='')}"  # by name from here on: an IP may be shared
-    fetches = [("loads", base + "/summary?window=1h")]
+    name = node["name"]  # by name from here on: an IP may be shared
+    fetches = [("loads", summary_path(name, "1h"))]
     if node.get("stats_at") is not None:
-        fetches += [(section, f"{base}/{section}") for section in NODE_SECTIONS]
+        fetches += [(section, node_section_path(name, section)) for section in NODE_SECTIONS]
     answers: dict[str, dict[str, Any]] = {}
     for key, path in fetches:
         status, body = fetch_json(base_url, path)
@@ -314,6 +317,23 @@ def show_node(base_url: str, node_id: str, out: TextIO, err: TextIO, colour: boo
         answers[key] = body
     stats = snapshot_of(answers) if node.get("stats_at") is not None else None
     out.write(render_node(node, stats, answers["loads"], colour))
+    return 0
+
+
+def set_paused(base_url: str, node_id: str, paused: bool, out: TextIO, err: TextIO) -> int:
+    """Pause (or resume) one node, by name or IP address, and print ``paused NAME (state: STATE)``;
+    return the exit code (1 if the API refused or could not be reached, its message on ``err``)."""
+    client = ServerTrackClient(base_url, timeout=REQUEST_TIMEOUT_SECONDS)
+    try:
+        node = client.pause(node_id) if paused else client.resume(node_id)
+    except ClientError as error:
+        err.write(f"servertrack: {_text(error.message)}\n")
+        return 1
+    if not isinstance(node, dict):
+        err.write(f"servertrack: unexpected answer from {_text(base_url)}\n")
+        return 1
+    done = "paused" if paused else "resumed"
+    out.write(f"{done} {_text(node.get('name', node_id))} (state: {_text(node.get('state'))})\n")
     return 0
 
 

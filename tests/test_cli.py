@@ -18,7 +18,9 @@ from servertrack.cli import CommandLineError, main, parse
 from servertrack.console import render_node, render_nodes, wants_colour
 from servertrack.common.settings import EnvironmentDefaults
 from tests.conftest import servertrack_command, subprocess_env
-from tests.node_fixtures import process_entry, stats_body
+from tests.node_fixtures import HELLO_INFO, process_entry, stats_body
+from tests.test_end_to_end import http as send
+from tests.test_end_to_end import running_service
 
 
 def test_serve_defaults() -> None:
@@ -373,3 +375,104 @@ def test_a_paused_node_is_coloured_apart_from_online_and_stale() -> None:
     coloured = render_nodes(listing, colour=True)
     assert "\x1b[36mpaused\x1b[0m" in coloured.splitlines()[1]
     assert ANSI.sub("", coloured) == render_nodes(listing)
+
+
+# -- servertrack pause / resume NAME: against a real serve (POST /nodes/{id}/pause and /resume) ----------
+
+
+def test_pause_and_resume_flags() -> None:
+    for action in ("pause", "resume"):
+        args = parse([action, "Node01.Example.", "--url", "http://h:1"], EnvironmentDefaults())
+        assert (args.command, args.name, args.url) == (action, "node01.example", "http://h:1")
+        assert parse([action, "FD00:0::2"], EnvironmentDefaults(url="http://127.0.0.1:9")).name == "fd00::2"
+
+
+@pytest.mark.parametrize("argv", [
+    ["pause"], ["resume"], ["pause", "bad name"], ["pause", "a", "b"], ["resume", "fd00:::2"],
+    ["pause", "web-01", "--url", "ftp://h"], ["resume", "web-01", "--state", "online"], ["pause", "-" * 3],
+])
+def test_bad_pause_flags_exit_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("servertrack: error: ") and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def live_service() -> Iterator[str]:
+    """A real ``servertrack serve`` knowing ``node01.example`` (10.0.0.5, by POST /nodes); yields its URL."""
+    with running_service() as service:
+        status, _ = send("POST", f"{service.url}/nodes", {"name": "node01.example", "ip": ["10.0.0.5"], **HELLO_INFO})
+        assert status == 201
+        yield service.url
+
+
+def node_paused(url: str, name: str) -> bool:
+    status, body = send("GET", f"{url}/nodes/{name}")
+    assert status == 200
+    return bool(body["paused"])
+
+
+PAUSE_LINE = re.compile(r"(paused|resumed) node01\.example \(state: (online|paused|stale|offline)\)\n")
+
+
+def test_pause_then_resume_a_node_by_name_and_by_address(live_service: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pause", "node01.example", "--url", live_service]) == 0
+    captured = capsys.readouterr()
+    assert PAUSE_LINE.fullmatch(captured.out) and captured.out.startswith("paused ") and captured.err == ""
+    assert node_paused(live_service, "node01.example")
+    assert main(["resume", "10.0.0.5", "--url", live_service]) == 0  # the line names the node, not the address
+    captured = capsys.readouterr()
+    assert PAUSE_LINE.fullmatch(captured.out) and captured.out.startswith("resumed ") and captured.err == ""
+    assert not node_paused(live_service, "node01.example")
+
+
+@pytest.mark.parametrize("action", ["pause", "resume"])
+def test_pausing_an_unknown_node_exits_1_with_the_apis_message(
+    live_service: str, capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    assert main([action, "nope.example", "--url", live_service]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("servertrack: ") and "nope.example" in captured.err
+    assert captured.err.count("\n") == 1
+    assert main([action, "10.9.9.9", "--url", live_service]) == 1
+    assert "10.9.9.9" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action", ["pause", "resume"])
+def test_pausing_with_an_unreachable_api_exits_1(action: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    assert main([action, "node01.example", "--url", f"http://127.0.0.1:{port}"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"servertrack: cannot reach http://127.0.0.1:{port}")
+    assert captured.err.count("\n") == 1
+
+
+class _HostilePause(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with a node detail whose name and state carry terminal escapes."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        raw = json.dumps({"name": "evil\x1b]0;pwned\x07\r\nx", "state": "online\x1b[2J", "paused": True}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+def test_the_pause_line_shows_remote_text_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostilePause)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert main(["pause", "evil", "--url", f"http://127.0.0.1:{server.server_address[1]}"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    out = capsys.readouterr().out
+    assert out == "paused evil\\x1b]0;pwned\\x07\\x0d\\x0ax (state: online\\x1b[2J)\n"

@@ -28,6 +28,7 @@ import psutil
 
 from ..common.settings import DEFAULT_PROCESS_INTERVAL
 from ..common.node_messages import (
+    MAX_CPU_SECONDS,
     MAX_CPUS,
     MAX_DISKS,
     MAX_EPOCH_SECONDS,
@@ -39,6 +40,7 @@ from ..common.node_messages import (
     MAX_RATE,
     MAX_TEXT,
     MAX_TOP_PROCESSES,
+    MAX_TOTAL,
 )
 from ..common.text import escape_and_cut
 from .rates import CounterRates, Rates
@@ -54,6 +56,8 @@ _NET_RATE_FIELDS = {"bytes_recv": "rx_bytes_per_s", "bytes_sent": "tx_bytes_per_
 _NET_TOTAL_FIELDS = {"errin": "rx_errors", "errout": "tx_errors", "dropin": "rx_drops", "dropout": "tx_drops"}
 _DISK_IO_KEY = "total"
 _MAX_UINT64 = 2**64 - 1
+_CPU_TIME_FIELDS = ("user", "system", "idle", "iowait")
+_DISK_IO_TOTALS = ("read_count", "write_count", "read_bytes", "write_bytes")  # sent as they are, too
 
 
 class _Process(NamedTuple):
@@ -145,7 +149,18 @@ class NodeStatsCollector:
             "load_avg": self._load_avg(),
             "times_percent": shares,
             "freq_mhz": self._freq(),
+            "times_seconds": self._cpu_times(),
         }
+
+    def _cpu_times(self) -> dict[str, float] | None:
+        """Cumulative CPU seconds since boot, all CPUs together (a field psutil lacks, as iowait off
+        Linux, counts as 0.0); None where psutil cannot read them."""
+        try:
+            times = self._psutil.cpu_times(percpu=False)
+        except _UNAVAILABLE:
+            return None
+        return {field: round(_float(getattr(times, field, 0.0), MAX_CPU_SECONDS), CPU_SECONDS_DECIMALS)
+                for field in _CPU_TIME_FIELDS}
 
     def _load_avg(self) -> list[float]:
         try:
@@ -171,6 +186,7 @@ class NodeStatsCollector:
             "available": _count(memory.available),
             "used": _count(memory.used),
             "percent": _percent(memory.percent),
+            "free": _count(getattr(memory, "free", 0)),
         }
 
     def _swap(self) -> dict[str, Any]:
@@ -208,15 +224,21 @@ class NodeStatsCollector:
             )
         return disks
 
-    def _disk_io(self, now: float) -> dict[str, float] | None:
+    def _disk_io(self, now: float) -> dict[str, float | int] | None:
+        """Rates since the previous snapshot, and the cumulative counters they come from (capped at
+        ``MAX_TOTAL``); None on the first snapshot (no rates yet) or without counters."""
         # nowrap=False: the raw counters, so that rates.py alone decides what a wrap or a reset is.
         try:
             counters = self._psutil.disk_io_counters(perdisk=False, nowrap=False)
         except _UNAVAILABLE:
             counters = None
-        readings = {} if counters is None else {_DISK_IO_KEY: _counters(counters, _DISK_IO_FIELDS)}
+        reading = None if counters is None else _counters(counters, _DISK_IO_FIELDS)
+        readings = {} if reading is None else {_DISK_IO_KEY: reading}
         rates = self._disk_rates.update(now, readings).get(_DISK_IO_KEY)
-        return None if rates is None else _renamed(rates, _DISK_IO_FIELDS)
+        if rates is None or reading is None:
+            return None
+        totals = {field: min(reading[field], MAX_TOTAL) for field in _DISK_IO_TOTALS}
+        return {**_renamed(rates, _DISK_IO_FIELDS), **totals}
 
     def _network(self, now: float) -> list[dict[str, Any]]:
         try:
@@ -361,6 +383,7 @@ def _epoch(value: Any) -> float:
 # (see common/snapshots), which keeps a node with a thousand CPUs within its memory budget.
 PERCENT_DECIMALS = 2
 RATE_DECIMALS = 2
+CPU_SECONDS_DECIMALS = 2  # what the kernel counts (clock ticks of 1/100 s)
 
 
 def _percent(value: Any) -> float:

@@ -26,6 +26,7 @@ from .handlers import (
     StatsHandler,
 )
 from .perf_handlers import PerfHandler, PerfWindowHandler, ServerHistoryHandler
+from .pindrop_handlers import GetStatsHandler
 from .cluster_handlers import cluster_routes
 from .node_handlers import (
     NodeHandler,
@@ -92,6 +93,8 @@ def make_app(
             (r"/perf/([^/]+)/?", PerfHandler, loads),
             (r"/perf/([^/]+)/([^/]+)", PerfWindowHandler, loads),
             (r"/server/([^/]+)/?", ServerHistoryHandler, loads),
+            # pindrop's one-machine stats, for ?node=NAME (see pindrop_handlers)
+            (r"/get_stats", GetStatsHandler, dict(node_lookup, aggregator=aggregator)),
             # The cluster-stats transcript's API, nodes by IP, on the same registry (see cluster_handlers).
             *cluster_routes(node_lookup, clock),
         ],
@@ -101,4 +104,5 @@ def make_app(
         stats=stats,
         policy=policy if policy is not None else RequestPolicy(),
         control=control,
+        started_at=clock(),  # when this service started (pindrop's service_start_time)
     )

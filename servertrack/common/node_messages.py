@@ -14,7 +14,10 @@ Envelope (msgpack map): ``{"v": 2, "kind": ..., "fqdn": str, "ts": float, "seq":
   (1,024 CPUs, 64 disks, 64 interfaces, 2 x 20 processes, all names at their
   longest: ~75 KiB) fits in ``MAX_FRAME_BYTES`` (128 KiB); a typical one is
   5-10 KiB. The collector keeps the validated stats, re-encoded (see
-  ``snapshots``), never the frame's own bytes.
+  ``snapshots``), never the frame's own bytes. Fields added after the first
+  release (``cpu.times_seconds``, ``memory.free``, the cumulative counters of
+  ``disk_io``) are optional, so older agents' snapshots stay valid; a missing
+  one reads as None.
 
 Each kind has its own frame limit (``FRAME_LIMITS``). Every time field has a
 range the API can render as a date (``MAX_EPOCH_SECONDS``), and every number
@@ -62,6 +65,11 @@ MAX_EPOCH_SECONDS = 253_402_300_799.0
 MAX_RATE = 1e19
 MAX_LOAD_AVERAGE = 1e6
 MAX_FREQUENCY_MHZ = 1e6
+# Cumulative counters since boot (disk operations and bytes): what a signed 64-bit integer holds, so
+# any JSON reader (and any store) takes them.
+MAX_TOTAL = 2**63 - 1
+# CPU seconds since boot, all CPUs together: 1,024 CPUs for 30,000 years is under 1e15.
+MAX_CPU_SECONDS = 1e15
 
 # Frame limits per kind: a sample and a bye are a few fields; a hello adds a few
 # strings of at most 256 bytes and 32 addresses; a snapshot is the large one.
@@ -70,7 +78,10 @@ MESSAGE_KINDS = tuple(FRAME_LIMITS)
 
 _percent = Number(0.0, 100.0)
 _count = Number(0, 2**64 - 1, integer=True)  # what msgpack can carry
+_optional_count = Number(0, 2**64 - 1, integer=True, optional=True)
 _rate = Number(0.0, MAX_RATE)
+_total = Number(0, MAX_TOTAL, integer=True, optional=True)  # absent from older agents' snapshots
+_cpu_seconds = Number(0.0, MAX_CPU_SECONDS)
 _epoch = Number(0.0, MAX_EPOCH_SECONDS)
 _text = Text(MAX_TEXT)
 _name = Text(MAX_NAME)
@@ -94,8 +105,12 @@ STATS = Record({
         "load_avg": ListOf(Number(0.0, MAX_LOAD_AVERAGE), 3, exactly=3),
         "times_percent": Record({"user": _percent, "system": _percent, "idle": _percent, "iowait": _percent}),
         "freq_mhz": Number(0.0, MAX_FREQUENCY_MHZ, optional=True),
+        # cumulative CPU seconds since boot (psutil.cpu_times()); absent from older agents' snapshots
+        "times_seconds": Record({"user": _cpu_seconds, "system": _cpu_seconds, "idle": _cpu_seconds,
+                                 "iowait": _cpu_seconds}, optional=True),
     }),
-    "memory": Record({"total": _count, "available": _count, "used": _count, "percent": _percent}),
+    "memory": Record({"total": _count, "available": _count, "used": _count, "percent": _percent,
+                      "free": _optional_count}),  # free (psutil's, not total - used): newer agents only
     "swap": Record({"total": _count, "used": _count, "percent": _percent}),
     "disks": ListOf(Record({
         "device": _name, "mountpoint": _text, "fstype": _name,
@@ -103,6 +118,8 @@ STATS = Record({
     }), MAX_DISKS),
     "disk_io": Record({
         "read_bytes_per_s": _rate, "write_bytes_per_s": _rate, "read_ops_per_s": _rate, "write_ops_per_s": _rate,
+        # the cumulative counters the rates are computed from (newer agents only)
+        "read_count": _total, "write_count": _total, "read_bytes": _total, "write_bytes": _total,
     }, optional=True),
     "network": ListOf(Record({
         "interface": _name,

@@ -295,6 +295,8 @@ class _ColumnWriter:
         if round(first * scale) / scale != first:
             return None
         probe = values[:_MIN_NUMBERS]
+        if any(value != value for value in probe):
+            return None  # NaN (min and max skip it when it is not first): round() cannot take it
         for fewest in range(most + 1):
             scale = 10.0**fewest
             if all(round(value * scale) / scale == value for value in probe):

@@ -195,6 +195,7 @@ class FakeNodePsutil:
         self.boot = 1_699_990_000.0
         self.times_percent: Any = SimpleNamespace(user=20.0, nice=0.0, system=10.0, idle=65.0, iowait=5.0, irq=0.0, softirq=0.0, steal=0.0)
         self.per_cpu: list[float] = [10.0, 20.0, 30.0, 40.0]
+        self.times: Any = SimpleNamespace(user=2498.32, nice=1.5, system=526.52, idle=90185.2, iowait=12.25, irq=0.0)
         self.loadavg: Any = (0.5, 0.25, 0.125)
         self.freq: Any = SimpleNamespace(current=2400.0, min=800.0, max=3600.0)
         self.memory = SimpleNamespace(total=16 << 30, available=10 << 30, used=6 << 30, free=9 << 30, percent=37.5)
@@ -224,6 +225,9 @@ class FakeNodePsutil:
 
     def cpu_times_percent(self, **kwargs: Any) -> Any:
         return self._answer("cpu_times_percent", self.times_percent, kwargs)
+
+    def cpu_times(self, **kwargs: Any) -> Any:
+        return self._answer("cpu_times", self.times, kwargs)
 
     def cpu_percent(self, **kwargs: Any) -> Any:
         return self._answer("cpu_percent", list(self.per_cpu) if kwargs.get("percpu") else 50.0, kwargs)

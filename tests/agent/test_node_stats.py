@@ -32,6 +32,8 @@ INF = math.inf
 PERCENT = ("float", 0.0, 100.0)
 RATE = ("float", 0.0, INF)
 COUNT = ("int", 0, INF)
+TOTAL = ("int", 0, 2**63 - 1)  # cumulative counters: what a signed 64-bit integer holds
+CPU_SECONDS = ("float", 0.0, 1e15)
 TEXT = ("str", 256)
 
 PROC = {
@@ -46,13 +48,16 @@ SNAPSHOT = {
         "load_avg": ("tuple3", ("float", 0.0, INF)),
         "times_percent": {"user": PERCENT, "system": PERCENT, "idle": PERCENT, "iowait": PERCENT},
         "freq_mhz": ("optional", ("float", 0.0, INF)),
+        "times_seconds": ("optional", {"user": CPU_SECONDS, "system": CPU_SECONDS, "idle": CPU_SECONDS,
+                                       "iowait": CPU_SECONDS}),
     },
-    "memory": {"total": COUNT, "available": COUNT, "used": COUNT, "percent": PERCENT},
+    "memory": {"total": COUNT, "available": COUNT, "used": COUNT, "percent": PERCENT, "free": COUNT},
     "swap": {"total": COUNT, "used": COUNT, "percent": PERCENT},
     "disks": ("list", {
         "device": TEXT, "mountpoint": TEXT, "fstype": TEXT, "total": COUNT, "used": COUNT, "free": COUNT, "percent": PERCENT,
     }, 64),
-    "disk_io": ("optional", {"read_bytes_per_s": RATE, "write_bytes_per_s": RATE, "read_ops_per_s": RATE, "write_ops_per_s": RATE}),
+    "disk_io": ("optional", {"read_bytes_per_s": RATE, "write_bytes_per_s": RATE, "read_ops_per_s": RATE, "write_ops_per_s": RATE,
+                             "read_count": TOTAL, "write_count": TOTAL, "read_bytes": TOTAL, "write_bytes": TOTAL}),
     "network": ("list", {
         "interface": TEXT, "rx_bytes_per_s": RATE, "tx_bytes_per_s": RATE, "rx_packets_per_s": RATE, "tx_packets_per_s": RATE,
         "rx_errors": COUNT, "tx_errors": COUNT, "rx_drops": COUNT, "tx_drops": COUNT,
@@ -130,7 +135,38 @@ def test_cpu_section() -> None:
         "load_avg": [0.5, 0.25, 0.125],
         "times_percent": {"user": 20.0, "system": 10.0, "idle": 65.0, "iowait": 5.0},
         "freq_mhz": 2400.0,
+        "times_seconds": {"user": 2498.32, "system": 526.52, "idle": 90185.2, "iowait": 12.25},
     }
+
+
+def test_cpu_seconds_are_cumulative_totals_read_without_blocking() -> None:
+    fake = FakeNodePsutil()
+    stats = collector(fake)
+    fake.times = SimpleNamespace(user=10.0, system=5.0, idle=100.0, iowait=1.0)
+    assert stats.snapshot()["cpu"]["times_seconds"] == {"user": 10.0, "system": 5.0, "idle": 100.0, "iowait": 1.0}
+    fake.times = SimpleNamespace(user=12.5, system=6.0, idle=103.5, iowait=1.0)
+    assert stats.snapshot()["cpu"]["times_seconds"] == {"user": 12.5, "system": 6.0, "idle": 103.5, "iowait": 1.0}
+    assert fake.called("cpu_times") == [{"percpu": False}] * 2  # the machine's totals, one call a snapshot
+
+
+def test_cpu_seconds_are_rounded_clamped_and_missing_fields_zero() -> None:
+    fake = FakeNodePsutil()
+    fake.times = SimpleNamespace(user=1.23456, system=-3.0, idle=1e30)  # macOS: no iowait; nonsense values
+    times = collector(fake).snapshot()["cpu"]["times_seconds"]
+    assert times == {"user": 1.23, "system": 0.0, "idle": 1e15, "iowait": 0.0}
+    fake.times = SimpleNamespace(user=math.nan, system=math.inf, idle=True, iowait="7")
+    snapshot = collector(fake).snapshot()
+    assert snapshot["cpu"]["times_seconds"] == {"user": 0.0, "system": 0.0, "idle": 0.0, "iowait": 0.0}
+    assert_valid(snapshot)
+
+
+@pytest.mark.parametrize("failure", [NotImplementedError(), OSError("no /proc/stat"), RuntimeError()])
+def test_cpu_seconds_unavailable_are_none(failure: BaseException) -> None:
+    fake = FakeNodePsutil()
+    fake.times = failure
+    snapshot = collector(fake).snapshot()
+    assert snapshot["cpu"]["times_seconds"] is None
+    assert_valid(snapshot)
 
 
 def test_a_platform_without_iowait_reports_zero() -> None:
@@ -179,7 +215,8 @@ def test_platforms_lacking_optional_functions() -> None:
 
 def test_memory_and_swap() -> None:
     snapshot = collector(FakeNodePsutil()).snapshot()
-    assert snapshot["memory"] == {"total": 16 << 30, "available": 10 << 30, "used": 6 << 30, "percent": 37.5}
+    assert snapshot["memory"] == {"total": 16 << 30, "available": 10 << 30, "used": 6 << 30, "percent": 37.5,
+                                  "free": 9 << 30}
     assert snapshot["swap"] == {"total": 2 << 30, "used": 1 << 28, "percent": 12.5}
 
 
@@ -227,7 +264,8 @@ def test_disk_io_rates_between_snapshots() -> None:
     assert stats.snapshot()["disk_io"] is None
     clock.advance(4.0)
     fake.disk_io = disk_counters(read_bytes=9_000, write_bytes=2_000, read_count=50, write_count=22)
-    assert stats.snapshot()["disk_io"] == {"read_bytes_per_s": 2_000.0, "write_bytes_per_s": 0.0, "read_ops_per_s": 10.0, "write_ops_per_s": 0.5}
+    assert stats.snapshot()["disk_io"] == {"read_bytes_per_s": 2_000.0, "write_bytes_per_s": 0.0, "read_ops_per_s": 10.0, "write_ops_per_s": 0.5,
+                                           "read_count": 50, "write_count": 22, "read_bytes": 9_000, "write_bytes": 2_000}
     # Raw counters (nowrap=False): wraps and resets are rates.py's decision alone.
     assert fake.called("disk_io_counters")[-1] == {"perdisk": False, "nowrap": False}
 
@@ -249,6 +287,33 @@ def test_disk_io_wrap_reset_and_disappearance() -> None:
     fake.disk_io = disk_counters(read_bytes=10**12)
     clock.advance(2.0)
     assert stats.snapshot()["disk_io"] is None
+
+
+def test_disk_io_totals_are_the_counters_as_read_even_across_a_reset() -> None:
+    fake, clock = FakeNodePsutil(), FakeClock()
+    stats = collector(fake, clock)
+    fake.disk_io = disk_counters(read_bytes=5_000, write_bytes=6_000, read_count=7, write_count=8)
+    stats.snapshot()
+    clock.advance(1.0)
+    fake.disk_io = disk_counters(read_bytes=10, write_bytes=20, read_count=1, write_count=2)  # a reboot's fresh counters
+    disk_io = stats.snapshot()["disk_io"]
+    assert disk_io["read_bytes_per_s"] == 0.0  # the rate of a reset interval is unknown: 0
+    assert (disk_io["read_count"], disk_io["write_count"], disk_io["read_bytes"], disk_io["write_bytes"]) == (1, 2, 10, 20)
+
+
+def test_disk_io_totals_are_capped_at_the_largest_signed_64_bit_integer() -> None:
+    fake, clock = FakeNodePsutil(), FakeClock()
+    stats = collector(fake, clock)
+    fake.disk_io = disk_counters(read_bytes=2**64 - 10, write_bytes=2**63, read_count=2**63 - 1, write_count=-5)
+    stats.snapshot()
+    clock.advance(1.0)
+    fake.disk_io = disk_counters(read_bytes=2**64 - 1, write_bytes=2**63 + 1, read_count=2**63 - 1, write_count=-5)
+    snapshot = stats.snapshot()
+    disk_io = snapshot["disk_io"]
+    assert disk_io["read_bytes"] == disk_io["write_bytes"] == disk_io["read_count"] == 2**63 - 1
+    assert disk_io["write_count"] == 0
+    assert disk_io["read_bytes_per_s"] == 9.0  # the rate still comes from the raw counters
+    assert_valid(snapshot)
 
 
 # --------------------------------------------------------------------------- network rates

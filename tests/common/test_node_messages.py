@@ -69,6 +69,27 @@ def test_snapshot_round_trips_and_drops_unknown_keys() -> None:
     assert message.stats == sent
 
 
+def test_a_snapshot_of_an_older_agent_without_the_newer_fields_reads_them_as_null() -> None:
+    sent = stats()
+    del sent["cpu"]["times_seconds"], sent["memory"]["free"]
+    for key in ("read_count", "write_count", "read_bytes", "write_bytes"):
+        del sent["disk_io"][key]
+    message = decode(encode_snapshot("node01", NOW, 4, sent))
+    assert isinstance(message, NodeSnapshot)
+    assert message.stats["cpu"]["times_seconds"] is None and message.stats["memory"]["free"] is None
+    assert message.stats["disk_io"] == {**sent["disk_io"], "read_count": None, "write_count": None,
+                                        "read_bytes": None, "write_bytes": None}
+    assert message.stats["cpu"]["percent"] == sent["cpu"]["percent"]
+
+
+def test_cumulative_counters_take_every_signed_64_bit_value_and_cpu_seconds_floats_or_ints() -> None:
+    sent = stats(disk_io={**stats()["disk_io"], "read_count": 0, "write_count": 2**63 - 1, "read_bytes": 1,
+                          "write_bytes": 2**62},
+                 cpu={**stats()["cpu"], "times_seconds": {"user": 0, "system": 0.01, "idle": 1e15, "iowait": 7}})
+    message = decode(encode_snapshot("node01", NOW, 4, sent))
+    assert isinstance(message, NodeSnapshot) and message.stats == sent
+
+
 def test_snapshot_larger_than_a_frame_cannot_be_encoded() -> None:
     huge = stats(disks=[{"device": "d" * 256, "mountpoint": "m" * 256, "fstype": "f", "total": 1, "used": 1,
                          "free": 0, "percent": 100.0}] * 400)
@@ -82,10 +103,13 @@ def test_a_snapshot_at_every_bound_fits_in_a_frame() -> None:
     biggest = stats(
         cpu={"percent": 99.99999, "per_cpu": [99.99999] * MAX_CPUS, "load_avg": [1e6, 1e6, 1e6],
              "times_percent": {"user": 33.33333, "system": 33.33333, "idle": 33.33333, "iowait": 0.00001},
-             "freq_mhz": MAX_FREQUENCY_MHZ},
+             "freq_mhz": MAX_FREQUENCY_MHZ,
+             "times_seconds": {"user": 1e15, "system": 1e15, "idle": 1e15, "iowait": 1e15}},
+        memory={"total": 2**64 - 1, "available": 2**64 - 1, "used": 2**64 - 1, "percent": 100.0, "free": 2**64 - 1},
         disks=[{"device": name, "mountpoint": text, "fstype": name, "total": 2**63, "used": 2**63, "free": 2**63,
                 "percent": 99.99999}] * MAX_DISKS,
-        disk_io={"read_bytes_per_s": 1e12, "write_bytes_per_s": 1e12, "read_ops_per_s": 1e9, "write_ops_per_s": 1e9},
+        disk_io={"read_bytes_per_s": 1e12, "write_bytes_per_s": 1e12, "read_ops_per_s": 1e9, "write_ops_per_s": 1e9,
+                 "read_count": 2**63 - 1, "write_count": 2**63 - 1, "read_bytes": 2**63 - 1, "write_bytes": 2**63 - 1},
         network=[{"interface": name, "rx_bytes_per_s": 1e12, "tx_bytes_per_s": 1e12, "rx_packets_per_s": 1e9,
                   "tx_packets_per_s": 1e9, "rx_errors": 2**63, "tx_errors": 2**63, "rx_drops": 2**63,
                   "tx_drops": 2**63}] * MAX_INTERFACES,
@@ -121,6 +145,20 @@ def with_stats(path: list[str | int], value: object) -> bytes:
         (["processes", "top_memory", 0, "cmdline"], "c" * 257, "stats.processes.top_memory[0].cmdline"),
         (["processes", "top_memory", 0, "name"], "c" * 65, "stats.processes.top_memory[0].name"),
         (["processes"], None, "stats.processes"),
+        # the fields added for the compatible /get_stats: bounded like the others
+        (["disk_io", "read_count"], 2**63, "stats.disk_io.read_count"),
+        (["disk_io", "write_count"], -1, "stats.disk_io.write_count"),
+        (["disk_io", "read_bytes"], 1.5, "stats.disk_io.read_bytes"),
+        (["disk_io", "write_bytes"], True, "stats.disk_io.write_bytes"),
+        (["disk_io", "write_bytes"], "1", "stats.disk_io.write_bytes"),
+        (["cpu", "times_seconds"], [1.0, 2.0, 3.0], "stats.cpu.times_seconds"),
+        (["cpu", "times_seconds", "idle"], 1e15 * 1.01, "stats.cpu.times_seconds.idle"),
+        (["cpu", "times_seconds", "user"], -0.5, "stats.cpu.times_seconds.user"),
+        (["cpu", "times_seconds", "system"], None, "stats.cpu.times_seconds.system"),
+        (["cpu", "times_seconds", "iowait"], float("nan"), "stats.cpu.times_seconds.iowait"),
+        (["memory", "free"], -1, "stats.memory.free"),
+        (["memory", "free"], "9 GiB", "stats.memory.free"),
+        (["memory", "free"], 2.0, "stats.memory.free"),
     ],
 )
 def test_bad_snapshots_are_refused_naming_the_path(path: list[str | int], value: object, named: str) -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from servertrack.common import snapshots
 from servertrack.common.node_messages import (
+    MAX_CPU_SECONDS,
     MAX_CPUS,
     MAX_DISKS,
     MAX_EPOCH_SECONDS,
@@ -26,6 +27,7 @@ from servertrack.common.node_messages import (
     MAX_RATE,
     MAX_TEXT,
     MAX_TOP_PROCESSES,
+    MAX_TOTAL,
     STATS,
 )
 from servertrack.common.snapshots import (
@@ -34,6 +36,7 @@ from servertrack.common.snapshots import (
     FORMAT_ZLIB,
     NODE_SNAPSHOT_BUDGET,
     CorruptSnapshot,
+    SnapshotBudget,
     StoredSnapshot,
     pack_snapshot,
     unpack_snapshot,
@@ -197,13 +200,16 @@ def valid_stats(draw: st.DrawFn) -> dict[str, Any]:
             "times_percent": st.fixed_dictionaries({"user": percent, "system": percent, "idle": percent,
                                                     "iowait": percent}),
             "freq_mhz": st.none() | numbers(0.0, MAX_FREQUENCY_MHZ),
+            "times_seconds": st.none() | st.fixed_dictionaries({
+                key: numbers(0.0, MAX_CPU_SECONDS) for key in ("user", "system", "idle", "iowait")}),
         }),
         "memory": st.fixed_dictionaries({"total": counts(), "available": counts(), "used": counts(),
-                                         "percent": percent}),
+                                         "percent": percent, "free": st.none() | counts()}),
         "swap": st.fixed_dictionaries({"total": counts(), "used": counts(), "percent": percent}),
         "disks": lists_of(disk, MAX_DISKS, make_disks),
         "disk_io": st.none() | st.fixed_dictionaries({
-            "read_bytes_per_s": rate, "write_bytes_per_s": rate, "read_ops_per_s": rate, "write_ops_per_s": rate}),
+            "read_bytes_per_s": rate, "write_bytes_per_s": rate, "read_ops_per_s": rate, "write_ops_per_s": rate,
+            **{key: st.none() | counts(MAX_TOTAL) for key in ("read_count", "write_count", "read_bytes", "write_bytes")}}),
         "network": lists_of(interface, MAX_INTERFACES, make_interfaces),
         "processes": st.fixed_dictionaries({
             "count": counts(),
@@ -286,6 +292,7 @@ def test_any_msgpack_map_comes_back_exactly(stats: dict[str, Any]) -> None:
     [12.3, 45.6, 78.9, 0.0, -0.0],  # -0.0 == 0.0, but is not stored as 0
     [2.0**53 - 1, 2.0**53, 1.0, 2.0],  # integral floats at the edge of exact integers
     [float("nan"), 1.5, float("inf"), -1.0, 0.1],
+    [0.0, 0.0, 0.0, float("nan")], [0.5, float("nan"), 0.5, 0.5],  # NaN where min and max do not see it
     [1e-300, 5e-324, 1e300, 1.7976931348623157e308],
     [100.0, 100, 50.5, 7.25],  # an int among floats stays an int
     [1, 2**64 - 1, 0, 2**63], [-(2**63), 2**64 - 1 - 2**63, -1, 0], [7, 7, 7, 7],
@@ -340,6 +347,10 @@ def maximal_snapshot(node: int, *, agent_rounding: bool = False) -> dict[str, An
     def big() -> int:
         return rng.randrange(2**32, 2**63)
 
+    def cpu_seconds() -> float:  # 1,024 CPUs up for years; the agent sends them to 0.01
+        value = rng.uniform(0.0, 1e12)
+        return round(value, 2) if agent_rounding else value
+
     disks = []
     for k in range(MAX_DISKS):
         total = rng.randrange(2**36, 2**44)
@@ -378,12 +389,14 @@ def maximal_snapshot(node: int, *, agent_rounding: bool = False) -> dict[str, An
         "cpu": {"percent": pct(), "per_cpu": [pct() for _ in range(MAX_CPUS)],
                 "load_avg": [rng.uniform(0, 1024) for _ in range(3)],
                 "times_percent": {"user": pct(), "system": pct(), "idle": pct(), "iowait": pct()},
-                "freq_mhz": rng.uniform(800.0, 5000.0)},
-        "memory": {"total": big(), "available": big(), "used": big(), "percent": pct()},
+                "freq_mhz": rng.uniform(800.0, 5000.0),
+                "times_seconds": {key: cpu_seconds() for key in ("user", "system", "idle", "iowait")}},
+        "memory": {"total": big(), "available": big(), "used": big(), "percent": pct(), "free": big()},
         "swap": {"total": big(), "used": big(), "percent": pct()},
         "disks": disks,
         "disk_io": {"read_bytes_per_s": rate(), "write_bytes_per_s": rate(), "read_ops_per_s": rate(),
-                    "write_ops_per_s": rate()},
+                    "write_ops_per_s": rate(), "read_count": big(), "write_count": big(), "read_bytes": big(),
+                    "write_bytes": big()},
         "network": network,
         "processes": {"count": big(), "top_cpu": [process(k) for k in range(MAX_TOP_PROCESSES)],
                       "top_memory": [process(MAX_TOP_PROCESSES + k) for k in range(MAX_TOP_PROCESSES)]},
@@ -408,6 +421,9 @@ def test_a_maximal_snapshot_of_rounded_numbers_fits_the_node_budget(node: int) -
     assert STATS.check(stats, "stats") is stats
     stored = round_trip(stats)
     assert stored.size <= 18 * 1024 <= NODE_SNAPSHOT_BUDGET
+    # with the fields of the compatible /get_stats (cpu seconds, memory free, cumulative disk counters)
+    assert stats["disk_io"]["read_count"] > 2**32 and stats["cpu"]["times_seconds"] is not None
+    assert SnapshotBudget().refusal(stored.size, 0) is None
 
 
 def test_a_value_the_columns_do_not_handle_is_kept_as_zlib_of_msgpack() -> None:
