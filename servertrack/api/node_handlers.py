@@ -55,13 +55,14 @@ def find_node(nodes: NodeRegistry, names: NameCache, raw: str) -> Node:
     matches, 409 if several nodes share the address.
     """
     try:
-        names.canonical(raw)
+        wanted = names.canonical(raw)  # the same spelling rules as every name (case, one trailing dot)
     except InvalidSample:
         if not is_ip_address(raw):
             shown = raw if len(raw) <= 64 else raw[:64] + "..."
             raise ApiError(400, f"{shown!r} is neither a node name nor an IP address", "bad_name") from None
+        wanted = raw
     try:
-        return nodes.resolve(raw)
+        return nodes.resolve(wanted)
     except UnknownNode as unknown:
         raise ApiError(404, str(unknown), "unknown_node") from None
     except AmbiguousAddress as ambiguous:

@@ -76,7 +76,7 @@ def test_a_node_known_only_from_a_snapshot_has_null_hello_fields(nodes_api: Live
 
 
 @pytest.mark.parametrize("path", [
-    "/nodes/node-a", "/nodes/NODE-A", "/nodes/10.0.0.5", "/nodes/fd00::2", "/nodes/fd00%3A%3A2",
+    "/nodes/node-a", "/nodes/NODE-A", "/nodes/Node-A.", "/nodes/10.0.0.5", "/nodes/fd00::2", "/nodes/fd00%3A%3A2",
     "/nodes/FD00:0:0::2", "/nodes/fd00:0000:0000:0000:0000:0000:0000:0002",
 ])
 def test_a_node_is_addressed_by_name_or_any_of_its_ips(nodes_api: LiveApi, path: str) -> None:
