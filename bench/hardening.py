@@ -126,6 +126,8 @@ MAX_TEXT = getattr(node_messages, "MAX_TEXT", 256)
 MAX_NAME = getattr(node_messages, "MAX_NAME", 64)
 MAX_VERSION = 64  # HELLO_FIELDS agent_version
 MAX_PID = getattr(node_messages, "MAX_PID", 2**32 - 1)
+MAX_CPU_SECONDS = getattr(node_messages, "MAX_CPU_SECONDS", 1e15)
+MAX_TOTAL = getattr(node_messages, "MAX_TOTAL", 2**63 - 1)
 MAX_IPS = getattr(protocol, "MAX_IPS", 32)
 MAX_FRAME_BYTES = getattr(protocol, "MAX_FRAME_BYTES", 128 * 1024)
 
@@ -368,6 +370,12 @@ class MaximalContent:
         big = lambda: rng.randrange(_BIG, 2**63)  # noqa: E731
         rate = (lambda: round(rng.uniform(0.0, 1e9), 2)) if self.realistic else (lambda: rng.uniform(0.0, 1e9))  # noqa: E731
 
+        def cpu_seconds() -> float:  # cumulative, up to the schema's bound, to the agent's 0.01
+            return round(rng.uniform(0.0, MAX_CPU_SECONDS), 2)
+
+        def counter() -> int:  # a cumulative counter up to the schema's bound
+            return rng.randrange(0, MAX_TOTAL + 1)
+
         def name(start: str, pieces: Callable[[], str]) -> str:
             return text(MAX_NAME, start, pieces)
 
@@ -416,12 +424,14 @@ class MaximalContent:
             "cpu": {"percent": pct(), "per_cpu": [pct() for _ in range(MAX_CPUS)],
                     "load_avg": [rng.uniform(0, 1024) for _ in range(3)],
                     "times_percent": {"user": pct(), "system": pct(), "idle": pct(), "iowait": pct()},
-                    "freq_mhz": rng.uniform(800.0, 5000.0)},
-            "memory": {"total": big(), "available": big(), "used": big(), "percent": pct()},
+                    "freq_mhz": rng.uniform(800.0, 5000.0),
+                    "times_seconds": {key: cpu_seconds() for key in ("user", "system", "idle", "iowait")}},
+            "memory": {"total": big(), "available": big(), "used": big(), "percent": pct(), "free": big()},
             "swap": {"total": big(), "used": big(), "percent": pct()},
             "disks": disks,
             "disk_io": {"read_bytes_per_s": rate(), "write_bytes_per_s": rate(), "read_ops_per_s": rate(),
-                        "write_ops_per_s": rate()},
+                        "write_ops_per_s": rate(), "read_count": counter(), "write_count": counter(),
+                        "read_bytes": counter(), "write_bytes": counter()},
             "network": network,
             "processes": {"count": big(), "top_cpu": [process(k) for k in range(MAX_TOP)],
                           "top_memory": [process(MAX_TOP + k) for k in range(MAX_TOP)]},

@@ -553,9 +553,10 @@ class SnapshotTemplate:
                 "load_avg": [marks.f(0.04 * self.cpu_count) for _ in range(3)],
                 "times_percent": {"user": marks.f(0.6), "system": marks.f(0.2), "idle": marks.f(1.0), "iowait": marks.f(0.05)},
                 "freq_mhz": float(rng.choice((2100, 2400, 2600, 3000, 3500))),
+                "times_seconds": {"user": marks.f(1e6), "system": marks.f(2e5), "idle": marks.f(1e7), "iowait": marks.f(1e4)},
             },
             "memory": {"total": total, "available": marks.u(total // 10, total), "used": marks.u(total // 20, total),
-                       "percent": marks.f(1.0)},
+                       "percent": marks.f(1.0), "free": marks.u(total // 20, total)},
             "swap": {"total": 4 * _GIB, "used": rng.randrange(0, 256) * 2**20, "percent": round(rng.uniform(0, 6), 1)},
             "disks": [
                 {"device": "/dev/nvme0n1p2", "mountpoint": "/", "fstype": "ext4"},
@@ -563,7 +564,9 @@ class SnapshotTemplate:
                 {"device": "/dev/sdb1", "mountpoint": "/var/lib/data", "fstype": "xfs"},
             ],
             "disk_io": {"read_bytes_per_s": marks.f(2e5), "write_bytes_per_s": marks.f(5e5),
-                        "read_ops_per_s": marks.f(5.0), "write_ops_per_s": marks.f(10.0)},
+                        "read_ops_per_s": marks.f(5.0), "write_ops_per_s": marks.f(10.0),
+                        "read_count": marks.u(10**6, 10**8), "write_count": marks.u(10**6, 10**8),
+                        "read_bytes": marks.u(10**10, 10**12), "write_bytes": marks.u(10**10, 10**12)},
             "network": [],
             "processes": {
                 "count": rng.randrange(250, 350),

@@ -2,42 +2,36 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ..common.aggregator import ServerWindows
-from ..common.buckets import BucketWindow
+from ..common.buckets import BucketWindow, bucket_starts
 from ..common.seconds import SecondWindow
 
 # ``GET /perf/{host}/{mode}``: which window each mode shows.
 PERF_MODES = ("last_minute", "last_hour", "last_day")
 
 
-def perf_time(epoch_seconds: int) -> str:
-    """A bucket start as the ``/perf`` client reads it: UTC ``YYYY-MM-DDTHH:MM:SS``, no zone suffix."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_seconds))
-
-
 def _averages(sums: npt.NDArray[np.float64], samples: list[int]) -> list[float | None]:
     return [total / count if count else None for total, count in zip(sums.tolist(), samples)]
 
 
-def _entries(first_start: int, width: int, samples: list[int], cpu: list[float | None],
+def _entries(first_bucket: int, width: int, samples: list[int], cpu: list[float | None],
              ram: list[float | None]) -> list[dict[str, Any]]:
+    times = bucket_starts(first_bucket, width, len(samples), suffix="")
     return [
-        {"cpuload": cpu[i], "memload": ram[i], "interval": width, "samples": count,
-         "time": perf_time(first_start + i * width)}
+        {"cpuload": cpu[i], "memload": ram[i], "interval": width, "samples": count, "time": times[i]}
         for i, count in enumerate(samples)
     ]
 
 
-def perf_buckets(window: BucketWindow) -> list[dict[str, Any]]:
+def perf_buckets(window: BucketWindow) -> list[dict[str, Any]]:  # "time": UTC, without a zone suffix
     """One ``/perf`` entry per minute or hour bucket, oldest first; an empty one has null loads."""
     samples = window.samples.tolist()
-    return _entries(window.first_bucket * window.width, window.width, samples,
+    return _entries(window.first_bucket, window.width, samples,
                     _averages(window.cpu_sum, samples), _averages(window.ram_sum, samples))
 
 

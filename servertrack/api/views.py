@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..common.aggregator import ServerWindows
-from ..common.buckets import BucketWindow, iso_utc
+from ..common.buckets import BucketWindow, bucket_starts, iso_utc
 from ..common.seconds import SecondWindow
 
 
@@ -15,10 +15,10 @@ def window_buckets(window: BucketWindow) -> list[dict[str, Any]]:
     cpu_sum, ram_sum = window.cpu_sum.tolist(), window.ram_sum.tolist()
     cpu_min, cpu_max = window.cpu_min.tolist(), window.cpu_max.tolist()
     ram_min, ram_max = window.ram_min.tolist(), window.ram_max.tolist()
-    first, width = window.first_bucket, window.width
+    starts = bucket_starts(window.first_bucket, window.width, len(counts))
     buckets: list[dict[str, Any]] = []
     for i, samples in enumerate(counts):
-        start = iso_utc((first + i) * width)
+        start = starts[i]
         if samples:
             buckets.append(
                 {
@@ -52,9 +52,9 @@ def second_buckets(window: SecondWindow) -> list[dict[str, Any]]:
     """One dict per second, oldest first: sample count and averages (null without samples)."""
     counts = window.samples.tolist()
     cpu, ram = window.cpu_avg.tolist(), window.ram_avg.tolist()
-    first = window.first_second
+    starts = bucket_starts(window.first_second, 1, len(counts))
     return [
-        {"start": iso_utc(first + i), "samples": samples,
+        {"start": starts[i], "samples": samples,
          "cpu": cpu[i] if samples else None, "ram": ram[i] if samples else None}
         for i, samples in enumerate(counts)
     ]

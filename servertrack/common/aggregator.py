@@ -45,15 +45,47 @@ class ApplyResult(NamedTuple):
     refused: int
 
 
-class ServerWindows(NamedTuple):
+class ServerWindows:
     """A server's second window (60), minute window (60 buckets) and hour window (24 buckets),
-    oldest first."""
+    oldest first, as of one instant.
 
-    name: str
-    last_seen: float
-    minutes: BucketWindow
-    hours: BucketWindow
-    seconds: SecondWindow
+    Each window is read from the rings when first asked for, so a request for
+    one resolution does not pay for the other two.
+    """
+
+    __slots__ = ("name", "last_seen", "_row", "_now", "_rings", "_minutes", "_hours", "_seconds")
+
+    def __init__(self, name: str, last_seen: float, row: int, now: float,
+                 rings: tuple[SecondRing, BucketRing, BucketRing]) -> None:
+        self.name = name
+        self.last_seen = last_seen
+        self._row = row
+        self._now = now
+        self._rings = rings
+        self._seconds: SecondWindow | None = None
+        self._minutes: BucketWindow | None = None
+        self._hours: BucketWindow | None = None
+
+    @property
+    def seconds(self) -> SecondWindow:
+        """The last 60 seconds, the current one last."""
+        if self._seconds is None:
+            self._seconds = self._rings[0].window(self._row, int(self._now // 1))
+        return self._seconds
+
+    @property
+    def minutes(self) -> BucketWindow:
+        """The last 60 minutes, the current one last."""
+        if self._minutes is None:
+            self._minutes = self._rings[1].window(self._row, int(self._now // MINUTE_SECONDS))
+        return self._minutes
+
+    @property
+    def hours(self) -> BucketWindow:
+        """The last 24 hours, the current one last."""
+        if self._hours is None:
+            self._hours = self._rings[2].window(self._row, int(self._now // HOUR_SECONDS))
+        return self._hours
 
 
 class Aggregator:
@@ -140,14 +172,8 @@ class Aggregator:
         row = self._rows.get(name)
         if row is None:
             return None
-        now = self._clock()
-        return ServerWindows(
-            name=name,
-            last_seen=float(self._last_seen[row]),
-            minutes=self._minutes.window(row, int(now // MINUTE_SECONDS)),
-            hours=self._hours.window(row, int(now // HOUR_SECONDS)),
-            seconds=self._seconds.window(row, int(now // 1)),
-        )
+        return ServerWindows(name, float(self._last_seen[row]), row, self._clock(),
+                             (self._seconds, self._minutes, self._hours))
 
     def servers(self, limit: int | None = None, after: str | None = None) -> list[tuple[str, float]]:
         """Known servers sorted by name as ``(name, last_seen)``, starting after ``after``."""

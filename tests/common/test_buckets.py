@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
 from servertrack.common.buckets import (
     BucketRing,
@@ -115,3 +117,13 @@ def test_group_samples_sums_per_row_and_bucket() -> None:
     assert groups.cpu_sum.tolist() == [20.0, 40.0, 40.0]
     assert from_fixed_point(groups.cpu_min).tolist() == [20.0, 10.0, 40.0]
     assert from_fixed_point(groups.ram_max).tolist() == [2.0, 3.0, 4.0]
+
+
+@given(width=st.sampled_from([1, 60, 3600]), first=st.integers(0, 253_402_300_799 // 3600 - 100),
+       count=st.integers(0, 70), suffix=st.sampled_from(["Z", ""]))
+def test_bucket_starts_are_the_iso_times_of_each_bucket(width: int, first: int, count: int, suffix: str) -> None:
+    from servertrack.common.buckets import bucket_starts, iso_utc
+
+    first = first * 3600 // width + first % 997  # anywhere, not only on hour boundaries
+    assert bucket_starts(first, width, count, suffix) == [iso_utc((first + i) * width)[:-1] + suffix
+                                                          for i in range(count)]
