@@ -73,7 +73,7 @@ def make_app(
     return tornado.web.Application(
         [
             (r"/servers/([^/]+)/loads", ServerLoadsHandler, loads),
-            (r"/servers/([^/]+)/seconds", ServerSecondsHandler, dict(aggregator=aggregator, names=names)),
+            (r"/servers/([^/]+)/seconds", ServerSecondsHandler, loads),
             (r"/loads", BatchLoadsHandler, dict(batch=batch, stats=stats, names=names, clock=clock)),
             (r"/servers", ServersHandler, dict(aggregator=aggregator, inventory=inventory, names=names)),
             (r"/healthz", HealthHandler),

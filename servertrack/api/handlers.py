@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import tornado.web
 
-from ..common.aggregator import Aggregator
+from ..common.aggregator import Aggregator, ServerWindows
 from ..common.batch import PendingBatch
 from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
@@ -177,8 +177,8 @@ class NotFoundHandler(JsonHandler):
         raise ApiError(404, f"no such endpoint: {shown}")
 
 
-class ServerLoadsHandler(StreamedJsonHandler):
-    """``POST`` one sample for a server; ``GET`` its minute and hour windows."""
+class LoadsHandler(StreamedJsonHandler):
+    """A handler of one server's loads: the aggregator and what queueing a sample needs."""
 
     MESSAGE_KINDS = {"POST": "sample"}
 
@@ -196,12 +196,20 @@ class ServerLoadsHandler(StreamedJsonHandler):
         self.names = names
         self.clock = clock
 
-    def get(self, raw_name: str) -> None:
+    def known_windows(self, raw_name: str, what: str = "server") -> ServerWindows:
+        """The windows of the server in the URL: 400 for a bad name, 404 for an unknown one."""
         name = self.canonical_name(self.names, raw_name)
         windows = self.aggregator.windows(name)
         if windows is None:
-            raise ApiError(404, f"unknown server {name!r}")
-        self.write_json(200, server_loads(windows))
+            raise ApiError(404, f"unknown {what} {name!r}")
+        return windows
+
+
+class ServerLoadsHandler(LoadsHandler):
+    """``POST`` one sample for a server; ``GET`` its minute and hour windows."""
+
+    def get(self, raw_name: str) -> None:
+        self.write_json(200, server_loads(self.known_windows(raw_name)))
 
     def post(self, raw_name: str) -> None:
         name = self.canonical_name(self.names, raw_name)
@@ -224,19 +232,13 @@ def queue_sample(batch: PendingBatch, stats: IngestStats, name: str, ts: float, 
     stats.received["sample"] += 1
 
 
-class ServerSecondsHandler(JsonHandler):
+class ServerSecondsHandler(LoadsHandler):
     """``GET /servers/{name}/seconds``: the server's last 60 seconds, one bucket each."""
 
-    def initialize(self, aggregator: Aggregator, names: NameCache) -> None:
-        self.aggregator = aggregator
-        self.names = names
+    MESSAGE_KINDS: dict[str, str] = {}  # read-only
 
     def get(self, raw_name: str) -> None:
-        name = self.canonical_name(self.names, raw_name)
-        windows = self.aggregator.windows(name)
-        if windows is None:
-            raise ApiError(404, f"unknown server {name!r}")
-        self.write_json(200, server_seconds(windows))
+        self.write_json(200, server_seconds(self.known_windows(raw_name)))
 
 
 class BatchLoadsHandler(StreamedJsonHandler):

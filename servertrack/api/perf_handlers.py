@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Callable
 
-from ..common.aggregator import Aggregator, ServerWindows
-from ..common.batch import PendingBatch
 from ..common.errors import InvalidSample
-from ..common.protocol import NameCache, check_load
-from ..common.stats import IngestStats
-from .handlers import ApiError, ServerLoadsHandler, StreamedJsonHandler, queue_sample
+from ..common.protocol import check_load
+from .handlers import ApiError, LoadsHandler, ServerLoadsHandler, queue_sample
 from .perf_views import PERF_MODES, perf_window, server_history
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -63,35 +59,7 @@ def form_loads(body: bytes) -> tuple[float, float]:
     return loads[0], loads[1]
 
 
-class _LoadsApiHandler(StreamedJsonHandler):
-    """Shared objects of the load APIs, and the windows of a known server."""
-
-    MESSAGE_KINDS = {"POST": "sample"}
-
-    def initialize(
-        self,
-        aggregator: Aggregator,
-        batch: PendingBatch,
-        stats: IngestStats,
-        names: NameCache,
-        clock: Callable[[], float],
-    ) -> None:
-        self.aggregator = aggregator
-        self.batch = batch
-        self.stats = stats
-        self.names = names
-        self.clock = clock
-
-    def known_windows(self, raw_name: str, what: str) -> ServerWindows:
-        """The windows of the server in the URL: 400 for a bad name, 404 for an unknown one."""
-        name = self.canonical_name(self.names, raw_name)
-        windows = self.aggregator.windows(name)
-        if windows is None:
-            raise ApiError(404, f"unknown {what} {name!r}")
-        return windows
-
-
-class PerfHandler(_LoadsApiHandler):
+class PerfHandler(LoadsHandler):
     """``POST /perf/{hostname}/``: one sample as a form; ``GET`` without a mode names the modes."""
 
     body_media_type = FORM_MEDIA_TYPE
@@ -112,7 +80,7 @@ class PerfHandler(_LoadsApiHandler):
         self.write_json(202, {"accepted": 1})
 
 
-class PerfWindowHandler(_LoadsApiHandler):
+class PerfWindowHandler(LoadsHandler):
     """``GET /perf/{hostname}/{mode}``: 60 seconds, 60 minutes or 24 hours of averages, oldest first."""
 
     MESSAGE_KINDS: dict[str, str] = {}  # read-only: a POST here is a 405, not a refused sample
@@ -128,8 +96,4 @@ class ServerHistoryHandler(ServerLoadsHandler):
     """``POST /server/{name}`` with ``{"cpu", "ram"}``; ``GET`` its minute and hour averages."""
 
     def get(self, raw_name: str) -> None:
-        name = self.canonical_name(self.names, raw_name)
-        windows = self.aggregator.windows(name)
-        if windows is None:
-            raise ApiError(404, f"unknown server {name!r}")
-        self.write_json(200, server_history(windows))
+        self.write_json(200, server_history(self.known_windows(raw_name)))

@@ -18,7 +18,7 @@ import zmq
 
 from servertrack.collector import ingest as ingest_module
 from servertrack.collector.applier import BatchApplier
-from servertrack.collector.ingest import MAX_BACKLOG_SECONDS, SMALL_FRAME_BYTES, TURN_SECONDS, WorkBudget
+from servertrack.collector.ingest import LARGE_FRAME_TURN_SECONDS, MAX_BACKLOG_SECONDS, SMALL_FRAME_BYTES, WorkBudget
 from servertrack.common.aggregator import Aggregator
 from servertrack.common.node_messages import encode_bye, encode_hello, encode_snapshot
 from servertrack.common.stats import COUNTED_KINDS
@@ -280,7 +280,7 @@ def test_decoding_large_frames_yields_to_the_loop_once_a_turn_has_used_its_time(
     frames = [_max_snapshot(clock, index) for index in range(60)]
 
     async def scenario() -> None:
-        # each read of the timer is 1 ms later: a turn (TURN_SECONDS) has room for a few snapshots
+        # each read of the timer is 1 ms later: a turn (LARGE_FRAME_TURN_SECONDS) has room for a few snapshots
         step = StepTimer(0.001)
         async with running_ingest(clock, large_frame_share=1e6, timer=step, work_timer=step) as ingest:
             ingest.task.cancel()  # type: ignore[union-attr]
@@ -290,8 +290,8 @@ def test_decoding_large_frames_yields_to_the_loop_once_a_turn_has_used_its_time(
             turns = await drain_by_hand(ingest, len(frames))
             assert ingest.stats.applied["snapshot"] == len(frames)
             # a turn ends at the first frame past its time, not after 60 decodes
-            assert max(turns) <= round(TURN_SECONDS / 0.001) + 1, turns
-            assert len(turns) >= len(frames) // round(TURN_SECONDS / 0.001)
+            assert max(turns) <= round(LARGE_FRAME_TURN_SECONDS / 0.001) + 1, turns
+            assert len(turns) >= len(frames) // round(LARGE_FRAME_TURN_SECONDS / 0.001)
 
     asyncio.run(scenario())
 
