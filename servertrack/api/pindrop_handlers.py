@@ -10,7 +10,6 @@ the aggregator the native API reads: no copy of the data.
 from __future__ import annotations
 
 from ..common.aggregator import Aggregator
-from ..common.errors import InvalidSample
 from ..common.nodes import Node, NodeRegistry
 from ..common.protocol import NameCache
 from .handlers import ApiError, JsonHandler
@@ -32,12 +31,7 @@ def choose_node(nodes: NodeRegistry, names: NameCache, wanted: list[str]) -> Nod
     if len(wanted) > 1:
         raise ApiError(400, f"node: give one node, not {len(wanted)}", "bad_request")
     if wanted:
-        raw = wanted[0]
-        try:
-            raw = names.canonical(raw)  # as a sample's name is read: any case, one trailing dot dropped
-        except InvalidSample:
-            pass  # an IP address, or nothing valid: find_node tells
-        return find_node(nodes, names, raw)
+        return find_node(nodes, names, wanted[0])  # any case, one trailing dot dropped, or an address
     count = len(nodes)
     if count == 0:
         raise ApiError(404, "no node is known yet: start an agent, or register one with POST /nodes",
