@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from ..common.nodes import Node, NodeRegistry
 from ..common.protocol import NameCache
+from ..common.text import ascii_escaped
 from .handlers import WRITE_METHODS, ApiError, JsonHandler, RequestRefused
 from .node_handlers import find_node
 from .node_views import node_detail
@@ -84,12 +85,12 @@ class ControlHandler(JsonHandler):
         headers = self.request.headers
         if self.request.method not in WRITE_METHODS:  # the base checked those
             policy: RequestPolicy = self.application.settings["policy"]
-            refusal = policy.origin_refusal(headers.get("Origin"), headers.get("Host"))
+            refusal = policy.origin_refusal(headers.get("Origin"), headers.get("Host"), what="control requests")
             if refusal is not None:
-                raise RequestRefused(403, refusal.replace("writes from", "control requests from"), "bad_origin")
+                raise RequestRefused(403, refusal, "bad_origin")
         fetch_site = headers.get("Sec-Fetch-Site")
         if fetch_site is not None and fetch_site.strip().lower() not in _SAME_ORIGIN_FETCHES:
-            shown = fetch_site[:32].encode("unicode_escape").decode("ascii")
+            shown = ascii_escaped(fetch_site, 32)
             raise RequestRefused(403, f"control requests sent by a page of another site are refused "
                                       f"(Sec-Fetch-Site: {shown})", "bad_origin")
 

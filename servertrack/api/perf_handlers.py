@@ -17,6 +17,7 @@ import urllib.parse
 
 from ..common.errors import InvalidSample
 from ..common.protocol import check_load
+from ..common.text import ascii_escaped
 from .handlers import ApiError, LoadsHandler, ServerLoadsHandler, queue_sample
 from .perf_views import PERF_MODES, perf_window, server_history
 
@@ -53,7 +54,7 @@ def form_loads(body: bytes) -> tuple[float, float]:
             raise InvalidSample("missing_field", f"missing field {key!r}: post cpuload=..&memload=..", key)
         text = values[key]
         if len(text) > MAX_NUMBER_LENGTH or _DECIMAL_NUMBER.fullmatch(text) is None:
-            shown = text[:MAX_NUMBER_LENGTH].encode("unicode_escape").decode("ascii")
+            shown = ascii_escaped(text, MAX_NUMBER_LENGTH)
             raise InvalidSample("bad_type", f"{key} must be a number from 0 to 100, got {shown!r}", key)
         loads.append(check_load(float(text), key))
     return loads[0], loads[1]
@@ -87,8 +88,7 @@ class PerfWindowHandler(LoadsHandler):
 
     def get(self, raw_name: str, mode: str) -> None:
         if mode not in PERF_MODES:
-            shown = mode[:64].encode("unicode_escape").decode("ascii")
-            raise ApiError(404, f"unknown mode {shown!r}: use one of {', '.join(PERF_MODES)}")
+            raise ApiError(404, f"unknown mode {ascii_escaped(mode, 64)!r}: use one of {', '.join(PERF_MODES)}")
         self.write_json(200, perf_window(self.known_windows(raw_name, "host"), mode))
 
 

@@ -28,8 +28,9 @@ def _entries(first_bucket: int, width: int, samples: list[int], cpu: list[float 
     ]
 
 
-def perf_buckets(window: BucketWindow) -> list[dict[str, Any]]:  # "time": UTC, without a zone suffix
-    """One ``/perf`` entry per minute or hour bucket, oldest first; an empty one has null loads."""
+def perf_buckets(window: BucketWindow) -> list[dict[str, Any]]:
+    """One ``/perf`` entry per minute or hour bucket, oldest first (``time`` the start in UTC, without a
+    zone suffix); an empty one has null loads."""
     samples = window.samples.tolist()
     return _entries(window.first_bucket, window.width, samples,
                     _averages(window.cpu_sum, samples), _averages(window.ram_sum, samples))

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..common.protocol import is_ip_address
+from ..common.text import ascii_escaped
 
 JSON_MEDIA_TYPE = "application/json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -56,21 +57,20 @@ class RequestPolicy:
         host = _bare_host(host_header)
         if host == "localhost" or host in self.allowed_hosts or is_ip_address(host):
             return None
-        shown = host_header if len(host_header) <= 64 and host_header.isprintable() else host_header[:64].encode(
-            "unicode_escape").decode("ascii")
+        shown = host_header if len(host_header) <= 64 and host_header.isprintable() else ascii_escaped(host_header, 64)
         return f"host {shown!r} is not served here: use an IP address or localhost, or start the service with " \
                f"--allowed-hosts {host or 'NAME'}"
 
     @staticmethod
-    def origin_refusal(origin: str | None, host_header: str | None) -> str | None:
-        """Why a write from this ``Origin`` is refused (it must be the origin it is sent to), or None."""
+    def origin_refusal(origin: str | None, host_header: str | None, what: str = "writes") -> str | None:
+        """Why a write from this ``Origin`` is refused (it must be the origin it is sent to), or None;
+        ``what`` names the requests in the message."""
         if origin is None:
             return None  # not from a browser page: curl, scripts, the CLI
         netloc = urllib.parse.urlsplit(origin.strip()).netloc.lower() if origin.strip() != "null" else ""
         if netloc and host_header is not None and netloc == host_header.strip().lower():
             return None
-        shown = origin[:64].encode("unicode_escape").decode("ascii")
-        return f"writes from origin {shown!r} are refused: only same-origin pages may write"
+        return f"{what} from origin {ascii_escaped(origin, 64)!r} are refused: only same-origin pages may write"
 
 
 def media_type_refusal(content_type: str | None, expected: str) -> str | None:
@@ -78,5 +78,4 @@ def media_type_refusal(content_type: str | None, expected: str) -> str | None:
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type == expected:
         return None
-    shown = (content_type or "none")[:64].encode("unicode_escape").decode("ascii")
-    return f"Content-Type must be {expected}, got {shown!r}"
+    return f"Content-Type must be {expected}, got {ascii_escaped(content_type or 'none', 64)!r}"

@@ -11,7 +11,7 @@ moves past the bucket it held, so a stale slot is never read as current.
 Loads are kept to five decimals (1e-5 percent): rounded once on the way in,
 so sums, min and max agree. Min and max are stored as fixed-point integers
 in those units (4 bytes instead of 8), the min inverted (``TOP - min``) so
-that an empty slot is all zeros: rows fresh from ``np.zeros`` need no wiping,
+that an empty slot is all zeros: rows fresh from ``zeroed_cells`` need no wiping,
 and their pages are not touched before they are used.
 """
 
@@ -283,7 +283,7 @@ class RingRows:
 class BucketRing(RingRows):
     """``slots`` buckets of ``width`` seconds per row, for ``capacity`` rows: count, sums, min, max.
 
-    Memory is allocated once (``np.zeros`` pages cost nothing until touched)
+    Memory is allocated once (``zeroed_cells``: pages cost nothing until touched)
     and is fixed per row: ``slots * 36`` bytes plus an 8-byte head. An empty
     slot is all zeros.
     """

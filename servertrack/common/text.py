@@ -68,3 +68,9 @@ def escape_and_cut(text: str, max_bytes: int) -> str:
         pieces.append(piece)
         size += piece_size
     return "".join(pieces)
+
+
+def ascii_escaped(text: str, max_chars: int) -> str:
+    """The first ``max_chars`` characters of ``text`` as ASCII, anything else as a Python escape
+    (``\\n``, ``\\x00``, ``\\u202e``): a client's value quoted in an error message."""
+    return text[:max_chars].encode("unicode_escape").decode("ascii")

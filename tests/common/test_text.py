@@ -99,3 +99,11 @@ def test_cut_fits_the_bound_is_printable_and_matches_the_reference(text: str, ma
     assert len(cut.encode("utf-8")) <= max_bytes
     assert cut == reference_cut(text, max_bytes)
     assert escape_unprintable(text).startswith(cut)
+
+
+def test_ascii_escaped_quotes_a_client_value_cut_and_in_ascii() -> None:
+    from servertrack.common.text import ascii_escaped
+
+    assert ascii_escaped("web-01", 64) == "web-01"
+    assert ascii_escaped("a\nb\x00\u202e\xe9", 64) == "a\\nb\\x00\\u202e\\xe9"
+    assert ascii_escaped("x" * 100, 64) == "x" * 64
