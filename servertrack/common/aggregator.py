@@ -25,6 +25,7 @@ from .buckets import (
     MINUTE_SECONDS,
     MINUTE_SLOTS,
     MINUTES_SHOWN,
+    ROWS_PER_BLOCK,
     BucketRing,
     BucketWindow,
     coarsen,
@@ -32,9 +33,12 @@ from .buckets import (
     zeroed_cells,
 )
 from .seconds import SecondRing, SecondWindow
+from .periods import BUCKETS_PER_PERIOD, HistoryBlocks
+from .protocol import MAX_FUTURE_SECONDS
 
 Clock = Callable[[], float]
 SILENCE_EVICTION_SECONDS = 24 * 3600.0
+DAY_SECONDS = 86_400
 DEFAULT_MAX_SERVERS = 200_000
 
 
@@ -43,6 +47,26 @@ class ApplyResult(NamedTuple):
 
     applied: int
     refused: int
+
+
+class RingChanges(NamedTuple):
+    """One ring as a checkpoint needs it: heads and flushed periods of the used rows, and copies of the
+    slots changed since the last checkpoint (``stripes[name]`` is ``cells[:blocks, slots, :]``)."""
+
+    head: np.ndarray
+    flushed: np.ndarray
+    slots: np.ndarray
+    stripes: dict[str, np.ndarray]
+    slot_count: int
+
+
+class AggregatorChanges(NamedTuple):
+    """Copies of what changed since the last ``export_changes`` (the second ring is left out: it is
+    rebuilt from the log), plus the rows' names and last-seen times."""
+
+    names: list[str | None]
+    last_seen: np.ndarray
+    rings: dict[str, RingChanges]
 
 
 class ServerWindows:
@@ -94,7 +118,10 @@ class Aggregator:
     Owned by one event loop: not thread-safe, and needs no locks.
     """
 
-    def __init__(self, max_servers: int = DEFAULT_MAX_SERVERS, clock: Clock = time.time) -> None:
+    def __init__(self, max_servers: int = DEFAULT_MAX_SERVERS, clock: Clock = time.time,
+                 closing: bool = False) -> None:
+        """``closing``: emit the hours and days each server's rings are done with (``take_closed``), for a
+        store to keep."""
         if max_servers < 1:
             raise ValueError("max_servers must be at least 1")
         self.max_servers = max_servers
@@ -105,8 +132,12 @@ class Aggregator:
         self._sorted_names: list[str] | None = None
         self._last_seen = zeroed_cells((max_servers,), np.float64)
         self._seconds = SecondRing(max_servers)
-        self._minutes = BucketRing(max_servers, MINUTE_SECONDS, MINUTE_SLOTS, MINUTES_SHOWN)
-        self._hours = BucketRing(max_servers, HOUR_SECONDS, HOUR_SLOTS, HOURS_SHOWN)
+        self._minutes = BucketRing(max_servers, MINUTE_SECONDS, MINUTE_SLOTS, MINUTES_SHOWN,
+                                   per_period=BUCKETS_PER_PERIOD[MINUTE_SECONDS])
+        self._hours = BucketRing(max_servers, HOUR_SECONDS, HOUR_SLOTS, HOURS_SHOWN,
+                                 per_period=BUCKETS_PER_PERIOD[HOUR_SECONDS])
+        self._minutes.closing = self._hours.closing = closing
+        self._closed: list[HistoryBlocks] = []
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -120,11 +151,15 @@ class Aggregator:
         ts: Sequence[float] | np.ndarray,
         cpu: Sequence[float] | np.ndarray,
         ram: Sequence[float] | np.ndarray,
+        chunk_id: int = 0,
+        now: float | None = None,
     ) -> ApplyResult:
         """Add a batch of validated samples (canonical names, loads in [0, 100]).
 
         A new server beyond ``max_servers`` is refused (its samples counted in
-        ``refused``), never stored.
+        ``refused``), never stored. ``chunk_id`` numbers the batch for the
+        blocks it closes (at least 1 when closing); ``now`` is the time it is
+        applied at (default: the clock), as a replay gives it.
         """
         count = len(names)
         if count == 0:
@@ -148,10 +183,72 @@ class Aggregator:
             per_second = group_samples(rows, seconds, cpu_array, ram_array)
             self._seconds.add(per_second)
             per_minute = coarsen(per_second, MINUTE_SECONDS)
-            self._minutes.add(per_minute)
-            self._hours.add(coarsen(per_minute, HOUR_SECONDS // MINUTE_SECONDS))
-        self._last_seen[rows] = self._clock()
+            self._minutes.add(per_minute, chunk_id)
+            self._hours.add(coarsen(per_minute, HOUR_SECONDS // MINUTE_SECONDS), chunk_id)
+            self._collect_closed()
+        self._last_seen[rows] = self._clock() if now is None else now
         return ApplyResult(int(rows.size), refused)
+
+    def apply_seconds(self, names: Sequence[str], seconds: np.ndarray, cpu: np.ndarray, ram: np.ndarray) -> None:
+        """Add samples to the second ring only (known servers; others skipped): how a restart rebuilds the
+        last minute of seconds from the log, which checkpoints leave out."""
+        rows = np.fromiter(map(self._rows.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        known = rows >= 0
+        if known.any():
+            self._seconds.add(group_samples(rows[known], np.asarray(seconds, dtype=np.int64)[known],
+                                            np.asarray(cpu, dtype=np.float64)[known],
+                                            np.asarray(ram, dtype=np.float64)[known]))
+
+    def named_rings(self) -> dict[str, BucketRing]:
+        """The minute and hour rings by name (what a checkpoint keeps)."""
+        return {"minutes": self._minutes, "hours": self._hours}
+
+    def export_changes(self) -> AggregatorChanges:
+        """Copy what a checkpoint needs (see ``AggregatorChanges``) and start tracking changes afresh."""
+        used = len(self._names)
+        blocks = -(-used // ROWS_PER_BLOCK)
+        rings = {}
+        for name, ring in self.named_rings().items():
+            slots = ring.take_dirty()
+            stripes = {cells_name: cells[:blocks, slots, :].copy() for cells_name, cells in ring.named_cells().items()}
+            rings[name] = RingChanges(ring.head[:used].copy(), ring.flushed[:used].copy(), slots, stripes, ring.slots)
+        return AggregatorChanges(list(self._names), self._last_seen[:used].copy(), rings)
+
+    def restore(self, names: list[str | None], last_seen: np.ndarray, heads: dict[str, np.ndarray],
+                flushed: dict[str, np.ndarray]) -> None:
+        """Take the rows of a checkpoint (an aggregator fresh from construction, its ring cells already
+        loaded into ``named_rings()``): names by row (None: a free row), last-seen times, heads, flushed."""
+        if self._names:
+            raise ValueError("restore needs an aggregator that has no servers yet")
+        used = len(names)
+        if used > self.max_servers:
+            raise ValueError(f"the checkpoint holds {used} rows, more than --max-servers {self.max_servers}")
+        self._names = list(names)
+        self._rows = {name: row for row, name in enumerate(names) if name is not None}
+        self._free_rows = [row for row, name in enumerate(names) if name is None]
+        self._last_seen[:used] = last_seen
+        self._last_seen[self._free_rows] = np.inf
+        for ring_name, ring in self.named_rings().items():
+            ring.head[:used] = heads[ring_name]
+            ring.flushed[:used] = flushed[ring_name]
+            ring.take_dirty()
+        self._sorted_names = None
+
+    def take_closed(self) -> list[HistoryBlocks]:
+        """The blocks closed since the last call (oldest first), by server name."""
+        closed, self._closed = self._closed, []
+        return closed
+
+    def _collect_closed(self) -> None:
+        """Name the rows of what the rings emitted, while the rows still belong to those servers."""
+        names = self._names
+        for ring in (self._minutes, self._hours):
+            for cells in ring.closed:
+                self._closed.append(HistoryBlocks(
+                    cells.width, [names[row] or "" for row in cells.rows.tolist()], cells.periods, cells.parts,
+                    cells.samples, cells.cpu_sum, cells.ram_sum, cells.cpu_min, cells.cpu_max, cells.ram_min,
+                    cells.ram_max))
+            ring.closed.clear()
 
     def _add_servers(self, new_names: list[str]) -> None:
         """Give rows to new servers (distinct, not yet known): freed rows first, then
@@ -175,6 +272,16 @@ class Aggregator:
         return ServerWindows(name, float(self._last_seen[row]), row, self._clock(),
                              (self._seconds, self._minutes, self._hours))
 
+    def ring_range(self, name: str, width: int, first: int, count: int
+                   ) -> tuple[BucketWindow, np.ndarray] | None:
+        """Buckets of ``width`` seconds (60 or 3600) ``first .. first + count - 1`` of server ``name`` as its
+        ring holds them, and which of them it holds; None if the server is unknown."""
+        row = self._rows.get(name)
+        if row is None:
+            return None
+        ring = self._minutes if width == MINUTE_SECONDS else self._hours
+        return ring.read(row, first, count)
+
     def servers(self, limit: int | None = None, after: str | None = None) -> list[tuple[str, float]]:
         """Known servers sorted by name as ``(name, last_seen)``, starting after ``after``."""
         if self._sorted_names is None:
@@ -190,7 +297,18 @@ class Aggregator:
         """Forget servers with no sample applied for 24 h; return their names."""
         used = len(self._names)
         cutoff = self._clock() - SILENCE_EVICTION_SECONDS
+        if self._hours.closing:
+            # A server back after its row was reused must not write into a day its old row already
+            # closed for the store (it would replace that day's block): evict only once no sample still
+            # accepted (24 h old at most, 60 s ahead at most) can fall in the last day the row wrote.
+            cutoff = (cutoff // DAY_SECONDS) * DAY_SECONDS - MAX_FUTURE_SECONDS
         silent = np.flatnonzero(self._last_seen[:used] < cutoff)
+        if silent.size == 0:
+            return []
+        self._seconds.forget(silent)
+        self._minutes.forget(silent)
+        self._hours.forget(silent)
+        self._collect_closed()  # the periods still open, named before the rows are freed
         evicted: list[str] = []
         for row in silent.tolist():
             name = self._names[row]
@@ -198,11 +316,7 @@ class Aggregator:
             del self._rows[name]
             self._names[row] = None
             evicted.append(name)
-        if evicted:
-            self._free_rows.extend(silent.tolist())
-            self._last_seen[silent] = np.inf
-            self._seconds.forget(silent)
-            self._minutes.forget(silent)
-            self._hours.forget(silent)
-            self._sorted_names = None
+        self._free_rows.extend(silent.tolist())
+        self._last_seen[silent] = np.inf
+        self._sorted_names = None
         return evicted

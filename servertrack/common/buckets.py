@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from .periods import ClosedCells, periods_closing
+
 MINUTE_SECONDS = 60
 HOUR_SECONDS = 3600
 MINUTES_SHOWN = 60
@@ -37,6 +39,7 @@ HOUR_SLOTS = HOURS_SHOWN + 1
 FIXED_POINT_SCALE = 100_000.0
 ROWS_PER_BLOCK = 4096
 _FIXED_POINT_TOP = np.uint32(np.iinfo(np.uint32).max)
+CELL_NAMES = ("count", "cpu_sum", "ram_sum", "cpu_min_inverted", "cpu_max", "ram_min_inverted", "ram_max")
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -216,6 +219,14 @@ class RingRows:
         self.head = zeroed_cells((capacity,), np.int64)
         self.shape = (-(-capacity // ROWS_PER_BLOCK), slots, ROWS_PER_BLOCK)
         self.cells: tuple[npt.NDArray[np.generic], ...] = ()
+        # Slots written or wiped since the last ``take_dirty``: what a checkpoint must copy.
+        self.dirty = np.zeros(slots, dtype=np.bool_)
+
+    def take_dirty(self) -> IntArray:
+        """The slots changed since the last call (in any row), and start counting afresh."""
+        slots = np.flatnonzero(self.dirty)
+        self.dirty[:] = False
+        return slots
 
     def forget(self, rows: IntArray) -> None:
         """Empty rows entirely (servers evicted), so they can serve new servers."""
@@ -232,12 +243,17 @@ class RingRows:
         ahead = newest > head[last_rows]
         if ahead.any():
             moved, moved_to = last_rows[ahead], newest[ahead]
+            self._before_move(moved, head[moved], moved_to)
             used = head[moved] != 0  # a never-written row is all zeros already
             if used.any():
                 self._wipe_passed(moved[used], head[moved[used]], moved_to[used])
             head[moved] = moved_to
         keep = buckets > head[rows] - self.slots
         return slice(None) if keep.all() else keep
+
+    def _before_move(self, rows: IntArray, old_head: IntArray, new_head: IntArray) -> None:
+        """Called with the rows whose head is about to move on (``old_head`` 0: never written), before
+        anything is wiped."""
 
     def _wipe_passed(self, rows: IntArray, old_head: IntArray, new_head: IntArray) -> None:
         """Empty the slots whose bucket the head has just moved past."""
@@ -265,6 +281,7 @@ class RingRows:
         return (block * self.slots + slots) * ROWS_PER_BLOCK + offset
 
     def _clear(self, rows: IntArray, slots: IntArray | slice) -> None:
+        self.dirty[slots] = True
         target = (rows // ROWS_PER_BLOCK, slots, rows % ROWS_PER_BLOCK)
         for cells in self.cells:
             cells[target] = 0
@@ -272,8 +289,12 @@ class RingRows:
     def _window_cells(self, row: int, current: int) -> tuple[int, npt.NDArray[np.bool_], tuple[int, IntArray, int]]:
         """The first bucket of the window ending with ``current``, which of its buckets the row holds,
         and the index of their cells."""
-        first = current - self.shown + 1
-        buckets = np.arange(first, current + 1, dtype=np.int64)
+        return self._range_cells(row, current - self.shown + 1, self.shown)
+
+    def _range_cells(self, row: int, first: int, count: int
+                     ) -> tuple[int, npt.NDArray[np.bool_], tuple[int, IntArray, int]]:
+        """Like ``_window_cells`` for buckets ``first .. first + count - 1``."""
+        buckets = np.arange(first, first + count, dtype=np.int64)
         head = int(self.head[row])
         held = (buckets <= head) & (buckets > head - self.slots)
         block, offset = divmod(row, ROWS_PER_BLOCK)
@@ -286,10 +307,21 @@ class BucketRing(RingRows):
     Memory is allocated once (``zeroed_cells``: pages cost nothing until touched)
     and is fixed per row: ``slots * 36`` bytes plus an 8-byte head. An empty
     slot is all zeros.
+
+    With ``per_period`` (buckets in a period: 60 minutes an hour, 24 hours a day)
+    and ``closing`` set, the ring emits the periods it is done with into
+    ``closed`` (see ``periods``); ``flushed`` is each row's last period emitted
+    as a base block (8 more bytes a row).
     """
 
-    def __init__(self, capacity: int, width: int, slots: int, shown: int) -> None:
+    def __init__(self, capacity: int, width: int, slots: int, shown: int, per_period: int = 0) -> None:
         super().__init__(capacity, width, slots, shown)
+        if per_period and slots > per_period + 1:
+            raise ValueError("a closing ring must span at most two periods")
+        self.per_period = per_period
+        self.closing = False
+        self.flushed = zeroed_cells((capacity,), np.int64)
+        self.closed: list[ClosedCells] = []
         self.count = zeroed_cells(self.shape, np.uint32)
         self.cpu_sum = zeroed_cells(self.shape, np.float64)
         self.ram_sum = zeroed_cells(self.shape, np.float64)
@@ -300,16 +332,26 @@ class BucketRing(RingRows):
         self.cells = (self.count, self.cpu_sum, self.ram_sum, self.cpu_min_inverted, self.cpu_max,
                       self.ram_min_inverted, self.ram_max)
 
-    def add(self, groups: BucketGroups) -> None:
+    def named_cells(self) -> dict[str, npt.NDArray[Any]]:
+        """The ring's arrays by name (live, ``(blocks, slots, ROWS_PER_BLOCK)``): what a checkpoint keeps."""
+        return dict(zip(CELL_NAMES, self.cells))
+
+    def add(self, groups: BucketGroups, part: int = 0) -> None:
         """Add grouped samples to their buckets, moving each row's head forward as needed.
 
         Groups older than what a row's ring still holds are skipped: they can
-        no longer be part of any window shown.
+        no longer be part of any window shown. When closing, groups for a
+        period already closed are also emitted as a delta block numbered
+        ``part`` (the chunk's id, at least 1).
         """
         if groups.rows.size == 0:
             return
         keep = self._advance(groups.rows, groups.buckets)
-        flat = self._cell(groups.rows[keep], groups.buckets[keep] % self.slots)
+        if self.closing:
+            self._emit_late(groups, keep, part)
+        slots = groups.buckets[keep] % self.slots
+        self.dirty[slots] = True
+        flat = self._cell(groups.rows[keep], slots)
         count = self.count.reshape(-1)
         count[flat] += groups.samples[keep].astype(np.uint32)
         self.cpu_sum.reshape(-1)[flat] += groups.cpu_sum[keep]
@@ -319,9 +361,90 @@ class BucketRing(RingRows):
         _raise(self.cpu_max, flat, groups.cpu_max[keep])
         _raise(self.ram_max, flat, groups.ram_max[keep])
 
+    def forget(self, rows: IntArray) -> None:
+        """Empty rows entirely (servers evicted); when closing, emit their periods still open first."""
+        if self.closing and rows.size:
+            head = self.head[rows]
+            used = head != 0
+            rows, head = rows[used], head[used]
+            next_period_start = (head // self.per_period + 1) * self.per_period
+            for which, period in periods_closing(self.flushed[rows], head, next_period_start, self.slots,
+                                                 self.per_period):
+                self._emit_base(rows[which], period[which])
+        super().forget(rows)
+        self.flushed[rows] = 0
+
+    def _before_move(self, rows: IntArray, old_head: IntArray, new_head: IntArray) -> None:
+        # Every period before the head's is closed: flushed >= period(head) - 1 for every written row.
+        if not self.closing:
+            return
+        per_period = self.per_period
+        crossing = new_head // per_period > old_head // per_period
+        if not crossing.any():
+            return
+        rows, old_head, new_head = rows[crossing], old_head[crossing], new_head[crossing]
+        used = old_head != 0
+        if used.any():
+            for which, period in periods_closing(self.flushed[rows[used]], old_head[used], new_head[used],
+                                                 self.slots, per_period):
+                self._emit_base(rows[used][which], period[which])
+        self.flushed[rows] = np.maximum(self.flushed[rows], new_head // per_period - 1)
+
+    def _emit_base(self, rows: IntArray, periods: IntArray) -> None:
+        """Emit what the ring holds of each row's period (before the head moves on)."""
+        per_period = self.per_period
+        buckets = periods[:, None] * per_period + np.arange(per_period, dtype=np.int64)
+        head = self.head[rows][:, None]
+        held = (buckets <= head) & (buckets > head - self.slots)
+        flat = self._cell(np.broadcast_to(rows[:, None], buckets.shape), buckets % self.slots)
+        samples = np.where(held, self.count.reshape(-1)[flat], 0).astype(np.uint32)
+        filled = samples > 0
+
+        def read(cells: npt.NDArray[Any], inverted: bool = False) -> npt.NDArray[Any]:
+            values = cells.reshape(-1)[flat]
+            if inverted:
+                values = _FIXED_POINT_TOP - values
+            return np.where(filled, values, 0).astype(cells.dtype)
+
+        self.closed.append(ClosedCells(
+            self.width, rows.copy(), periods.copy(), np.zeros(rows.size, dtype=np.int64), samples,
+            read(self.cpu_sum), read(self.ram_sum), read(self.cpu_min_inverted, True), read(self.cpu_max),
+            read(self.ram_min_inverted, True), read(self.ram_max)))
+
+    def _emit_late(self, groups: BucketGroups, keep: npt.NDArray[np.bool_] | slice, part: int) -> None:
+        """Emit the kept groups that fall in a period already closed, as delta blocks numbered ``part``."""
+        rows, buckets = groups.rows[keep], groups.buckets[keep]
+        periods = buckets // self.per_period
+        late = periods <= self.flushed[rows]
+        if not late.any():
+            return
+        if part < 1:
+            raise ValueError("a closing ring needs the chunk's id (at least 1) to number a delta")
+        rows, periods, position = rows[late], periods[late], buckets[late] % self.per_period
+        change = np.concatenate(([True], (rows[1:] != rows[:-1]) | (periods[1:] != periods[:-1])))
+        block = np.cumsum(change) - 1
+        count = int(block[-1]) + 1
+        shape = (count, self.per_period)
+
+        def cells(values: npt.NDArray[Any], dtype: type[np.generic]) -> npt.NDArray[Any]:
+            out = np.zeros(shape, dtype=dtype)
+            out[block, position] = values[keep][late]
+            return out
+
+        self.closed.append(ClosedCells(
+            self.width, rows[change], periods[change], np.full(count, part, dtype=np.int64),
+            cells(groups.samples, np.uint32), cells(groups.cpu_sum, np.float64), cells(groups.ram_sum, np.float64),
+            cells(groups.cpu_min, np.uint32), cells(groups.cpu_max, np.uint32), cells(groups.ram_min, np.uint32),
+            cells(groups.ram_max, np.uint32)))
+
     def window(self, row: int, current: int) -> BucketWindow:
         """The ``shown`` buckets of ``row`` ending with bucket ``current``, oldest first."""
-        first, held, index = self._window_cells(row, current)
+        return self.read(row, current - self.shown + 1, self.shown)[0]
+
+    def read(self, row: int, first: int, count: int) -> tuple[BucketWindow, npt.NDArray[np.bool_]]:
+        """Buckets ``first .. first + count - 1`` of ``row`` (empty where not held), and which of them the
+        ring holds (for those, the ring has the whole truth)."""
+        first, held, index = self._range_cells(row, first, count)
         return BucketWindow(
             first_bucket=first,
             width=self.width,
@@ -332,7 +455,7 @@ class BucketRing(RingRows):
             cpu_max=from_fixed_point(self.cpu_max[index]),
             ram_min=from_fixed_point(_FIXED_POINT_TOP - self.ram_min_inverted[index]),
             ram_max=from_fixed_point(self.ram_max[index]),
-        )
+        ), held
 
 
 def _raise(cells: npt.NDArray[np.uint32], flat: IntArray, values: npt.NDArray[np.uint32]) -> None:
