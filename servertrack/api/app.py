@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import tornado.web
 
@@ -20,22 +21,28 @@ from .handlers import (
     BatchLoadsHandler,
     HealthHandler,
     NotFoundHandler,
-    ServerLoadsHandler,
     ServerSecondsHandler,
     ServersHandler,
     StatsHandler,
 )
 from .perf_handlers import PerfHandler, PerfWindowHandler, ServerHistoryHandler
-from .pindrop_handlers import GetStatsHandler
 from .cluster_handlers import cluster_routes
+from .history_handlers import (
+    GetStatsHistoryHandler,
+    NodeSectionHistoryHandler,
+    NodeSummaryHistoryHandler,
+    ServerLoadsHistoryHandler,
+    ServerSummaryHandler,
+)
 from .node_handlers import (
     NodeHandler,
     NodeProcessHandler,
     NodeProcessIdsHandler,
-    NodeSectionHandler,
     NodesHandler,
-    NodeSummaryHandler,
 )
+
+if TYPE_CHECKING:  # the Protocol only: the API does not import a store backend
+    from ..store.interface import HistoryReader
 
 _log = logging.getLogger("servertrack.api")
 
@@ -57,6 +64,7 @@ def make_app(
     nodes: NodeRegistry | None = None,
     policy: RequestPolicy | None = None,
     control: ControlPublisher | None = None,
+    history: HistoryReader | None = None,
 ) -> tornado.web.Application:
     """Build the HTTP API over the service's shared objects.
 
@@ -64,6 +72,8 @@ def make_app(
     localhost); every handler reads it and ``stats`` from the application's
     settings. ``control`` is the collector's control channel (pause and
     resume); without it, desired states are recorded but nothing is sent.
+    ``history`` answers the range queries (``?from=&to=``, see ``history_handlers``):
+    the service always passes one; without it, those requests fail (500).
     """
     names = names if names is not None else NameCache()
     nodes = nodes if nodes is not None else NodeRegistry(aggregator.max_servers, clock)
@@ -72,7 +82,9 @@ def make_app(
     node_lookup = dict(nodes=nodes, names=names)
     return tornado.web.Application(
         [
-            (r"/servers/([^/]+)/loads", ServerLoadsHandler, loads),
+            # Without ?from/to/step the windows; with them, a range from ``history`` (see history_handlers).
+            (r"/servers/([^/]+)/loads", ServerLoadsHistoryHandler, loads),
+            (r"/servers/([^/]+)/summary", ServerSummaryHandler, loads),
             (r"/servers/([^/]+)/seconds", ServerSecondsHandler, loads),
             (r"/loads", BatchLoadsHandler, dict(batch=batch, stats=stats, names=names, clock=clock)),
             (r"/servers", ServersHandler, dict(aggregator=aggregator, inventory=inventory, names=names)),
@@ -82,11 +94,13 @@ def make_app(
             # A node is addressed by name or IP address (IPv6 colons are fine in a path segment).
             (r"/nodes", NodesHandler, dict(node_lookup, clock=clock)),
             (r"/nodes/([^/]+)", NodeHandler, dict(node_lookup, clock=clock)),
-            (r"/nodes/([^/]+)/(cpu|memory|disks|network|processes)", NodeSectionHandler, node_lookup),
+            (r"/nodes/([^/]+)/(cpu|memory|disks|network|processes)", NodeSectionHistoryHandler,
+             dict(node_lookup, clock=clock)),
             (r"/nodes/([^/]+)/processes/([^/]+)", NodeProcessHandler, node_lookup),
             (r"/nodes/([^/]+)/proc", NodeProcessIdsHandler, node_lookup),
             (r"/nodes/([^/]+)/proc/([^/]+)", NodeProcessHandler, node_lookup),
-            (r"/nodes/([^/]+)/summary", NodeSummaryHandler, dict(node_lookup, aggregator=aggregator)),
+            (r"/nodes/([^/]+)/summary", NodeSummaryHistoryHandler,
+             dict(node_lookup, aggregator=aggregator, clock=clock)),
             (r"/nodes/([^/]+)/(pause|resume)", NodeControlHandler, dict(node_lookup, control=control)),
             (r"/(start|stop)", FleetControlHandler, dict(node_lookup, control=control)),
             # The earlier monitors' load APIs, on the same aggregator (see perf_handlers).
@@ -94,7 +108,7 @@ def make_app(
             (r"/perf/([^/]+)/([^/]+)", PerfWindowHandler, loads),
             (r"/server/([^/]+)/?", ServerHistoryHandler, loads),
             # pindrop's one-machine stats, for ?node=NAME (see pindrop_handlers)
-            (r"/get_stats", GetStatsHandler, dict(node_lookup, aggregator=aggregator)),
+            (r"/get_stats", GetStatsHistoryHandler, dict(node_lookup, aggregator=aggregator, clock=clock)),
             # The cluster-stats transcript's API, nodes by IP, on the same registry (see cluster_handlers).
             *cluster_routes(node_lookup, clock),
         ],
@@ -104,5 +118,6 @@ def make_app(
         stats=stats,
         policy=policy if policy is not None else RequestPolicy(),
         control=control,
+        history=history,  # the range reader (store.interface.HistoryReader), read by history_handlers
         started_at=clock(),  # when this service started (pindrop's service_start_time)
     )

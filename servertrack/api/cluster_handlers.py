@@ -10,7 +10,10 @@ API lives under one prefix, and its client works with the base URL
   else is a 400, an address no node has a 404, one several nodes share a 409;
 - ``GET /cluster/nodes`` is ``["192.168.2.10", ...]`` (``cluster_views``), and
   ``POST /cluster/nodes`` takes the transcript agent's body
-  (``{"ip": ..., "hostname": ..., ...}``, see ``ClusterNodesHandler``).
+  (``{"ip": ..., "hostname": ..., ...}``, see ``ClusterNodesHandler``);
+- the transcript's history call ``GET /{ip}/cpu?from=&to=`` (and ``/memory``)
+  is ``GET /cluster/{ip}/cpu``: the native snapshot history (``history_handlers``),
+  also served at ``/cluster/nodes/{ip}/cpu?from=&to=``.
 
 Everything else (bodies, limits, counters, errors) is the native API's.
 """
@@ -18,7 +21,7 @@ Everything else (bodies, limits, counters, errors) is the native API's.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import tornado.web
@@ -30,11 +33,11 @@ from ..common.protocol import check_ips, is_ip_address
 from ..common.schema import Record, Spec
 from .cluster_views import cluster_addresses, first_public_ip
 from .handlers import ApiError
+from .history_handlers import NodeSectionHistoryHandler
 from .node_handlers import (
     NodeHandler,
     NodeProcessHandler,
     NodeProcessIdsHandler,
-    NodeSectionHandler,
     NodesHandler,
     field_error,
 )
@@ -140,8 +143,17 @@ class ClusterNodeHandler(ByAddress, NodeHandler):
     """``GET``, ``PUT`` (a stats snapshot) and ``DELETE /cluster/nodes/{ip}``: the native ``/nodes/{id}``."""
 
 
-class ClusterSectionHandler(ByAddress, NodeSectionHandler):
-    """``GET /cluster/nodes/{ip}/cpu`` and ``/memory``: the native sections."""
+class ClusterSectionHandler(ByAddress, NodeSectionHistoryHandler):
+    """``GET /cluster/nodes/{ip}/cpu`` and ``/memory``: the native sections (with ``?from=&to=``, their
+    history)."""
+
+
+class ClusterHistoryHandler(ByAddress, NodeSectionHistoryHandler):
+    """``GET /cluster/{ip}/cpu?from=T&to=T`` and ``/memory``, the transcript's history call: always the
+    snapshot history (``from`` and ``to`` default as in ``time_range.seconds_span``: the last hour)."""
+
+    def get(self, raw_id: str, section: str) -> Awaitable[None] | None:
+        return self.section_history(raw_id, section)
 
 
 class ClusterProcessIdsHandler(ByAddress, NodeProcessIdsHandler):
@@ -161,7 +173,8 @@ def cluster_routes(
     return [
         (rf"{PREFIX}/nodes", ClusterNodesHandler, with_clock),
         (rf"{PREFIX}/nodes/{ip}", ClusterNodeHandler, with_clock),
-        (rf"{PREFIX}/nodes/{ip}/(cpu|memory)", ClusterSectionHandler, node_lookup),
+        (rf"{PREFIX}/nodes/{ip}/(cpu|memory)", ClusterSectionHandler, with_clock),
         (rf"{PREFIX}/nodes/{ip}/proc", ClusterProcessIdsHandler, node_lookup),
         (rf"{PREFIX}/nodes/{ip}/proc/([^/]+)", ClusterProcessHandler, node_lookup),
+        (rf"{PREFIX}/{ip}/(cpu|memory)", ClusterHistoryHandler, with_clock),
     ]

@@ -11,7 +11,7 @@ refusal passes. Every request is first checked against the ``RequestPolicy``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -208,8 +208,9 @@ class LoadsHandler(StreamedJsonHandler):
 class ServerLoadsHandler(LoadsHandler):
     """``POST`` one sample for a server; ``GET`` its minute and hour windows."""
 
-    def get(self, raw_name: str) -> None:
+    def get(self, raw_name: str) -> Awaitable[None] | None:  # a subclass may answer asynchronously
         self.write_json(200, server_loads(self.known_windows(raw_name)))
+        return None
 
     def post(self, raw_name: str) -> None:
         name = self.canonical_name(self.names, raw_name)
@@ -334,7 +335,11 @@ class HealthHandler(JsonHandler):
     """``GET /healthz``: the process is up and its loop answers."""
 
     def get(self) -> None:
-        self.write_json(200, {"status": "ok"})
+        body = {"status": "ok"}
+        store = self.application.settings.get("store")  # the service's store: "ok", "failing" or "memory"
+        if store is not None:
+            body["store"] = store.health()["store"]
+        self.write_json(200, body)
 
 
 class StatsHandler(JsonHandler):
@@ -362,4 +367,7 @@ class StatsHandler(JsonHandler):
         control = self.application.settings.get("control")  # the control channel's messages (pause, resume)
         if control is not None:
             body["control"] = control.counters()
+        store = self.application.settings.get("store")
+        if store is not None:
+            body["store"] = store.health()
         self.write_json(200, body)

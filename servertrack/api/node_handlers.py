@@ -10,7 +10,7 @@ Errors leave as ``{"error": "..."}`` through ``JsonHandler.write_error``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..common.aggregator import Aggregator
@@ -199,9 +199,10 @@ class NodeSectionHandler(NodeAddressing, JsonHandler):
         self.nodes = nodes
         self.names = names
 
-    def get(self, raw_id: str, section: str) -> None:
+    def get(self, raw_id: str, section: str) -> Awaitable[None] | None:  # a subclass may answer asynchronously
         node = self.find(raw_id)
         self.write_json(200, node_section(node, _latest_stats(node), section))
+        return None
 
 
 class NodeProcessIdsHandler(NodeAddressing, JsonHandler):
@@ -248,7 +249,7 @@ class NodeSummaryHandler(NodeAddressing, JsonHandler):
         self.names = names
         self.aggregator = aggregator
 
-    def get(self, raw_id: str) -> None:
+    def get(self, raw_id: str) -> Awaitable[None] | None:  # a subclass may answer asynchronously
         window_name = self.get_query_argument("window", DEFAULT_SUMMARY_WINDOW)
         if window_name not in SUMMARY_WINDOWS:
             raise ApiError(400, f"window must be one of {', '.join(SUMMARY_WINDOWS)}, got {window_name!r}")
@@ -258,3 +259,4 @@ class NodeSummaryHandler(NodeAddressing, JsonHandler):
         if windows is not None:
             window = windows.minutes if window_name == "1h" else windows.hours
         self.write_json(200, load_summary(node.name, window_name, window, uptime_seconds(node)))
+        return None

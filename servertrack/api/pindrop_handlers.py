@@ -9,6 +9,8 @@ the aggregator the native API reads: no copy of the data.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from ..common.aggregator import Aggregator
 from ..common.nodes import Node, NodeRegistry
 from ..common.protocol import NameCache
@@ -55,10 +57,11 @@ class GetStatsHandler(JsonHandler):
         self.names = names
         self.aggregator = aggregator
 
-    def get(self) -> None:
+    def get(self) -> Awaitable[None] | None:  # a subclass may answer asynchronously
         node = choose_node(self.nodes, self.names, self.get_query_arguments("node", strip=False))
         windows = self.aggregator.windows(node.name)
         started_at: float = self.application.settings["started_at"]
         body = get_stats_body(node.name, node.stats(), node.snapshot_ts, None if windows is None else windows.hours,
                               started_at)
         self.write_json(200, body)
+        return None
