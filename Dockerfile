@@ -8,9 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY . .
 RUN pip install --no-cache-dir . \
-    && useradd --system --no-create-home --uid 10001 servertrack
+    && useradd --system --no-create-home --uid 10001 servertrack \
+    && mkdir -p /var/lib/servertrack && chown servertrack /var/lib/servertrack
 
-# Nothing needs root at run time (ports above 1024, no files written).
+# Nothing needs root at run time (ports above 1024). `serve` keeps its history in the data volume.
+ENV SERVERTRACK_DATA_DIR=/var/lib/servertrack
+VOLUME ["/var/lib/servertrack"]
 USER servertrack
 WORKDIR /home/servertrack
 

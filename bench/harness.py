@@ -136,7 +136,8 @@ class Service(Process):
         argv = [
             PYTHON, "-m", "servertrack", "serve",
             "--host", "127.0.0.1", "--port", "0",
-            "--ingest", "tcp://127.0.0.1:*", "--max-servers", str(max_servers), *flags,
+            "--ingest", "tcp://127.0.0.1:*", "--max-servers", str(max_servers),
+            *([] if "--store" in flags else ["--store", "memory"]), *flags,
         ]  # fmt: skip
         super().__init__(argv, name="servertrack serve")
         try:

@@ -18,7 +18,7 @@ from . import __version__
 from .common.errors import InvalidSample
 from .common.nodes import NODE_STATES
 from .common.protocol import normalize_name
-from .common.settings import AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for
+from .common.settings import AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for, parse_duration
 
 EXIT_USAGE = 2
 _ENDPOINT = re.compile(r"(tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+|\*):(\d{1,5}|\*)|ipc://\S+)\Z")
@@ -77,6 +77,30 @@ _mebibytes = _whole_number(0, 1_048_576, "MiB")
 _core_share = _number(0.0, 1.0, "the share of a core")
 _connections = _whole_number(1, 1_000_000, "connections")
 _HOST_NAME = re.compile(r"(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?)\Z")
+
+
+def _duration(low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse ``type``: a duration (``90s``, ``12h``, ``7d``; a bare number is days) from ``low`` to
+    ``high`` seconds."""
+    def parse(text: str) -> float:
+        try:
+            seconds = parse_duration(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{what}: {error}") from None
+        if not low <= seconds <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be from {low:g} s to {high:g} s, got {text!r}")
+        return seconds
+    return parse
+
+
+_retention = _duration(3600.0, 100 * 366 * 86_400.0, "retention")
+_cadence = _duration(1.0, 86_400.0, "the period")
+
+
+def _data_dir(text: str) -> str:
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"expected a directory, got {text!r}")
+    return text
 
 
 def _endpoint(text: str) -> str:
@@ -150,6 +174,23 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
                             "(default %(default)s)")
     serve.add_argument("--body-timeout", type=_timeout, default=env.body_timeout, metavar="SECONDS",
                        help="close an HTTP connection whose request body takes longer (default %(default)s)")
+    serve.add_argument("--store", choices=("sqlite", "memory"), default=env.store,
+                       help="where history lives: sqlite in --data-dir, or memory (nothing on disk; "
+                            "default %(default)s)")
+    serve.add_argument("--data-dir", type=_data_dir, default=env.data_dir, metavar="DIR",
+                       help="the store's directory, created on first start (default $XDG_DATA_HOME/servertrack "
+                            "or ~/.local/share/servertrack)")
+    serve.add_argument("--keep-minutes", type=_retention, default=env.keep_minutes, metavar="DURATION",
+                       help="keep minute buckets this long (90m, 12h, 7d, 2w; default %(default)s s)")
+    serve.add_argument("--keep-hours", type=_retention, default=env.keep_hours, metavar="DURATION",
+                       help="keep hour buckets this long (default %(default)s s)")
+    serve.add_argument("--keep-snapshots", type=_retention, default=env.keep_snapshots, metavar="DURATION",
+                       help="keep node snapshot history this long (default %(default)s s)")
+    serve.add_argument("--snapshot-every", type=_cadence, default=env.snapshot_every, metavar="DURATION",
+                       help="keep one snapshot per node this often (default %(default)s s)")
+    serve.add_argument("--checkpoint-every", type=_cadence, default=env.checkpoint_every, metavar="DURATION",
+                       help="checkpoint the windows this often: a restart replays at most this much of the log "
+                            "(default %(default)s s)")
 
     agent = commands.add_parser("agent", help="sample this node and publish to a collector")
     agent.add_argument("--collector", type=_endpoint, default=env.collector, help="collector ingest address (default %(default)s)")
@@ -215,11 +256,14 @@ def _run_serve(args: argparse.Namespace) -> int:
                              offline_after=args.offline_after, allowed_hosts=args.allowed_hosts,
                              snapshot_memory_mib=args.snapshot_memory, large_frame_share=args.large_frame_cpu,
                              max_connections=args.max_connections, idle_timeout=args.idle_timeout,
-                             body_timeout=args.body_timeout)
+                             body_timeout=args.body_timeout, store=args.store, data_dir=args.data_dir,
+                             keep_minutes=args.keep_minutes, keep_hours=args.keep_hours,
+                             keep_snapshots=args.keep_snapshots, snapshot_every=args.snapshot_every,
+                             checkpoint_every=args.checkpoint_every)
 
     def announce(monitor: Monitor) -> None:
         print(f"servertrack serving http={monitor.http_url} ingest={monitor.ingest_endpoint} "
-              f"control={monitor.control_endpoint}", flush=True)
+              f"control={monitor.control_endpoint} store={monitor.store_description}", flush=True)
 
     asyncio.run(serve(settings, on_ready=announce))
     return 0

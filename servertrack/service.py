@@ -30,6 +30,7 @@ from .common.snapshots import SnapshotBudget
 from .common.stats import IngestStats
 from .memory import limit_heap_retention
 from .shutdown import stop_on_signals
+from .store import LoadHistory, Retention, make_store
 
 SHUTDOWN_GRACE_SECONDS = 1.0
 
@@ -44,7 +45,12 @@ class Monitor:
     def __init__(self, settings: ServeSettings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.aggregator = Aggregator(settings.max_servers, clock=clock)
+        retention = Retention(minutes=settings.keep_minutes, hours=settings.keep_hours,
+                              snapshots=settings.keep_snapshots, snapshot_every=settings.snapshot_every,
+                              checkpoint_every=settings.checkpoint_every)
+        self.store = make_store(settings.store, settings.data_dir, retention, clock)
+        # the rings hand the hours and days they close to a store that keeps them
+        self.aggregator = Aggregator(settings.max_servers, clock=clock, closing=self.store.logs_chunks)
         self.batch = PendingBatch()
         self.inventory = AgentInventory(settings.max_servers)
         self.stats = IngestStats()
@@ -57,10 +63,13 @@ class Monitor:
                                   budget=SnapshotBudget(total=settings.snapshot_memory_mib * MIB),
                                   on_mismatch=self.control.reassert)
         self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock=clock,
-                                    nodes=self.nodes)
+                                    nodes=self.nodes, store=self.store)
+        kept_for = {60: retention.minutes, 3600: retention.hours} if self.store.logs_chunks else None
+        self.history = LoadHistory(self.aggregator, self.nodes, self.store.open_reader, kept_for, clock)
         policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts)
         self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes,
-                            policy, control=self.control)
+                            policy, control=self.control, history=self.history)
+        self.app.settings["store"] = self.store
         self.http_url = ""
         self.ingest_endpoint = ""
         self.control_endpoint = ""
@@ -69,6 +78,7 @@ class Monitor:
         self._control_socket: zmq.asyncio.Socket | None = None
         self._server: tornado.httpserver.HTTPServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.recovery: object = None
 
     async def start(self) -> None:
         """Bind the ingest and control sockets and the HTTP port, and start the reader and applier tasks.
@@ -78,6 +88,24 @@ class Monitor:
         tells the one bound.
         """
         limit_heap_retention()
+        try:
+            self.store.open()
+            self.recovery = self.store.recover(self.aggregator, self.nodes)
+        except ServerTrackError as error:
+            raise StartupError(str(error)) from None
+        try:
+            await self._bind()
+        except StartupError:
+            await self.store.close()
+            raise
+
+    @property
+    def store_description(self) -> str:
+        """The store as the ready line names it: ``memory`` or ``sqlite:DIR``."""
+        directory = getattr(self.store, "directory", None)
+        return self.store.kind if directory is None else f"{self.store.kind}:{directory}"
+
+    async def _bind(self) -> None:
         self._context = zmq.asyncio.Context()
         try:
             self._socket = open_ingest_socket(self._context, self.settings.ingest)
@@ -126,6 +154,8 @@ class Monitor:
         self._tasks = []
         await self.applier.apply_pending()
         self._close_ingest()
+        await self.store.close()
+        self.history.close()
 
     def _close_ingest(self) -> None:
         self.control.detach()

@@ -42,8 +42,10 @@ def clock() -> FakeClock:
 
 def subprocess_env() -> dict[str, str]:
     """Environment for ``python -m servertrack`` children: this checkout first on the path,
-    and no ``SERVERTRACK_*`` settings leaking in from the caller."""
+    no ``SERVERTRACK_*`` settings leaking in from the caller, and ``--store memory`` unless a test asks
+    for a store (``--store sqlite --data-dir`` its own temporary directory): no test writes to a home."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("SERVERTRACK_")}
+    env["SERVERTRACK_STORE"] = "memory"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env

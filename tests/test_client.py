@@ -60,7 +60,7 @@ def applied(client: ServerTrackClient, name: str, samples: int) -> None:
 
 
 def test_health_and_stats(client: ServerTrackClient) -> None:
-    assert client.health() == {"status": "ok"}
+    assert client.health() == {"status": "ok", "store": "memory"}
     stats = client.stats()
     assert {"received", "applied", "dropped", "lost", "servers", "nodes", "pending", "kinds"} <= set(stats)
     assert isinstance(stats["received"], int) and isinstance(stats["dropped"], dict)

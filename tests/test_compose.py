@@ -225,6 +225,22 @@ def _resolve(workdir: PurePosixPath, path: str) -> PurePosixPath:
     return PurePosixPath("/", *parts)
 
 
+def test_the_collectors_history_lives_on_a_named_volume_at_the_images_data_dir() -> None:
+    envs = [arguments for keyword, arguments in _instructions() if keyword == "ENV"]
+    data_dir = next(word.split("=", 1)[1] for arguments in envs for word in shlex.split(arguments)
+                    if word.startswith("SERVERTRACK_DATA_DIR="))
+    volumes = [arguments for keyword, arguments in _instructions() if keyword == "VOLUME"]
+    assert volumes and data_dir in json.loads(volumes[-1])
+    _, collector, _ = _roles()
+    parsed = parse(_argv(collector), defaults=EnvironmentDefaults.from_environ(
+        {**_environment(collector), "SERVERTRACK_DATA_DIR": data_dir}))
+    assert parsed.store == "sqlite" and parsed.data_dir == data_dir
+    mounts = {str(entry).split(":")[1]: str(entry).split(":")[0] for entry in collector.get("volumes") or []}
+    assert data_dir in mounts, "the collector's data dir must be a volume, or a new container forgets everything"
+    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert mounts[data_dir] in (document.get("volumes") or {}), "a named volume, declared at the top level"
+
+
 def test_dockerfile_base_image_and_entrypoint() -> None:
     instructions = _instructions()
     froms = [arguments for keyword, arguments in instructions if keyword == "FROM"]

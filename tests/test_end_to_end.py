@@ -142,7 +142,7 @@ def test_garbage_frames_are_counted_and_service_keeps_serving(service: Service) 
         stats = http("GET", f"{service.url}/stats")[1]
         assert stats["dropped"]["missing_field"] >= 1
         assert stats["applied"] >= 1 and stats["servers"] == 1
-        assert http("GET", f"{service.url}/healthz") == (200, {"status": "ok"})
+        assert http("GET", f"{service.url}/healthz") == (200, {"status": "ok", "store": "memory"})
     finally:
         publisher.close(linger=0)
         context.term()

@@ -6,11 +6,17 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from ..common.aggregator import Aggregator
 from ..common.batch import PendingBatch
+from ..common.buckets import to_fixed_point
 from ..common.inventory import AgentInventory
 from ..common.nodes import NodeRegistry
 from ..common.stats import IngestStats
+from ..store.interface import Store
+from ..store.memory import MemoryStore
+from ..store.records import LoggedBatch
 
 APPLY_INTERVAL_SECONDS = 1.0
 # Samples applied between two turns of the event loop: at most this many (~3 ms
@@ -35,7 +41,9 @@ class BatchApplier:
         clock: Callable[[], float] = time.time,
         interval: float = APPLY_INTERVAL_SECONDS,
         nodes: NodeRegistry | None = None,
+        store: Store | None = None,
     ) -> None:
+        """``store`` keeps each chunk (before it is applied) and the blocks it closes; default: nothing kept."""
         self._batch = batch
         self._aggregator = aggregator
         self._inventory = inventory
@@ -43,6 +51,7 @@ class BatchApplier:
         self._clock = clock
         self._interval = interval
         self._nodes = nodes
+        self._store: Store = store if store is not None else MemoryStore()
         self._next_eviction = clock() + EVICTION_INTERVAL_SECONDS
 
     async def run(self) -> None:
@@ -62,10 +71,20 @@ class BatchApplier:
         applied = refused = 0
         busy = 0.0  # time spent applying, not waiting for other tasks between chunks
         start, chunk = 0, FIRST_CHUNK
+        store, aggregator = self._store, self._aggregator
+        now = self._clock()
         while start < len(names):
             stop = start + chunk
             started = time.perf_counter()
-            result = self._aggregator.apply(names[start:stop], ts[start:stop], cpu[start:stop], ram[start:stop])
+            chunk_id = store.new_chunk_id()
+            chunk_names, chunk_ts, chunk_cpu, chunk_ram = names[start:stop], ts[start:stop], cpu[start:stop], ram[start:stop]
+            if store.logs_chunks:
+                store.log_chunk(LoggedBatch(chunk_id, now, chunk_names, np.floor(chunk_ts).astype(np.int64),
+                                            to_fixed_point(chunk_cpu), to_fixed_point(chunk_ram)))
+            result = aggregator.apply(chunk_names, chunk_ts, chunk_cpu, chunk_ram, chunk_id=chunk_id, now=now)
+            closed = aggregator.take_closed()
+            if closed:
+                store.write_history(closed)
             spent = time.perf_counter() - started
             busy += spent
             applied += result.applied
@@ -85,8 +104,12 @@ class BatchApplier:
         if self._clock() >= self._next_eviction:
             self._next_eviction = self._clock() + EVICTION_INTERVAL_SECONDS
             self._inventory.forget(self._aggregator.evict_silent())
+            closed = self._aggregator.take_closed()
+            if closed:
+                store.write_history(closed)
             if self._nodes is not None:
                 self._nodes.forget_silent()
         stats.last_batch_size = len(names)
         stats.last_batch_seconds = busy
+        await store.after_apply(now)
         return applied

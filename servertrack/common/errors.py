@@ -23,3 +23,7 @@ class InvalidSample(ServerTrackError):
         # The message kind (sample, hello, bye, snapshot) once it is known; None before.
         self.kind = kind
 
+
+
+class StoreVersionError(ServerTrackError):
+    """A store file was written by a newer ServerTrack (an unknown schema version): it is left untouched."""

@@ -161,6 +161,9 @@ class NodeRegistry:
         # address -> the name of its node, or a tuple of names when nodes share it (rare): a set
         # per address would cost ~200 bytes each, and a node may have 32 addresses.
         self._by_ip: dict[str, str | tuple[str, ...]] = {}
+        # Names whose record (hello fields, addresses, pause, bye, existence) changed since ``take_changed``:
+        # what a store writes at once. A sample or snapshot only moves ``last_seen``, which a checkpoint keeps.
+        self._changed: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -189,6 +192,7 @@ class NodeRegistry:
         """
         now = self._clock() if now is None else now
         node = self._nodes.get(name) or self._add(name, now)
+        self._changed.add(name)
         self._index(node, ips)
         node.info = info
         node.last_seen = now
@@ -228,12 +232,14 @@ class NodeRegistry:
         if node is None:
             raise UnknownNode(f"unknown node {name!r}")
         node.desired_paused = paused
+        self._changed.add(name)
         return node
 
     def set_all_paused(self, paused: bool) -> list[str]:
         """Record that every node should be ``paused`` (or not); return their names, sorted."""
         for node in self._nodes.values():
             node.desired_paused = paused
+        self._changed.update(self._nodes)
         return sorted(self._nodes)
 
     def bye(self, name: str, now: float) -> bool:
@@ -243,6 +249,7 @@ class NodeRegistry:
             return False
         node.last_seen = now
         node.said_bye = True
+        self._changed.add(name)
         return True
 
     def record_stats(self, name: str, stats: dict[str, Any], ts: float, now: float) -> Node:
@@ -272,6 +279,7 @@ class NodeRegistry:
         node = self._nodes.pop(name, None)
         if node is None:
             return False
+        self._changed.add(name)
         self._index(node, [])
         if node.snapshot is not None:
             self.budget.replace(0, node.snapshot.size)
@@ -323,7 +331,26 @@ class NodeRegistry:
             raise NodeRefused("node_refused", f"node limit reached: {self.max_nodes} nodes are registered")
         node = Node(name=name, ips=[], info={}, registered=now, last_seen=now)
         self._nodes[name] = node
+        self._changed.add(name)
         return node
+
+    def take_changed(self) -> list[tuple[str, Node | None]]:
+        """The nodes whose record changed since the last call (None: removed), and start afresh."""
+        changed, self._changed = self._changed, set()
+        return [(name, self._nodes.get(name)) for name in sorted(changed)]
+
+    def all_nodes(self) -> list[Node]:
+        """Every node, in no particular order."""
+        return list(self._nodes.values())
+
+    def restore(self, nodes: list[Node]) -> None:
+        """Take nodes loaded from a store (at start, before any message), as many as the cap allows."""
+        for node in nodes[:max(0, self.max_nodes - len(self._nodes))]:
+            if node.name in self._nodes:
+                continue
+            ips, node.ips = node.ips, []
+            self._nodes[node.name] = node
+            self._index(node, ips)
 
     def _index(self, node: Node, ips: list[str]) -> None:
         """Point the IP index at ``ips`` for this node (normalised addresses; the index keys are the

@@ -28,6 +28,12 @@ DEFAULT_LARGE_FRAME_SHARE = 0.8
 DEFAULT_MAX_CONNECTIONS = 4096
 DEFAULT_IDLE_TIMEOUT = 20.0  # seconds: an idle keep-alive connection, or a request's headers
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a request body
+DAY = 86_400.0
+DEFAULT_KEEP_MINUTES = 7 * DAY
+DEFAULT_KEEP_HOURS = 400 * DAY
+DEFAULT_KEEP_SNAPSHOTS = 7 * DAY
+DEFAULT_SNAPSHOT_EVERY = 60.0
+DEFAULT_CHECKPOINT_EVERY = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,15 @@ class ServeSettings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    # Where history lives: "memory" (nothing on disk; what a service built in code gets unless it asks)
+    # or "sqlite" in ``data_dir`` (None: the per-user default). ``servertrack serve`` defaults to sqlite.
+    store: str = "memory"
+    data_dir: str | None = None
+    keep_minutes: float = DEFAULT_KEEP_MINUTES
+    keep_hours: float = DEFAULT_KEEP_HOURS
+    keep_snapshots: float = DEFAULT_KEEP_SNAPSHOTS
+    snapshot_every: float = DEFAULT_SNAPSHOT_EVERY
+    checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +76,19 @@ class AgentSettings:
     process_interval: float = DEFAULT_PROCESS_INTERVAL
     # The collector's control address; None: derived from ``collector`` (``control_endpoint_for``).
     control: str | None = None
+
+
+_DURATION = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?)([smhdw]?)\Z")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY, "w": 7 * DAY, "": DAY}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration: a number and a unit, ``s``, ``m``, ``h``, ``d`` or ``w`` (``90s``, ``12h``,
+    ``7d``); a bare number is days. ``ValueError`` otherwise."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"expected a duration such as 90s, 30m, 12h, 7d or 2w, got {text!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 _TCP_ENDPOINT = re.compile(r"(tcp://.+):(\d{1,5}|\*)\Z")
@@ -106,6 +134,13 @@ class EnvironmentDefaults:
     max_connections: str = str(DEFAULT_MAX_CONNECTIONS)
     idle_timeout: str = str(DEFAULT_IDLE_TIMEOUT)
     body_timeout: str = str(DEFAULT_BODY_TIMEOUT)
+    store: str = "sqlite"
+    data_dir: str | None = None
+    keep_minutes: str = "7d"
+    keep_hours: str = "400d"
+    keep_snapshots: str = "7d"
+    snapshot_every: str = "60s"
+    checkpoint_every: str = "60s"
     collector: str = DEFAULT_INGEST
     interval: str = str(DEFAULT_INTERVAL)
     name: str | None = None

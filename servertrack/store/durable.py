@@ -1,0 +1,415 @@
+"""The embedded store (``--store sqlite``): history, node inventory and crash recovery in one data directory.
+
+Layout of ``DATA_DIR``::
+
+    servertrack.lock      one serve per directory (flock; gone with the process)
+    history.sqlite3       minute and hour blocks, nodes, snapshot history (``sqlite_store``)
+    log/NNN.log           every applied chunk, in order (``batch_log``)
+    checkpoint/           the minute and hour rings at the last checkpoint (``checkpoint``)
+
+Every chunk of samples is handed to the log thread before it is applied, and
+written at once (``kill -9`` cannot lose what reached the page cache; an
+fsync follows within a second). Blocks the rings close go to the store
+thread, which writes them to SQLite. Every ``checkpoint_every`` seconds the
+log is rotated and the rings' changes since the last checkpoint are copied
+on the loop and written by the store thread *after* the blocks queued before
+them, so a committed checkpoint never depends on history not yet written.
+On start: nodes, then the checkpoint, then the segment before it into the
+second ring only (checkpoints leave that ring out), then every chunk after
+it, applied again exactly as it was. Writing the blocks a replay closes a
+second time replaces them by key: nothing counts twice.
+
+The loop never waits on the disk: the two threads do all the I/O; their
+queues are bounded, and a failing disk is retried, counted and reported
+(``health``), while ingest and the API go on from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from ..common.aggregator import Aggregator
+from ..common.buckets import from_fixed_point
+from ..common.errors import ServerTrackError
+from ..common.node_records import decode_node, encode_node
+from ..common.nodes import Node, NodeRegistry
+from ..common.periods import HOUR_WIDTH, MINUTE_WIDTH, HistoryBlocks
+from ..common.snapshots import StoredSnapshot, unpack_snapshot
+from .batch_log import BatchLog, LogReplay, read_segments
+from .checkpoint import CorruptCheckpoint, load_checkpoint, write_checkpoint
+from .lock import DataDirLock
+from .records import LoggedBatch, SnapshotRecord
+from .worker import StoreWorker
+
+LOG = logging.getLogger("servertrack.store")
+HISTORY_FILE = "history.sqlite3"
+SNAPSHOT_SECTIONS = ("cpu", "memory", "swap", "disk_io", "network")
+SYNC_EVERY_SECONDS = 1.0
+PURGE_EVERY_SECONDS = 60.0
+PURGE_STEP = 5_000  # blocks deleted per job: other writes run between two steps
+LOG_QUEUE_BYTES = 512 * 1024 * 1024
+STORE_QUEUE_BYTES = 512 * 1024 * 1024
+CLOSE_TIMEOUT_SECONDS = 30.0
+
+
+class StoreUnavailable(ServerTrackError):
+    """The data directory cannot be used (locked, unreadable, written by a newer version)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each kind of history is kept, in seconds, and how often a node snapshot is kept."""
+
+    minutes: float = 7 * 86_400.0
+    hours: float = 400 * 86_400.0
+    snapshots: float = 7 * 86_400.0
+    snapshot_every: float = 60.0
+    checkpoint_every: float = 60.0
+
+
+@dataclass(slots=True)
+class Recovery:
+    """What a start found: the checkpoint's rows, chunks replayed, what the log's tail held."""
+
+    checkpoint_rows: int = 0
+    replayed_chunks: int = 0
+    replayed_samples: int = 0
+    rebuilt_second_samples: int = 0
+    nodes: int = 0
+    torn_bytes: int = 0
+    corrupt_segments: int = 0
+    dropped_parts: int = 0
+    seconds: float = 0.0
+
+
+class DurableStore:
+    """The SQLite backend of the store interface, for one data directory (see the module's docstring)."""
+
+    kind = "sqlite"
+    logs_chunks = True
+
+    def __init__(self, directory: Path, retention: Retention = Retention(), clock: Callable[[], float] = time.time,
+                 checkpoint_every: float | None = None) -> None:
+        self.directory = Path(directory)
+        self.retention = retention
+        self.checkpoint_every = retention.checkpoint_every if checkpoint_every is None else checkpoint_every
+        self.recovery = Recovery()
+        self.refused_nodes = 0
+        self._clock = clock
+        self._lock = DataDirLock(self.directory)
+        self._sqlite: Any = None  # a sqlite_store.SqliteStore once open
+        self._log: BatchLog | None = None
+        self._log_worker: StoreWorker | None = None
+        self._store_worker: StoreWorker | None = None
+        self._aggregator: Aggregator | None = None
+        self._nodes: NodeRegistry | None = None
+        self._next_chunk = 1
+        self._log_dirty = False
+        self._last_logged: Future[Any] | None = None  # the log's job for the last chunk
+        self._last_sync = 0.0
+        self._next_checkpoint = 0.0
+        self._next_purge = 0.0
+        self._next_snapshots = 0.0
+        self._snapshot_seen: dict[str, float] = {}
+        self._checkpointing = False
+        self.checkpoints = 0
+        self.checkpoint_bytes = 0
+        self.checkpointed_chunk = 0  # chunks before this id are in the last committed checkpoint
+
+    # ---------------------------------------------------------------- start
+
+    def open(self) -> None:
+        """Create and lock the data directory and open the database (blocking: before serving)."""
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._lock.acquire()
+        except OSError as error:
+            raise StoreUnavailable(f"cannot use data directory {self.directory}: {error.strerror or error}") from None
+        from .sqlite_store import SqliteStore
+
+        try:
+            self._sqlite = SqliteStore(self.directory / HISTORY_FILE)
+            self._log = BatchLog(self.directory / "log")
+        except ServerTrackError:
+            self._lock.release()
+            raise
+        except Exception as error:
+            self._lock.release()
+            raise StoreUnavailable(f"cannot open the store in {self.directory}: {error}") from None
+
+    def recover(self, aggregator: Aggregator, nodes: NodeRegistry) -> Recovery:
+        """Bring ``aggregator`` and ``nodes`` (both fresh) back to where the last run left them; then start
+        the writer threads. Blocking: the service calls it before it serves."""
+        assert self._sqlite is not None and self._log is not None, "open() first"
+        started = time.perf_counter()
+        self._aggregator, self._nodes = aggregator, nodes
+        recovery = self.recovery
+        restored: list[Node] = []
+        for name, record in self._sqlite.load_nodes():
+            try:
+                restored.append(decode_node(record))
+            except ValueError as error:
+                LOG.warning("store: skipped the record of node %r: %s", name, error)
+        nodes.restore(restored)
+        nodes.take_changed()
+        recovery.nodes = len(restored)
+        try:
+            info = load_checkpoint(self.directory / "checkpoint", aggregator)
+        except CorruptCheckpoint as error:
+            raise StoreUnavailable(str(error)) from None
+        first_segment, first_chunk = (info.log_segment, info.next_chunk) if info is not None else (0, 1)
+        self.checkpointed_chunk = first_chunk
+        recovery.checkpoint_rows = info.rows if info is not None else 0
+        replay = LogReplay()
+        closed: list[HistoryBlocks] = []
+        self._next_chunk = first_chunk
+        for batch in read_segments(self.directory / "log", max(0, first_segment - 1), replay):
+            cpu, ram = from_fixed_point(batch.cpu_fixed), from_fixed_point(batch.ram_fixed)
+            if batch.batch_id < first_chunk:  # before the checkpoint: only the second ring needs it
+                aggregator.apply_seconds(batch.names, batch.seconds, cpu, ram)
+                recovery.rebuilt_second_samples += len(batch.names)
+                continue
+            aggregator.apply(batch.names, batch.seconds.astype(np.float64), cpu, ram, chunk_id=batch.batch_id,
+                             now=batch.applied_at)
+            closed.extend(aggregator.take_closed())
+            recovery.replayed_chunks += 1
+            recovery.replayed_samples += len(batch.names)
+            self._next_chunk = max(self._next_chunk, batch.batch_id + 1)
+        recovery.torn_bytes, recovery.corrupt_segments = replay.torn_bytes, replay.corrupt_segments
+        # deltas of chunks after the last one replayed came from chunks the log lost: their samples are gone
+        # from the windows, so they go from the history too (later chunks reuse those ids)
+        recovery.dropped_parts = self._sqlite.drop_parts_after(self._next_chunk - 1)
+        self._start_workers()
+        for blocks in closed:
+            self.write_history([blocks])
+        now = self._clock()
+        self._next_checkpoint = now + self.checkpoint_every
+        self._next_purge = now
+        self._next_snapshots = now + self.retention.snapshot_every
+        recovery.seconds = time.perf_counter() - started
+        return recovery
+
+    def _start_workers(self) -> None:
+        self._log_worker = StoreWorker("log", LOG_QUEUE_BYTES)
+        self._store_worker = StoreWorker("history", STORE_QUEUE_BYTES)
+
+    # ---------------------------------------------------------------- on the loop, per chunk and per second
+
+    def new_chunk_id(self) -> int:
+        """The id of the next chunk to apply (ids go on across restarts)."""
+        chunk_id = self._next_chunk
+        self._next_chunk += 1
+        return chunk_id
+
+    def log_chunk(self, batch: LoggedBatch) -> None:
+        """Queue a chunk for the log, before it is applied."""
+        assert self._log_worker is not None and self._log is not None
+        log = self._log
+        size = batch.seconds.nbytes * 2 + 64 * len(batch.names)
+        self._last_logged = self._log_worker.submit(lambda: log.append(batch), size)
+        self._log_dirty = True
+
+    def write_history(self, blocks: list[HistoryBlocks]) -> None:
+        """Queue closed blocks for the database."""
+        assert self._store_worker is not None and self._sqlite is not None
+        sqlite, logged = self._sqlite, self._last_logged
+        for block in blocks:
+            size = block.samples.nbytes * 9 + 64 * len(block.names)
+            self._store_worker.submit(lambda block=block: _after(logged, sqlite.write_blocks, block), size)  # type: ignore[misc]
+
+    async def after_apply(self, now: float) -> None:
+        """The once-a-second duties after a batch was applied: nodes changed, the log's fsync, and when due
+        snapshot history, retention and a checkpoint."""
+        assert self._log_worker is not None and self._store_worker is not None and self._nodes is not None
+        changed = self._nodes.take_changed()
+        if changed:
+            self._save_nodes((name, node) for name, node in changed)
+        if self._log_dirty and now - self._last_sync >= SYNC_EVERY_SECONDS:
+            log = self._log
+            assert log is not None
+            self._log_worker.submit(log.sync)
+            self._log_dirty = False
+            self._last_sync = now
+        if now >= self._next_snapshots:
+            self._next_snapshots = now + self.retention.snapshot_every
+            self._keep_snapshots()
+        if now >= self._next_purge:
+            self._next_purge = now + PURGE_EVERY_SECONDS
+            self._purge(now)
+        if now >= self._next_checkpoint and not self._checkpointing:
+            self._next_checkpoint = now + self.checkpoint_every
+            await self.checkpoint()
+
+    def _save_nodes(self, changed: Iterable[tuple[str, Node | None]]) -> None:
+        assert self._store_worker is not None and self._sqlite is not None
+        records = [(name, None if node is None else encode_node(node)) for name, node in changed]
+        sqlite = self._sqlite
+        self._store_worker.submit(lambda: sqlite.save_nodes(records), sum(len(r or b"") for _, r in records))
+
+    def _keep_snapshots(self) -> None:
+        """Queue the snapshots that arrived since the last time, one per node (decoded on the store thread)."""
+        assert self._nodes is not None and self._store_worker is not None and self._sqlite is not None
+        taken: list[tuple[str, float, StoredSnapshot]] = []
+        seen = self._snapshot_seen
+        for node in self._nodes.all_nodes():
+            if node.snapshot is not None and node.snapshot_ts is not None and node.snapshot_ts > seen.get(node.name, 0):
+                seen[node.name] = node.snapshot_ts
+                taken.append((node.name, node.snapshot_ts, node.snapshot))
+        if len(seen) > 2 * max(1, len(self._nodes)):  # forget nodes that are gone
+            self._snapshot_seen = {node.name: seen[node.name] for node in self._nodes.all_nodes() if node.name in seen}
+        if not taken:
+            return
+        sqlite = self._sqlite
+
+        def write() -> None:
+            sqlite.write_snapshots([snapshot_record(name, ts, stored) for name, ts, stored in taken])
+
+        self._store_worker.submit(write, sum(stored.size for _, _, stored in taken))
+
+    def _purge(self, now: float) -> None:
+        """Queue retention, in steps, so other writes run between them."""
+        assert self._store_worker is not None and self._sqlite is not None
+        sqlite, worker = self._sqlite, self._store_worker
+        cutoffs = [(MINUTE_WIDTH, int((now - self.retention.minutes) // 3600)),
+                   (HOUR_WIDTH, int((now - self.retention.hours) // 86_400))]
+        snapshots_before = int(now - self.retention.snapshots)
+
+        def step() -> None:
+            deleted = sum(sqlite.purge(width, before, PURGE_STEP) for width, before in cutoffs)
+            deleted += sqlite.purge_snapshots(snapshots_before, PURGE_STEP)
+            if deleted:
+                worker.submit(step)
+
+        worker.submit(step)
+
+    async def checkpoint(self) -> None:
+        """Rotate the log, copy the rings' changes, and have them written after the history queued before."""
+        assert self._log_worker is not None and self._store_worker is not None and self._log is not None
+        assert self._aggregator is not None and self._nodes is not None and self._sqlite is not None
+        self._checkpointing = True
+        try:
+            log = self._log
+            rotated = self._log_worker.submit(log.rotate)
+            if rotated is None:
+                return
+            segment = await asyncio.wrap_future(rotated)
+            changes = self._aggregator.export_changes()
+            node_records = [(node.name, encode_node(node)) for node in self._nodes.all_nodes()]
+            next_chunk, written_at = self._next_chunk, self._clock()
+            directory, sqlite, log_worker = self.directory / "checkpoint", self._sqlite, self._log_worker
+
+            def write() -> None:
+                sqlite.save_nodes(node_records)
+                self.checkpoint_bytes += write_checkpoint(directory, changes, segment, next_chunk, written_at)
+                self.checkpoints += 1
+                self.checkpointed_chunk = next_chunk
+                # keep the segment before the checkpoint's: a restart rebuilds the second ring from it
+                log_worker.submit(lambda: log.delete_before(segment - 1))
+
+            size = sum(stripe.nbytes for ring in changes.rings.values() for stripe in ring.stripes.values())
+            done = self._store_worker.submit(write, size)
+            if done is None:
+                # the changes copied are lost with this checkpoint: the next one must carry them again
+                for ring in self._aggregator.named_rings().values():
+                    ring.dirty[changes.rings["minutes" if ring.width == MINUTE_WIDTH else "hours"].slots] = True
+        except Exception:
+            LOG.exception("store: checkpoint failed")
+        finally:
+            self._checkpointing = False
+
+    # ---------------------------------------------------------------- stop
+
+    async def close(self) -> None:
+        """A last checkpoint, then everything queued written, the log synced and the directory unlocked."""
+        if self._log_worker is None or self._store_worker is None:
+            self._release()
+            return
+        await self.checkpoint()
+        log, sqlite = self._log, self._sqlite
+        assert log is not None and sqlite is not None
+        self._log_worker.submit(log.sync)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._store_worker.close, CLOSE_TIMEOUT_SECONDS)
+        await loop.run_in_executor(None, self._log_worker.close, CLOSE_TIMEOUT_SECONDS)
+        self._log_worker = self._store_worker = None
+        self._release()
+
+    def _release(self) -> None:
+        if self._log is not None:
+            try:
+                self._log.close()
+            except OSError as error:
+                LOG.error("store: closing the log failed: %s", error)
+            self._log = None
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+        self._lock.release()
+
+    # ---------------------------------------------------------------- reading and health
+
+    def open_reader(self) -> Any:
+        """A new read-only connection to the history (one per reading thread)."""
+        assert self._sqlite is not None
+        return self._sqlite.reader()
+
+    def health(self) -> dict[str, Any]:
+        """``{"store": "ok" | "failing", ...}`` and the counters ``/stats`` shows."""
+        workers = [worker for worker in (self._log_worker, self._store_worker) if worker is not None]
+        failing = any(worker.failing for worker in workers)
+        body: dict[str, Any] = {
+            "store": "failing" if failing else "ok",
+            "backend": self.kind,
+            "data_dir": str(self.directory),
+            "checkpoints": self.checkpoints,
+            "checkpointed_chunk": self.checkpointed_chunk,
+            "checkpoint_bytes": self.checkpoint_bytes,
+            "recovery": {"checkpoint_rows": self.recovery.checkpoint_rows,
+                         "replayed_chunks": self.recovery.replayed_chunks,
+                         "replayed_samples": self.recovery.replayed_samples,
+                         "torn_bytes": self.recovery.torn_bytes,
+                         "corrupt_segments": self.recovery.corrupt_segments,
+                         "seconds": round(self.recovery.seconds, 3)},
+        }
+        for worker in workers:
+            body[worker.name] = {"failures": worker.failures, "refused": worker.refused, "queued_jobs": worker.pending(),
+                                 "queued_bytes": worker.queued_bytes, "last_error": worker.last_error or None}
+        if self._log is not None:
+            body["log"].update(bytes_written=self._log.bytes_written, fsyncs=self._log.fsyncs)
+        return body
+
+
+def _after(logged: Future[Any] | None, write: Callable[[HistoryBlocks], None], blocks: HistoryBlocks) -> None:
+    """Write ``blocks`` once the chunk that closed them is in the log: history on disk never holds a
+    sample a restart would not apply again (after a kill, whatever the log lost, history lost too)."""
+    if logged is not None:
+        with contextlib.suppress(Exception):  # refused or given up: nothing to wait for
+            logged.result()
+    write(blocks)
+
+
+def snapshot_record(name: str, ts: float, stored: StoredSnapshot) -> SnapshotRecord:
+    """The numeric sections of a stored snapshot, as the snapshot history keeps them."""
+    stats = unpack_snapshot(stored)
+    sections = {key: stats[key] for key in SNAPSHOT_SECTIONS if key in stats}
+    return SnapshotRecord(name, int(ts), msgpack.packb(sections))
+
+
+def default_data_dir(environ: dict[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/servertrack``, else ``~/.local/share/servertrack``."""
+    environ = dict(os.environ) if environ is None else environ
+    base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "servertrack"
+
