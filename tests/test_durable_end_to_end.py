@@ -19,31 +19,17 @@ import zmq
 
 from tests.conftest import servertrack_command, subprocess_env
 from tests.node_fixtures import stats_body
-from tests.test_end_to_end import Service, http, read_line, wait_for
+from tests.test_end_to_end import Service, http, running_service, wait_for
 
-START_SECONDS = 30.0
 NAMES = [f"durable-{index:02d}.example" for index in range(12)]
 
 
 @contextlib.contextmanager
 def durable_service(data_dir: Path, *flags: str) -> Iterator[Service]:
     """``serve --store sqlite --data-dir DATA_DIR`` on free ports; killed on exit if still running."""
-    process = subprocess.Popen(
-        servertrack_command("serve", "--port", "0", "--ingest", "tcp://127.0.0.1:*", "--store", "sqlite",
-                            "--data-dir", str(data_dir), *flags),
-        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        fields = dict(part.split("=", 1) for part in read_line(process, START_SECONDS).split()[2:])
-        assert fields["store"] == f"sqlite:{data_dir}"
-        yield Service(process, fields["http"], fields["ingest"])
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+    with running_service("--store", "sqlite", "--data-dir", str(data_dir), *flags) as service:
+        assert http("GET", f"{service.url}/stats")[1]["store"]["data_dir"] == str(data_dir)
+        yield service
 
 
 def publish(endpoint: str, count: int, seq_start: int = 0) -> int:

@@ -243,11 +243,8 @@ class Aggregator:
         """Name the rows of what the rings emitted, while the rows still belong to those servers."""
         names = self._names
         for ring in (self._minutes, self._hours):
-            for cells in ring.closed:
-                self._closed.append(HistoryBlocks(
-                    cells.width, [names[row] or "" for row in cells.rows.tolist()], cells.periods, cells.parts,
-                    cells.samples, cells.cpu_sum, cells.ram_sum, cells.cpu_min, cells.cpu_max, cells.ram_min,
-                    cells.ram_max))
+            for rows, blocks in ring.closed:
+                self._closed.append(blocks._replace(names=[names[row] or "" for row in rows.tolist()]))
             ring.closed.clear()
 
     def _add_servers(self, new_names: list[str]) -> None:

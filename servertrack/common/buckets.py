@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .periods import ClosedCells, periods_closing
+from .periods import HistoryBlocks, periods_closing
 
 MINUTE_SECONDS = 60
 HOUR_SECONDS = 3600
@@ -310,8 +310,9 @@ class BucketRing(RingRows):
 
     With ``per_period`` (buckets in a period: 60 minutes an hour, 24 hours a day)
     and ``closing`` set, the ring emits the periods it is done with into
-    ``closed`` (see ``periods``); ``flushed`` is each row's last period emitted
-    as a base block (8 more bytes a row).
+    ``closed`` as ``(rows, blocks)``, the blocks' names left for the owner of
+    the rows to fill in (see ``periods``); ``flushed`` is each row's last
+    period emitted as a base block (8 more bytes a row).
     """
 
     def __init__(self, capacity: int, width: int, slots: int, shown: int, per_period: int = 0) -> None:
@@ -321,7 +322,7 @@ class BucketRing(RingRows):
         self.per_period = per_period
         self.closing = False
         self.flushed = zeroed_cells((capacity,), np.int64)
-        self.closed: list[ClosedCells] = []
+        self.closed: list[tuple[IntArray, HistoryBlocks]] = []
         self.count = zeroed_cells(self.shape, np.uint32)
         self.cpu_sum = zeroed_cells(self.shape, np.float64)
         self.ram_sum = zeroed_cells(self.shape, np.float64)
@@ -397,19 +398,25 @@ class BucketRing(RingRows):
         head = self.head[rows][:, None]
         held = (buckets <= head) & (buckets > head - self.slots)
         flat = self._cell(np.broadcast_to(rows[:, None], buckets.shape), buckets % self.slots)
-        samples = np.where(held, self.count.reshape(-1)[flat], 0).astype(np.uint32)
-        filled = samples > 0
+        all_held = bool(held.all())  # the common case: nothing to blank out but empty minima
+        samples = self.count.reshape(-1)[flat]
+        if not all_held:
+            samples[~held] = 0
+        empty = samples == 0
 
         def read(cells: npt.NDArray[Any], inverted: bool = False) -> npt.NDArray[Any]:
-            values = cells.reshape(-1)[flat]
+            values = cells.reshape(-1)[flat]  # a fancy index: a copy, free to change
             if inverted:
                 values = _FIXED_POINT_TOP - values
-            return np.where(filled, values, 0).astype(cells.dtype)
+                values[empty] = 0
+            elif not all_held:
+                values[empty] = 0
+            return values
 
-        self.closed.append(ClosedCells(
-            self.width, rows.copy(), periods.copy(), np.zeros(rows.size, dtype=np.int64), samples,
+        self.closed.append((rows.copy(), HistoryBlocks(
+            self.width, [], periods.copy(), np.zeros(rows.size, dtype=np.int64), samples,
             read(self.cpu_sum), read(self.ram_sum), read(self.cpu_min_inverted, True), read(self.cpu_max),
-            read(self.ram_min_inverted, True), read(self.ram_max)))
+            read(self.ram_min_inverted, True), read(self.ram_max))))
 
     def _emit_late(self, groups: BucketGroups, keep: npt.NDArray[np.bool_] | slice, part: int) -> None:
         """Emit the kept groups that fall in a period already closed, as delta blocks numbered ``part``."""
@@ -431,11 +438,11 @@ class BucketRing(RingRows):
             out[block, position] = values[keep][late]
             return out
 
-        self.closed.append(ClosedCells(
-            self.width, rows[change], periods[change], np.full(count, part, dtype=np.int64),
+        self.closed.append((rows[change], HistoryBlocks(
+            self.width, [], periods[change], np.full(count, part, dtype=np.int64),
             cells(groups.samples, np.uint32), cells(groups.cpu_sum, np.float64), cells(groups.ram_sum, np.float64),
             cells(groups.cpu_min, np.uint32), cells(groups.cpu_max, np.uint32), cells(groups.ram_min, np.uint32),
-            cells(groups.ram_max, np.uint32)))
+            cells(groups.ram_max, np.uint32))))
 
     def window(self, row: int, current: int) -> BucketWindow:
         """The ``shown`` buckets of ``row`` ending with bucket ``current``, oldest first."""

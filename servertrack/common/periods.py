@@ -35,24 +35,6 @@ BASE_PART = 0  # a block's base part; a delta part is numbered by the batch that
 
 
 
-class ClosedCells(NamedTuple):
-    """Blocks of one ring by row: ``rows[i]``'s period ``periods[i]``, part ``parts[i]`` (0: base, else the
-    chunk id of a delta); cells ``[n, buckets_per_period]`` as the ring stores them (sums float64, min/max
-    fixed-point uint32), all zero where the block has no samples."""
-
-    width: int
-    rows: IntArray
-    periods: IntArray
-    parts: IntArray
-    samples: npt.NDArray[np.uint32]
-    cpu_sum: npt.NDArray[np.float64]
-    ram_sum: npt.NDArray[np.float64]
-    cpu_min: npt.NDArray[np.uint32]
-    cpu_max: npt.NDArray[np.uint32]
-    ram_min: npt.NDArray[np.uint32]
-    ram_max: npt.NDArray[np.uint32]
-
-
 def periods_closing(flushed: IntArray, old_head: IntArray, new_head: IntArray, slots: int,
                     per_period: int) -> list[tuple[npt.NDArray[np.bool_], IntArray]]:
     """For rows whose head moves from ``old_head`` to ``new_head`` (old heads real, not 0): the periods to

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -151,7 +152,17 @@ class DurableStore:
 
     def recover(self, aggregator: Aggregator, nodes: NodeRegistry) -> Recovery:
         """Bring ``aggregator`` and ``nodes`` (both fresh) back to where the last run left them; then start
-        the writer threads. Blocking: the service calls it before it serves."""
+        the writer threads. Blocking: the service calls it before it serves. ``StoreUnavailable`` (and the
+        directory unlocked) when what is there cannot be read: a newer format, a damaged checkpoint."""
+        try:
+            return self._recover(aggregator, nodes)
+        except (ServerTrackError, OSError, sqlite3.Error) as error:
+            self._release()
+            if isinstance(error, StoreUnavailable):
+                raise
+            raise StoreUnavailable(f"cannot recover the store in {self.directory}: {error}") from None
+
+    def _recover(self, aggregator: Aggregator, nodes: NodeRegistry) -> Recovery:
         assert self._sqlite is not None and self._log is not None, "open() first"
         started = time.perf_counter()
         self._aggregator, self._nodes = aggregator, nodes
