@@ -51,7 +51,8 @@ from ..common.snapshots import StoredSnapshot, unpack_snapshot
 from .batch_log import BatchLog, LogReplay, read_segments
 from .checkpoint import CorruptCheckpoint, load_checkpoint, write_checkpoint
 from .lock import DataDirLock
-from .records import LoggedBatch, SnapshotRecord
+from .pending import PendingBlocks, merge_pending
+from .records import LoggedBatch, SnapshotRecord, StoredCells
 from .worker import StoreWorker
 
 LOG = logging.getLogger("servertrack.store")
@@ -125,6 +126,7 @@ class DurableStore:
         self._next_snapshots = 0.0
         self._snapshot_seen: dict[str, float] = {}
         self._checkpointing = False
+        self.pending = PendingBlocks()
         self.checkpoints = 0
         self.checkpoint_bytes = 0
         self.checkpointed_chunk = 0  # chunks before this id are in the last committed checkpoint
@@ -202,9 +204,11 @@ class DurableStore:
         # deltas of chunks after the last one replayed came from chunks the log lost: their samples are gone
         # from the windows, so they go from the history too (later chunks reuse those ids)
         recovery.dropped_parts = self._sqlite.drop_parts_after(self._next_chunk - 1)
-        self._start_workers()
+        # Blocks the replay closed may be on disk already (same keys): write them now, before serving, so a
+        # read never sees one both stored and pending.
         for blocks in closed:
-            self.write_history([blocks])
+            self._sqlite.write_blocks(blocks)
+        self._start_workers()
         now = self._clock()
         self._next_checkpoint = now + self.checkpoint_every
         self._next_purge = now
@@ -235,10 +239,15 @@ class DurableStore:
     def write_history(self, blocks: list[HistoryBlocks]) -> None:
         """Queue closed blocks for the database."""
         assert self._store_worker is not None and self._sqlite is not None
-        sqlite, logged = self._sqlite, self._last_logged
+        sqlite, logged, pending = self._sqlite, self._last_logged, self.pending
         for block in blocks:
             size = block.samples.nbytes * 9 + 64 * len(block.names)
-            self._store_worker.submit(lambda block=block: _after(logged, sqlite.write_blocks, block), size)  # type: ignore[misc]
+            pending.add(block)
+            job = self._store_worker.submit(
+                lambda block=block: _after(logged, lambda ready: pending.written(ready, sqlite.write_blocks), block),  # type: ignore[misc]
+                size)
+            if job is None:  # refused (the queue is full): counted, and never pending forever
+                pending.forget(block)
 
     async def after_apply(self, now: float) -> None:
         """The once-a-second duties after a batch was applied: nodes changed, the log's fsync, and when due
@@ -372,9 +381,10 @@ class DurableStore:
     # ---------------------------------------------------------------- reading and health
 
     def open_reader(self) -> Any:
-        """A new read-only connection to the history (one per reading thread)."""
+        """A reader of the history for one thread: the database (its own read-only connection) and the
+        blocks queued for it but not written yet."""
         assert self._sqlite is not None
-        return self._sqlite.reader()
+        return HistoryView(self._sqlite.reader(), self.pending)
 
     def health(self) -> dict[str, Any]:
         """``{"store": "ok" | "failing", ...}`` and the counters ``/stats`` shows."""
@@ -392,6 +402,7 @@ class DurableStore:
                          "replayed_samples": self.recovery.replayed_samples,
                          "torn_bytes": self.recovery.torn_bytes,
                          "corrupt_segments": self.recovery.corrupt_segments,
+                         "dropped_parts": self.recovery.dropped_parts,
                          "seconds": round(self.recovery.seconds, 3)},
         }
         for worker in workers:
@@ -400,6 +411,30 @@ class DurableStore:
         if self._log is not None:
             body["log"].update(bytes_written=self._log.bytes_written, fsyncs=self._log.fsyncs)
         return body
+
+
+class HistoryView:
+    """One thread's reads: the database and the pending blocks, seen together (see ``pending``)."""
+
+    def __init__(self, reader: Any, pending: PendingBlocks) -> None:
+        self._reader = reader
+        self._pending = pending
+
+    def has_server(self, name: str) -> bool:
+        """Whether the history knows ``name`` (stored or pending)."""
+        return bool(self._reader.has_server(name)) or any(self._pending.of(name, width) for width in (60, 3600))
+
+    def read_cells(self, name: str, width: int, first_bucket: int, count: int) -> StoredCells:
+        """The merged buckets of ``name``: what is stored, with what is queued applied on top."""
+        with self._pending.reading():
+            stored = self._reader.read_cells(name, width, first_bucket, count)
+            pending = self._pending.of(name, width)
+        return merge_pending(stored, pending) if pending else stored
+
+    def read_snapshots(self, node: str, start: int, stop: int, limit: int) -> list[tuple[int, bytes]]:
+        """Kept snapshots of ``node`` (see ``SqliteStore.read_snapshots``)."""
+        rows: list[tuple[int, bytes]] = self._reader.read_snapshots(node, start, stop, limit)
+        return rows
 
 
 def _after(logged: Future[Any] | None, write: Callable[[HistoryBlocks], None], blocks: HistoryBlocks) -> None:
