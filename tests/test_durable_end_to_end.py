@@ -229,10 +229,11 @@ def test_a_full_disk_is_survived_reported_and_loses_nothing(tmp_path: Path) -> N
             if not mounted:  # no tmpfs here: an immutable directory (EPERM) stands in for ENOSPC
                 immutable(data_dir, True)
                 return
-            with open(filler, "wb") as full, contextlib.suppress(OSError):
-                while True:
-                    full.write(b"\0" * 65536)
-                    full.flush()
+            with open(filler, "wb", buffering=0) as full:
+                for size in (65536, 4096, 1):  # to the last byte
+                    with contextlib.suppress(OSError):
+                        while True:
+                            full.write(b"\0" * size)
 
         def free() -> None:
             if mounted:

@@ -135,6 +135,8 @@ class DurableStore:
 
     def open(self) -> None:
         """Create and lock the data directory and open the database (blocking: before serving)."""
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StoreUnavailable(f"cannot use data directory {self.directory}: it is not a directory")
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._lock.acquire()
