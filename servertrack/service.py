@@ -28,6 +28,7 @@ from .common.protocol import NameCache, name_cache_limit
 from .common.settings import MIB, ServeSettings, control_endpoint_for
 from .common.snapshots import SnapshotBudget
 from .common.stats import IngestStats
+from .collection import collect_and_freeze, keep_collected
 from .memory import limit_heap_retention
 from .shutdown import stop_on_signals
 from .store import LoadHistory, Retention, make_store
@@ -98,6 +99,7 @@ class Monitor:
         except StartupError:
             await self.store.close()
             raise
+        collect_and_freeze()  # what start and recovery built lives as long as the process
 
     @property
     def store_description(self) -> str:
@@ -138,7 +140,8 @@ class Monitor:
         self.http_url = f"http://{host}:{port}"
         reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names, self.nodes,
                               large_frame_share=self.settings.large_frame_share)
-        self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run())]
+        self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run()),
+                       asyncio.create_task(keep_collected())]
 
     async def stop(self) -> None:
         """Stop accepting, close connections and sockets, and apply what is still pending."""

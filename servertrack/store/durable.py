@@ -43,6 +43,7 @@ import numpy as np
 
 from ..common.aggregator import Aggregator
 from ..common.buckets import from_fixed_point
+from ..common.seconds import SECOND_SLOTS
 from ..common.errors import ServerTrackError
 from ..common.node_records import decode_node, encode_node
 from ..common.nodes import Node, NodeRegistry
@@ -190,18 +191,25 @@ class DurableStore:
         replay = LogReplay()
         closed: list[HistoryBlocks] = []
         self._next_chunk = first_chunk
-        for batch in read_segments(self.directory / "log", max(0, first_segment - 1), replay):
+        log_directory = self.directory / "log"
+        after = list(read_segments(log_directory, first_segment, replay)) if info is not None else []
+        if info is not None:
+            # The second ring (not checkpointed) from the segment before: only the samples of its last
+            # minute, counted back from the newest second the log holds.
+            newest = max([int(batch.seconds.max()) for batch in after if batch.names] + [int(info.written_at)])
+            self._rebuild_seconds(aggregator, read_segments(log_directory, first_segment - 1, LogReplay()),
+                                  first_chunk, newest - SECOND_SLOTS)
+        else:
+            after = list(read_segments(log_directory, 0, replay))
+        for batch in after:
             cpu, ram = from_fixed_point(batch.cpu_fixed), from_fixed_point(batch.ram_fixed)
-            if batch.batch_id < first_chunk:  # before the checkpoint: only the second ring needs it
-                aggregator.apply_seconds(batch.names, batch.seconds, cpu, ram)
-                recovery.rebuilt_second_samples += len(batch.names)
-                continue
             aggregator.apply(batch.names, batch.seconds.astype(np.float64), cpu, ram, chunk_id=batch.batch_id,
                              now=batch.applied_at)
             closed.extend(aggregator.take_closed())
             recovery.replayed_chunks += 1
             recovery.replayed_samples += len(batch.names)
             self._next_chunk = max(self._next_chunk, batch.batch_id + 1)
+        del after
         recovery.torn_bytes, recovery.corrupt_segments = replay.torn_bytes, replay.corrupt_segments
         # deltas of chunks after the last one replayed came from chunks the log lost: their samples are gone
         # from the windows, so they go from the history too (later chunks reuse those ids)
@@ -217,6 +225,21 @@ class DurableStore:
         self._next_snapshots = now + self.retention.snapshot_every
         recovery.seconds = time.perf_counter() - started
         return recovery
+
+    def _rebuild_seconds(self, aggregator: Aggregator, batches: Iterable[LoggedBatch], first_chunk: int,
+                         oldest_second: int) -> None:
+        """Add the samples of seconds from ``oldest_second`` on, of the chunks before ``first_chunk``, to the
+        second ring only."""
+        for batch in batches:
+            if batch.batch_id >= first_chunk:
+                break
+            recent = np.flatnonzero(batch.seconds >= oldest_second)
+            if recent.size == 0:
+                continue
+            names = batch.names if recent.size == len(batch.names) else [batch.names[i] for i in recent.tolist()]
+            aggregator.apply_seconds(names, batch.seconds[recent], from_fixed_point(batch.cpu_fixed[recent]),
+                                     from_fixed_point(batch.ram_fixed[recent]))
+            self.recovery.rebuilt_second_samples += int(recent.size)
 
     def _start_workers(self) -> None:
         self._log_worker = StoreWorker("log", LOG_QUEUE_BYTES)
