@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import time
 from collections.abc import Callable
 
@@ -34,6 +35,7 @@ from .shutdown import stop_on_signals
 from .store import LoadHistory, Retention, make_store
 
 SHUTDOWN_GRACE_SECONDS = 1.0
+GIL_SWITCH_SECONDS = 0.0005
 
 
 class StartupError(ServerTrackError):
@@ -89,6 +91,10 @@ class Monitor:
         tells the one bound.
         """
         limit_heap_retention()
+        # The store's threads (log, writer, range readers) take the GIL back after each disk call; with
+        # the default 5 ms switch interval a range read that hops to its thread a few times waited
+        # 5 ms per hop behind the busy loop.
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         try:
             self.store.open()
             self.recovery = self.store.recover(self.aggregator, self.nodes)
