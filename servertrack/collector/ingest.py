@@ -13,6 +13,7 @@ from ..common.batch import PendingBatch
 from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
 from ..common.node_messages import Message, NodeBye, NodeHello, NodeSnapshot, decode_message
+from ..common.sample_frames import fast_sample
 from ..common.nodes import NodeRefused, NodeRegistry
 from ..common.protocol import MAX_SAMPLE_FRAME_BYTES, NameCache, Sample
 from ..common.settings import DEFAULT_LARGE_FRAME_SHARE
@@ -202,14 +203,16 @@ class IngestReader:
                 if type(message) is not Sample:
                     continue
             else:
-                try:
-                    message = decode_message(frame, now, names, ips_of)
-                except InvalidSample as invalid:
-                    stats.refuse(invalid.kind, invalid.reason)
-                    continue
-                if type(message) is not Sample:
-                    self._node_message(message, now)  # type: ignore[arg-type]
-                    continue
+                message = fast_sample(frame, now, names, ips_of)  # a plain valid sample, decoded in C
+                if message is None:  # anything else: the general decoder decides, and names a refusal
+                    try:
+                        message = decode_message(frame, now, names, ips_of)
+                    except InvalidSample as invalid:
+                        stats.refuse(invalid.kind, invalid.reason)
+                        continue
+                    if type(message) is not Sample:
+                        self._node_message(message, now)  # type: ignore[arg-type]
+                        continue
             samples += 1
             if not samples & 127 and timer() - started > TURN_SECONDS:  # new names cost more
                 handled = limit

@@ -1,0 +1,89 @@
+"""The fast path of a sample frame: decoded and checked in C by a declared schema.
+
+``SampleFrame`` is the frame an agent sends, exactly (no unknown keys; every
+field typed, loads in [0, 100], ``seq`` at least 0, at most ``MAX_IPS``
+addresses of at most ``MAX_IP_LENGTH`` characters; ``seq`` fits msgpack's uint64), decoded by msgspec in one
+C-level step (~0.8 µs a frame, against ~3.8 µs for the general decoder).
+Whatever it refuses (a bad value, an unknown key, another kind of message, a
+frame over ``MAX_SAMPLE_FRAME_BYTES``) goes to ``node_messages.decode_message``,
+which decides exactly as before and names the reason: the fast path only ever
+accepts what the general decoder accepts, with the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import msgspec
+
+from .errors import InvalidSample
+from .protocol import (
+    HOUR_SECONDS,
+    HOURS_SHOWN,
+    LOAD_MAX,
+    LOAD_MIN,
+    MAX_FUTURE_SECONDS,
+    MAX_IP_LENGTH,
+    MAX_IPS,
+    MAX_SAMPLE_FRAME_BYTES,
+    NODE_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+    NameCache,
+    Sample,
+    check_ips,
+)
+
+Load = Annotated[float, msgspec.Meta(ge=LOAD_MIN, le=LOAD_MAX)]
+_HOUR = float(HOUR_SECONDS)
+_OLDEST_HOUR = float(HOURS_SHOWN - 1)
+
+
+class SampleFrame(msgspec.Struct, forbid_unknown_fields=True):
+    """A load sample frame as agents send it (protocol v1, or v2 with ``kind: "sample"``)."""
+
+    v: int
+    fqdn: str
+    ts: float
+    ip: Annotated[list[Annotated[str, msgspec.Meta(max_length=MAX_IP_LENGTH)]], msgspec.Meta(max_length=MAX_IPS)]
+    cpu: Load
+    ram: Load
+    seq: Annotated[int, msgspec.Meta(ge=0)]  # <= MAX_SEQ: msgpack holds no larger integer
+    kind: str | None = None
+
+
+_decode = msgspec.msgpack.Decoder(SampleFrame).decode
+_REFUSED = (msgspec.ValidationError, msgspec.DecodeError)
+
+
+def fast_sample(
+    frame: bytes,
+    now: float,
+    names: NameCache,
+    known_ips: Callable[[str], list[str] | None] | None = None,
+) -> Sample | None:
+    """The sample in ``frame`` when it is a plain valid sample frame; None when the general decoder must
+    look at it (it may still be valid: another kind, unknown keys...). Never raises."""
+    if len(frame) > MAX_SAMPLE_FRAME_BYTES:
+        return None
+    try:
+        message = _decode(frame)
+    except _REFUSED:
+        return None
+    version, kind = message.v, message.kind
+    if not ((version == PROTOCOL_VERSION and kind is None)
+            or (version == NODE_PROTOCOL_VERSION and kind == "sample")):
+        return None
+    ts = message.ts
+    if not (now // _HOUR - _OLDEST_HOUR) * _HOUR <= ts <= now + MAX_FUTURE_SECONDS:
+        return None
+    fqdn, ips = message.fqdn, message.ip
+    name = names._canonical.get(fqdn)  # inlined NameCache.canonical
+    try:
+        if name is None:
+            name = names.canonical(fqdn)
+        if known_ips is None or known_ips(name) != ips:
+            check_ips(ips)
+    except InvalidSample:
+        return None  # the general decoder refuses it again, counted with its kind
+    return Sample(name, ts, message.cpu, message.ram, message.seq, ips)
