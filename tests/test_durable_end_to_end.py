@@ -10,7 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,10 +193,10 @@ def immutable(path: Path, on: bool) -> None:
     subprocess.run(["chattr", "-R", "+i" if on else "-i", str(path)], check=True, capture_output=True)
 
 
-def survive_a_failing_disk(service: Service, sent: int, breaks: object, repairs: object) -> int:
+def survive_a_failing_disk(service: Service, sent: int, breaks: Callable[[], object],
+                           repairs: Callable[[], object]) -> int:
     """Break the disk, ingest on, see the store reported failing and the samples served from memory; repair it,
     see the store recover. Returns the samples sent."""
-    assert callable(breaks) and callable(repairs)
     breaks()
     sent += publish(service.ingest, 40, seq_start=1000)
     wait_for(lambda: applied(service.url) == sent, 10, "samples applied while the disk fails")

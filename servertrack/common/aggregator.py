@@ -32,9 +32,9 @@ from .buckets import (
     group_samples,
     zeroed_cells,
 )
-from .seconds import SecondRing, SecondWindow
 from .periods import BUCKETS_PER_PERIOD, HistoryBlocks
 from .protocol import MAX_FUTURE_SECONDS
+from .seconds import SecondRing, SecondWindow
 
 Clock = Callable[[], float]
 SILENCE_EVICTION_SECONDS = 24 * 3600.0
@@ -164,12 +164,12 @@ class Aggregator:
         count = len(names)
         if count == 0:
             return ApplyResult(0, 0)
-        rows = np.fromiter(map(self._rows.get, names, repeat(-1)), dtype=np.int64, count=count)
+        rows = self._rows_of(names)
         missing = np.flatnonzero(rows < 0)
         if missing.size:
             unknown = [names[index] for index in missing.tolist()]
             self._add_servers(list(dict.fromkeys(unknown)))
-            rows[missing] = np.fromiter(map(self._rows.get, unknown, repeat(-1)), dtype=np.int64, count=missing.size)
+            rows[missing] = self._rows_of(unknown)
         ts_array = np.asarray(ts, dtype=np.float64)
         cpu_array = np.asarray(cpu, dtype=np.float64)
         ram_array = np.asarray(ram, dtype=np.float64)
@@ -192,7 +192,7 @@ class Aggregator:
     def apply_seconds(self, names: Sequence[str], seconds: np.ndarray, cpu: np.ndarray, ram: np.ndarray) -> None:
         """Add samples to the second ring only (known servers; others skipped): how a restart rebuilds the
         last minute of seconds from the log, which checkpoints leave out."""
-        rows = np.fromiter(map(self._rows.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        rows = self._rows_of(names)
         known = rows >= 0
         if known.any():
             self._seconds.add(group_samples(rows[known], np.asarray(seconds, dtype=np.int64)[known],
@@ -233,6 +233,10 @@ class Aggregator:
             ring.flushed[:used] = flushed[ring_name]
             ring.take_dirty()
         self._sorted_names = None
+
+    def _rows_of(self, names: Sequence[str]) -> np.ndarray:
+        """The row of each name, -1 for a server without one."""
+        return np.fromiter(map(self._rows.get, names, repeat(-1)), dtype=np.int64, count=len(names))
 
     def take_closed(self) -> list[HistoryBlocks]:
         """The blocks closed since the last call (oldest first), by server name."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .durable import DurableStore, Retention, StoreUnavailable, default_data_dir
 from .history import LoadHistory

@@ -43,11 +43,11 @@ import numpy as np
 
 from ..common.aggregator import Aggregator
 from ..common.buckets import from_fixed_point
-from ..common.seconds import SECOND_SLOTS
 from ..common.errors import ServerTrackError
 from ..common.node_records import decode_node, encode_node
 from ..common.nodes import Node, NodeRegistry
 from ..common.periods import HOUR_WIDTH, MINUTE_WIDTH, HistoryBlocks
+from ..common.seconds import SECOND_SLOTS
 from ..common.snapshots import StoredSnapshot, unpack_snapshot
 from .batch_log import BatchLog, LogReplay, read_segments
 from .checkpoint import CorruptCheckpoint, load_checkpoint, write_checkpoint
@@ -266,13 +266,13 @@ class DurableStore:
         assert self._store_worker is not None and self._sqlite is not None
         sqlite, logged, pending = self._sqlite, self._last_logged, self.pending
         for block in blocks:
-            size = block.samples.nbytes * 9 + 64 * len(block.names)
+            def write(block: HistoryBlocks = block) -> None:
+                _wait_until_logged(logged)
+                pending.written(block, sqlite.write_blocks)
+
             pending.add(block)
-            job = self._store_worker.submit(
-                lambda block=block: _after(logged, lambda ready: pending.written(ready, sqlite.write_blocks), block),  # type: ignore[misc]
-                size)
-            if job is None:  # refused (the queue is full): counted, and never pending forever
-                pending.forget(block)
+            if self._store_worker.submit(write, block.samples.nbytes * 9 + 64 * len(block.names)) is None:
+                pending.forget(block)  # refused (the queue is full): counted, and never pending forever
 
     async def after_apply(self, now: float) -> None:
         """The once-a-second duties after a batch was applied: nodes changed, the log's fsync, and when due
@@ -367,8 +367,8 @@ class DurableStore:
             done = self._store_worker.submit(write, size)
             if done is None:
                 # the changes copied are lost with this checkpoint: the next one must carry them again
-                for ring in self._aggregator.named_rings().values():
-                    ring.dirty[changes.rings["minutes" if ring.width == MINUTE_WIDTH else "hours"].slots] = True
+                for name, ring in self._aggregator.named_rings().items():
+                    ring.dirty[changes.rings[name].slots] = True
         except Exception:
             LOG.exception("store: checkpoint failed")
         finally:
@@ -462,13 +462,13 @@ class HistoryView:
         return rows
 
 
-def _after(logged: Future[Any] | None, write: Callable[[HistoryBlocks], None], blocks: HistoryBlocks) -> None:
-    """Write ``blocks`` once the chunk that closed them is in the log: history on disk never holds a
-    sample a restart would not apply again (after a kill, whatever the log lost, history lost too)."""
+def _wait_until_logged(logged: Future[Any] | None) -> None:
+    """Wait until the chunk that closed some blocks is in the log, before they are written: history on
+    disk never holds a sample a restart would not apply again (what a kill took from the log, it took
+    from the history too)."""
     if logged is not None:
         with contextlib.suppress(Exception):  # refused or given up: nothing to wait for
             logged.result()
-    write(blocks)
 
 
 def snapshot_record(name: str, ts: float, stored: StoredSnapshot) -> SnapshotRecord:

@@ -45,7 +45,7 @@ class MemoryStore:
 
     def open_reader(self) -> None:
         """No history to read."""
-        return None
+        return
 
     def health(self) -> dict[str, Any]:
         """The store's part of ``/healthz`` and ``/stats``."""

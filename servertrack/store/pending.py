@@ -13,11 +13,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from ..common.periods import BASE_PART, BUCKETS_PER_PERIOD, HistoryBlocks
+from .history_codec import BlockCells, merge
 from .records import StoredCells
 
 
@@ -80,31 +81,19 @@ class PendingBlocks:
 
 def merge_pending(stored: StoredCells, pending: list[PendingBlock]) -> StoredCells:
     """``stored`` with the pending blocks applied in order, as writing them would: a base replaces its
-    period's buckets, a delta adds to them."""
+    period's buckets, a delta is merged into them (``history_codec.merge``, as a read merges parts)."""
     width, first, count = stored.width, stored.first_bucket, stored.samples.size
     per_period = BUCKETS_PER_PERIOD[width]
-    cells: list[Any] = [np.array(column, copy=True) for column in stored[2:]]
-    samples, cpu_sum, ram_sum, cpu_min, cpu_max, ram_min, ram_max = cells
+    cells = BlockCells._make(np.array(column, copy=True) for column in stored[2:])
     for blocks, index in pending:  # (blocks, position)
         start = int(blocks.periods[index]) * per_period
         low, high = max(first, start), min(first + count, start + per_period)
         if low >= high:
             continue
         mine, theirs = slice(low - first, high - first), slice(low - start, high - start)
-        block = [column[index, theirs] for column in blocks[4:]]
-        if int(blocks.parts[index]) == BASE_PART:
-            for column, values in zip(cells, block):
-                column[mine] = values
-            continue
-        add_samples, add_cpu, add_ram, add_cpu_min, add_cpu_max, add_ram_min, add_ram_max = block
-        had = samples[mine] > 0
-        cpu_min[mine] = np.where(had, np.minimum(cpu_min[mine], np.where(add_samples > 0, add_cpu_min, cpu_min[mine])),
-                                 add_cpu_min)
-        ram_min[mine] = np.where(had, np.minimum(ram_min[mine], np.where(add_samples > 0, add_ram_min, ram_min[mine])),
-                                 add_ram_min)
-        cpu_max[mine] = np.maximum(cpu_max[mine], add_cpu_max)
-        ram_max[mine] = np.maximum(ram_max[mine], add_ram_max)
-        samples[mine] += add_samples
-        cpu_sum[mine] += add_cpu
-        ram_sum[mine] += add_ram
+        block = BlockCells._make(column[index, theirs] for column in blocks[4:])
+        if int(blocks.parts[index]) != BASE_PART:
+            block = merge(BlockCells._make(column[mine] for column in cells), block)
+        for column, values in zip(cells, block):
+            column[mine] = values  # type: ignore[index]
     return StoredCells(first, width, *cells)

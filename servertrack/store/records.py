@@ -11,7 +11,13 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ..common.periods import BASE_PART, BUCKETS_PER_PERIOD, HOUR_WIDTH, MINUTE_WIDTH, HistoryBlocks
+from ..common.periods import (
+    BASE_PART,
+    BUCKETS_PER_PERIOD,
+    HOUR_WIDTH,
+    MINUTE_WIDTH,
+    HistoryBlocks,
+)
 
 __all__ = ["BASE_PART", "BUCKETS_PER_PERIOD", "HOUR_WIDTH", "MINUTE_WIDTH", "HistoryBlocks", "LoggedBatch",
            "SnapshotRecord", "StoredCells"]

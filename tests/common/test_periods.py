@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servertrack.common.aggregator import Aggregator
-from servertrack.common.buckets import MINUTE_SLOTS, HOUR_SLOTS
+from servertrack.common.buckets import HOUR_SLOTS, MINUTE_SLOTS
 from servertrack.common.periods import BUCKETS_PER_PERIOD, HistoryBlocks
 
 START = 1_800_000_000  # a whole day: 2027-01-15T08:00:00Z is not, but alignment is the rings' business

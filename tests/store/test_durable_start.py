@@ -31,7 +31,7 @@ def test_a_log_segment_of_a_newer_format_is_refused_and_the_directory_unlocked(t
         recover(tmp_path)
     segment_path(tmp_path / "log", 7).unlink()
     store = recover(tmp_path)  # the lock was released: the same process may open it again
-    store._release()  # noqa: SLF001
+    store._release()
 
 
 def test_a_damaged_checkpoint_is_refused(tmp_path: Path) -> None:

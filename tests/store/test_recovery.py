@@ -6,7 +6,6 @@ the log when the process died)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from collections import defaultdict
@@ -63,7 +62,7 @@ class Service:
     def settle(self) -> None:
         """Wait until the store's threads have done everything queued (what a crash then finds on disk)."""
         deadline = time.monotonic() + 20
-        for worker in (self.store._store_worker, self.store._log_worker):  # noqa: SLF001 - test boundary
+        for worker in (self.store._store_worker, self.store._log_worker):
             assert worker is not None
             while worker.pending() and time.monotonic() < deadline:
                 time.sleep(0.002)
@@ -91,11 +90,11 @@ class Service:
             segment.truncate(start + int((end - start) * where))
 
     def _stop_threads(self) -> None:
-        for worker in (self.store._store_worker, self.store._log_worker):  # noqa: SLF001
+        for worker in (self.store._store_worker, self.store._log_worker):
             assert worker is not None
             worker.close(5)
-        self.store._log_worker = self.store._store_worker = None  # noqa: SLF001
-        self.store._release()  # noqa: SLF001
+        self.store._log_worker = self.store._store_worker = None
+        self.store._release()
         self.history.close()
 
     def close(self) -> None:
