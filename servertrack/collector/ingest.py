@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
+from array import array
 from collections.abc import Callable
 
+import numpy as np
 import zmq
 import zmq.asyncio
 
 from ..common.batch import PendingBatch
 from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
-from ..common.node_messages import Message, NodeBye, NodeHello, NodeSnapshot, decode_message
-from ..common.sample_frames import fast_sample
+from ..common.node_messages import (
+    NodeBye,
+    NodeHello,
+    NodeSnapshot,
+    decode_message,
+)
 from ..common.nodes import NodeRefused, NodeRegistry
 from ..common.protocol import MAX_SAMPLE_FRAME_BYTES, NameCache, Sample
+from ..common.sample_frames import (
+    FRAME_REFUSED,
+    SampleFrame,
+    checked_sample,
+    decode_sample_frame,
+    oldest_and_newest,
+    paired,
+)
 from ..common.settings import DEFAULT_LARGE_FRAME_SHARE
 from ..common.stats import IngestStats
 
@@ -28,6 +43,8 @@ from ..common.stats import IngestStats
 # twice as long: with 2 ms, 10,000 nodes' snapshots fell behind (shed as
 # backlog), with 4 ms they do not.
 DRAIN_CHUNK = 500
+# Sample frames are checked and queued in runs of at most this many (and the turn's time checked after each).
+RUN_LENGTH = 256
 TURN_SECONDS = 0.002
 LARGE_FRAME_TURN_SECONDS = 0.004
 TURN_BYTES = 4 * 1024 * 1024
@@ -155,28 +172,27 @@ class IngestReader:
 
     def drain(self, limit: int) -> bool:
         """Receive and handle up to ``limit`` waiting frames without blocking, within this turn's
-        time and byte budget; return True once the socket is empty."""
+        time and byte budget; return True once the socket is empty.
+
+        Sample frames are decoded one C call each and held until a run of them is queued in one
+        go (``_queue_run``); any other frame first queues the run before it, so every agent's
+        messages are accounted in the order they came.
+        """
         recv = self._sync.recv
-        batch = self._batch
-        # PendingBatch.add, unrolled: this loop runs once per received frame
-        add_name, add_ts, add_cpu, add_ram = batch.names.append, batch.ts.append, batch.cpu.append, batch.ram.append
-        observe = self._inventory.observe
-        ips_of = self._inventory.ips_of
-        names = self._names
-        node_seen = self._nodes.seen
         stats = self._stats
-        dropped_samples = stats.dropped["sample"]
         now = self._clock()
         timer, work_timer = self._timer, self._work_timer
         large_frames = self._large_frames
         started = timer()
         large_bytes = 0
-        handled = samples = 0
-        room = batch.room()
+        handled = 0
         backlog_since = self._backlog_since
         behind = backlog_since is not None and started - backlog_since > MAX_BACKLOG_SECONDS \
             and self._backlog_bytes > MAX_BACKLOG_BYTES
         empty = full_turn = False
+        run: list[SampleFrame] = []
+        run_frames: list[bytes] = []
+        add_record, add_frame = run.append, run_frames.append
         while handled < limit:
             try:
                 frame = recv(zmq.NOBLOCK)
@@ -185,6 +201,8 @@ class IngestReader:
                 break
             handled += 1
             if len(frame) > SMALL_FRAME_BYTES:
+                if run:
+                    self._queue_run(run, run_frames, now)
                 began = timer()
                 large_bytes += len(frame)
                 if behind or not large_frames.allows(began):
@@ -194,41 +212,30 @@ class IngestReader:
                         full_turn = True
                     continue
                 work_began = work_timer()
-                message: Message | None = self._large_message(frame, now)
+                sample = self._large_message(frame, now)
                 large_frames.spend(work_timer() - work_began)
                 ended = timer()
                 if large_bytes > TURN_BYTES or ended - started > LARGE_FRAME_TURN_SECONDS:
                     handled = limit  # this turn's work is done once this frame is
                     full_turn = True
-                if type(message) is not Sample:
-                    continue
-            else:
-                message = fast_sample(frame, now, names, ips_of)  # a plain valid sample, decoded in C
-                if message is None:  # anything else: the general decoder decides, and names a refusal
-                    try:
-                        message = decode_message(frame, now, names, ips_of)
-                    except InvalidSample as invalid:
-                        stats.refuse(invalid.kind, invalid.reason)
-                        continue
-                    if type(message) is not Sample:
-                        self._node_message(message, now)  # type: ignore[arg-type]
-                        continue
-            samples += 1
-            if not samples & 127 and timer() - started > TURN_SECONDS:  # new names cost more
-                handled = limit
-                full_turn = True
-            if room <= 0:
-                dropped_samples["queue_full"] += 1
+                if sample is not None:
+                    self._queue_one(sample, now)
                 continue
-            room -= 1
-            sample: Sample = message  # type: ignore[assignment]
-            observe(sample.fqdn, sample.seq, sample.ips)
-            node_seen(sample.fqdn, now)
-            add_name(sample.fqdn)
-            add_ts(sample.ts)
-            add_cpu(sample.cpu)
-            add_ram(sample.ram)
-        stats.received["sample"] += samples
+            try:
+                add_record(decode_sample_frame(frame))  # a sample frame, typed and range-checked in C
+            except FRAME_REFUSED:  # anything else: the general decoder decides, and names a refusal
+                if run:
+                    self._queue_run(run, run_frames, now)
+                self._general_message(frame, now)
+                continue
+            add_frame(frame)
+            if len(run) >= RUN_LENGTH:
+                self._queue_run(run, run_frames, now)
+                if timer() - started > TURN_SECONDS:  # new names cost more
+                    handled = limit
+                    full_turn = True
+        if run:
+            self._queue_run(run, run_frames, now)
         self._full_turn = full_turn
         if not empty:  # the turn ended on its limits: is anything still waiting?
             empty = not int(self._sync.getsockopt(zmq.EVENTS)) & zmq.POLLIN
@@ -239,6 +246,76 @@ class IngestReader:
             if backlog_since is None:
                 self._backlog_since = started
         return empty
+
+    def _queue_run(self, run: list[SampleFrame], frames: list[bytes], now: float) -> None:
+        """Check and queue a run of decoded sample frames (in arrival order), then empty both lists.
+
+        The common case (every name and IP list seen before, versions paired, timestamps in the
+        window) is a few list comprehensions and array operations for the whole run; a run with
+        anything else goes frame by frame (``_queue_slowly``), exactly as the general decoder decides.
+        """
+        canonical = self._names._canonical.get  # NameCache.canonical's cache, inlined
+        inventory = self._inventory
+        names = [canonical(record.fqdn) for record in run]
+        agents = inventory.indexes(names)  # type: ignore[arg-type]  # None names give None
+        ts = array("d", [record.ts for record in run])
+        oldest, newest = oldest_and_newest(now)
+        stamps = np.frombuffer(ts, dtype=np.float64)
+        if None in agents or not all(map(paired, run)) \
+                or not ((stamps >= oldest) & (stamps <= newest)).all() \
+                or False in map(operator.eq, map(inventory.ips.__getitem__, agents), [r.ip for r in run]):  # type: ignore[arg-type]
+            self._queue_slowly(run, frames, now)
+        else:
+            count = len(run)
+            self._stats.received["sample"] += count
+            room = self._batch.room()
+            if room < count:
+                self._stats.dropped["sample"]["queue_full"] += count - max(room, 0)
+                count = max(room, 0)
+                del run[count:], names[count:], agents[count:]
+                ts = ts[:count]
+            if count:
+                inventory.observe_many(agents, [record.seq for record in run])  # type: ignore[arg-type]
+                self._nodes.seen_many(names, now)  # type: ignore[arg-type]
+                self._batch.extend(names, ts, array("d", [r.cpu for r in run]),  # type: ignore[arg-type]
+                                   array("d", [r.ram for r in run]))
+        run.clear()
+        frames.clear()
+
+    def _queue_slowly(self, run: list[SampleFrame], frames: list[bytes], now: float) -> None:
+        """Queue a run one frame at a time: each either passes every check of the general decoder
+        here, or goes to it (and is refused with its reason, or accepted as it decides)."""
+        names, ips_of = self._names, self._inventory.ips_of
+        for record, frame in zip(run, frames):
+            sample = checked_sample(record, now, names, ips_of)
+            if sample is None:
+                self._general_message(frame, now)
+            else:
+                self._queue_one(sample, now)
+
+    def _queue_one(self, sample: Sample, now: float) -> None:
+        """Queue one valid sample (or count it ``queue_full``), recording its seq, IPs and liveness."""
+        self._stats.received["sample"] += 1
+        batch = self._batch
+        if batch.room() <= 0:
+            self._stats.dropped["sample"]["queue_full"] += 1
+            return
+        self._inventory.observe(sample.fqdn, sample.seq, sample.ips)
+        self._nodes.seen(sample.fqdn, now)
+        batch.add(sample.fqdn, sample.ts, sample.cpu, sample.ram)
+
+    def _general_message(self, frame: bytes, now: float) -> None:
+        """Decode a small frame with the general decoder: queue a sample, apply a node message,
+        or count why it is refused."""
+        try:
+            message = decode_message(frame, now, self._names, self._inventory.ips_of)
+        except InvalidSample as invalid:
+            self._stats.refuse(invalid.kind, invalid.reason)
+            return
+        if type(message) is Sample:
+            self._queue_one(message, now)  # type: ignore[arg-type]
+        else:
+            self._node_message(message, now)  # type: ignore[arg-type]
 
     def _large_message(self, frame: bytes, now: float) -> Sample | None:
         """Decode a large frame and apply it if it is a node message (the costly part, paid from the

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,6 +222,18 @@ class NodeRegistry:
                     and self.on_mismatch is not None:
                 node.reasserted_at = now
                 self.on_mismatch(node)
+
+    def seen_many(self, names: Iterable[str], now: float) -> None:
+        """``seen`` for each of ``names`` (samples that arrived together), in one pass."""
+        nodes = self._nodes
+        if not nodes:
+            return
+        for node in map(nodes.get, names):
+            if node is not None:
+                if node.said_bye or node.reported_paused or node.desired_paused:
+                    self.seen(node.name, now)
+                else:
+                    node.last_seen = now
 
     def set_paused(self, name: str, paused: bool) -> Node:
         """Record that node ``name`` should be ``paused`` (or not); ``UnknownNode`` if there is no such node.

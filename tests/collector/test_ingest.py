@@ -262,3 +262,66 @@ def test_node_messages_register_update_and_say_bye(clock: FakeClock) -> None:
             assert ingest.inventory.lost == 1
 
     asyncio.run(scenario())
+
+
+def test_seq_is_accounted_in_arrival_order_across_kinds_within_one_turn(clock: FakeClock) -> None:
+    """Samples are queued in runs; a node message between them must not be accounted out of order
+    (hellos first would read sample 1 as a restart and sample 3 as one lost)."""
+    from tests.node_fixtures import HELLO_INFO
+
+    async def scenario() -> None:
+        async with running_ingest(clock) as ingest:
+            frames = []
+            for agent in range(50):
+                name = f"node-{agent}"
+                frames += [encode_hello(name, clock.now, 0, ["10.1.2.3"], HELLO_INFO), sample(clock, name, seq=1),
+                           encode_hello(name, clock.now, 2, ["10.1.2.3"], HELLO_INFO), sample(clock, name, seq=3),
+                           sample(clock, name, seq=4)]
+            ingest.send(*frames)
+            await ingest.received(len(frames))
+            assert ingest.inventory.lost == 0 and ingest.stats.total_dropped() == {}
+            assert ingest.inventory.last_seq("node-7") == 4 and len(ingest.batch) == 150
+            ingest.send(sample(clock, "node-7", seq=9), encode_bye("node-7", clock.now, 11))
+            await ingest.received(len(frames) + 2)
+            assert ingest.inventory.lost == 5  # 5..8 and 10
+            ingest.send(sample(clock, "node-7", seq=0))  # a restart loses nothing
+            await ingest.received(len(frames) + 3)
+            assert ingest.inventory.lost == 5 and ingest.inventory.last_seq("node-7") == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_run_with_one_bad_frame_keeps_every_good_one_and_names_the_bad(clock: FakeClock) -> None:
+    """A run of sample frames checked together: one that fails a check (here a timestamp out of the
+    window, an unpaired version, a bad address) sends the run frame by frame, and only it is refused."""
+
+    async def scenario() -> None:
+        async with running_ingest(clock) as ingest:
+            good = [sample(clock, f"node-{i}", seq=0, cpu=float(i % 100)) for i in range(300)]
+            for position, bad in ((5, sample(clock, "node-5", seq=0, ts=clock.now + 3600)),
+                                  (150, sample(clock, "node-150", seq=0, v=2)),
+                                  (299, sample(clock, "node-299", seq=0, ip=["10.0.0.300"]))):
+                good[position] = bad
+            ingest.send(*good)
+            await ingest.received(300)
+            names, _, cpu, _ = ingest.batch.take()
+            assert len(names) == 297 and "node-5" not in names and "node-299" not in names
+            assert cpu.tolist() == [float(i % 100) for i in range(300) if i not in (5, 150, 299)]
+            dropped = ingest.stats.total_dropped()
+            assert dropped == {"bad_timestamp": 1, "bad_ip": 1, "bad_version": 1}
+            assert ingest.inventory.ips_of("node-299") is None
+            # again, every name known now (the run's common case), one frame too far ahead and one IP
+            # list changed to a valid one: kept, and the agent's addresses follow
+            again = [sample(clock, f"node-{i}", seq=1, cpu=1.0) for i in range(300)]
+            again[7] = sample(clock, "node-7", seq=1, ts=clock.now + 61)
+            again[8] = sample(clock, "node-8", seq=1, ip=["10.9.9.9"])
+            ingest.send(*again)
+            await ingest.received(600)
+            names, _, _, _ = ingest.batch.take()
+            assert len(names) == 299 and "node-7" not in names
+            assert ingest.stats.total_dropped()["bad_timestamp"] == 2
+            assert ingest.inventory.ips_of("node-8") == ["10.9.9.9"] and ingest.inventory.last_seq("node-7") == 0
+            assert ingest.inventory.lost == 0
+
+    asyncio.run(scenario())
+
