@@ -15,6 +15,7 @@ import zmq
 import zmq.asyncio
 
 from .api import make_app
+from .api.http_pressure import HttpPressure
 from .api.http_server import GuardedHTTPServer, HttpLimits, raise_descriptor_limit
 from .collector.applier import BatchApplier
 from .collector.control import ControlChannel, open_control_socket
@@ -65,8 +66,10 @@ class Monitor:
         self.nodes = NodeRegistry(settings.max_servers, clock, offline_after=settings.offline_after,
                                   budget=SnapshotBudget(total=settings.snapshot_memory_mib * MIB),
                                   on_mismatch=self.control.reassert)
+        # requests go first: bulk work on the loop steps aside while HTTP work waits
+        self.pressure = HttpPressure()
         self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock=clock,
-                                    nodes=self.nodes, store=self.store)
+                                    nodes=self.nodes, store=self.store, http_waiting=self.pressure.waiting)
         kept_for = {60: retention.minutes, 3600: retention.hours} if self.store.logs_chunks else None
         self.history = LoadHistory(self.aggregator, self.nodes, self.store.open_reader, kept_for, clock)
         policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts)
@@ -139,13 +142,15 @@ class Monitor:
             raise StartupError(f"cannot listen on {self.settings.host}:{self.settings.port}: {error}") from None
         limits = HttpLimits(max_connections=self.settings.max_connections, idle_timeout=self.settings.idle_timeout,
                             body_timeout=self.settings.body_timeout)
-        self._server = GuardedHTTPServer(self.app, limits, descriptor_limit=raise_descriptor_limit())
+        self._server = GuardedHTTPServer(self.app, limits, descriptor_limit=raise_descriptor_limit(),
+                                         pressure=self.pressure)
         self.app.settings["http_counters"] = self._server.counters
         self._server.add_sockets(sockets)
         host, port = sockets[0].getsockname()[:2]
         self.http_url = f"http://{host}:{port}"
         reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names, self.nodes,
-                              large_frame_share=self.settings.large_frame_share)
+                              large_frame_share=self.settings.large_frame_share,
+                              http_waiting=self.pressure.waiting)
         self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run()),
                        asyncio.create_task(keep_collected())]
 
@@ -165,6 +170,7 @@ class Monitor:
         self._close_ingest()
         await self.store.close()
         self.history.close()
+        self.pressure.close()
 
     def _close_ingest(self) -> None:
         self.control.detach()

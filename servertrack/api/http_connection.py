@@ -25,6 +25,7 @@ from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters, 
 from tornado.log import gen_log
 
 from .http_limits import HttpLimits
+from .http_pressure import HttpPressure
 
 LINGER_SECONDS = 1.0
 _MESSAGE_CHARS = 200
@@ -81,10 +82,13 @@ class GuardedConnection(HTTP1Connection):
         context: object,
         limits: HttpLimits,
         report: Reporter,
+        pressure: HttpPressure | None = None,
     ) -> None:
         super().__init__(stream, False, params, context)
         self._limits = limits
         self._report = report
+        self._pressure = pressure
+        self._answering = False  # counted in pressure.answering: the headers are in, the answer is not done
 
     async def read_response(self, delegate: httputil.HTTPMessageDelegate) -> bool:
         """Read one request (see ``HTTP1Connection.read_response``); answer a refused one and close."""
@@ -105,7 +109,16 @@ class GuardedConnection(HTTP1Connection):
         self.write_headers(httputil.ResponseStartLine("HTTP/1.1", refusal.status, phrase), headers, body)
         self.finish()  # the request is not read yet: Tornado closes once this is written
 
+    def answered(self) -> None:
+        """The request is over (answered, refused or its connection lost): it no longer presses."""
+        if self._answering and self._pressure is not None:
+            self._pressure.answering -= 1
+        self._answering = False
+
     def _parse_headers(self, data: bytes) -> tuple[str, httputil.HTTPHeaders]:
+        if self._pressure is not None and not self._answering:
+            self._answering = True
+            self._pressure.answering += 1
         if len(data) > self._limits.max_header_bytes:
             raise Refusal(
                 431, f"request headers of {len(data)} bytes exceed the limit of {self._limits.max_header_bytes} bytes"
@@ -190,16 +203,19 @@ class GuardedServerConnection(HTTP1ServerConnection):
         context: object,
         limits: HttpLimits,
         report: Reporter,
+        pressure: HttpPressure | None = None,
     ) -> None:
         super().__init__(stream, params, context)
         self._limits = limits
         self._report = report
+        self._pressure = pressure
 
     async def _server_request_loop(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
         # Tornado's loop, with our connection class for each request.
         try:
             while True:
-                conn = GuardedConnection(self.stream, self.params, self.context, self._limits, self._report)
+                conn = GuardedConnection(self.stream, self.params, self.context, self._limits, self._report,
+                                         self._pressure)
                 request_delegate = delegate.start_request(self, conn)
                 try:
                     ret = await conn.read_response(request_delegate)
@@ -209,6 +225,8 @@ class GuardedServerConnection(HTTP1ServerConnection):
                     gen_log.error("Uncaught exception", exc_info=True)
                     conn.close()
                     return
+                finally:
+                    conn.answered()
                 if not ret:
                     return
                 await asyncio.sleep(0)

@@ -57,6 +57,7 @@ from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.ioloop import IOLoop
 
 from .http_connection import AppGuard, GuardedConnection, GuardedServerConnection, Refusal, error_response
+from .http_pressure import HttpPressure
 from .http_limits import DESCRIPTOR_CEILING, HttpLimits, IncidentLog, connection_cap, raise_descriptor_limit
 
 __all__ = [
@@ -187,7 +188,9 @@ class GuardedHTTPServer(HTTPServer):
         descriptor_limit: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger = _log,
+        pressure: HttpPressure | None = None,
     ) -> None:
+        """``pressure`` (if given) is told of every socket and every request being answered."""
         super().initialize(
             app,
             idle_connection_timeout=limits.idle_timeout,
@@ -197,6 +200,7 @@ class GuardedHTTPServer(HTTPServer):
             max_body_size=limits.max_body_bytes,
         )
         self.limits = limits
+        self.pressure = pressure
         if descriptor_limit is None:
             descriptor_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             if descriptor_limit == resource.RLIM_INFINITY:
@@ -256,6 +260,8 @@ class GuardedHTTPServer(HTTPServer):
         for sock in sockets:
             self._sockets[sock.fileno()] = sock
             self._handlers[sock.fileno()] = _Acceptor(self, sock).remove
+            if self.pressure is not None:
+                self.pressure.watch(sock.fileno())
 
     def stop(self) -> None:
         """Stop listening (as ``TCPServer.stop``), give the spare descriptor back, log what is unreported."""
@@ -267,7 +273,9 @@ class GuardedHTTPServer(HTTPServer):
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         """Serve ``stream`` with a ``GuardedServerConnection``."""
         context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
-        conn = GuardedServerConnection(stream, self.conn_params, context, self.limits, self._report)
+        conn = GuardedServerConnection(stream, self.conn_params, context, self.limits, self._report, self.pressure)
+        if self.pressure is not None and stream.socket is not None:
+            self.pressure.watch(stream.socket.fileno())
         self._connections.add(conn)
         conn.start_serving(self)
 

@@ -17,6 +17,7 @@ from ..common.stats import IngestStats
 from ..store.interface import Store
 from ..store.memory import MemoryStore
 from ..store.records import LoggedBatch
+from .turns import give_way, nothing_waits
 
 APPLY_INTERVAL_SECONDS = 1.0
 # Samples applied between two turns of the event loop: at most this many (~3 ms
@@ -25,7 +26,9 @@ APPLY_INTERVAL_SECONDS = 1.0
 APPLY_CHUNK = 5_000
 FIRST_CHUNK = 1_000
 MIN_CHUNK = 250
-CHUNK_SECONDS = 0.002  # what a request may wait behind an apply chunk (see ingest.TURN_SECONDS)
+# What a request may wait behind an apply chunk: with 2 ms (and ingest turns of 2 ms) the p99 of a GET
+# under 50,000 samples/s was ~10 ms; between chunks the applier also gives way (``turns.give_way``).
+CHUNK_SECONDS = 0.001
 EVICTION_INTERVAL_SECONDS = 60.0
 
 
@@ -42,8 +45,11 @@ class BatchApplier:
         interval: float = APPLY_INTERVAL_SECONDS,
         nodes: NodeRegistry | None = None,
         store: Store | None = None,
+        http_waiting: Callable[[], bool] = nothing_waits,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``store`` keeps each chunk (before it is applied) and the blocks it closes; default: nothing kept."""
+        """``store`` keeps each chunk (before it is applied) and the blocks it closes; default: nothing kept.
+        ``http_waiting`` says whether requests wait (``HttpPressure.waiting``): between chunks they go first."""
         self._batch = batch
         self._aggregator = aggregator
         self._inventory = inventory
@@ -53,6 +59,8 @@ class BatchApplier:
         self._nodes = nodes
         self._store: Store = store if store is not None else MemoryStore()
         self._next_eviction = clock() + EVICTION_INTERVAL_SECONDS
+        self._http_waiting = http_waiting
+        self._timer = timer
 
     async def run(self) -> None:
         """Apply the batch every ``interval`` seconds, on absolute deadlines, until cancelled."""
@@ -97,6 +105,7 @@ class BatchApplier:
                 chunk = min(APPLY_CHUNK, chunk * 2)
             if yield_between_chunks and start < len(names):
                 await asyncio.sleep(0)
+                await give_way(self._http_waiting, self._timer)
         stats = self._stats
         stats.applied["sample"] += applied
         if refused:

@@ -33,6 +33,7 @@ from ..common.sample_frames import (
 )
 from ..common.settings import DEFAULT_LARGE_FRAME_SHARE
 from ..common.stats import IngestStats
+from .turns import give_way, nothing_waits
 
 # Work per turn of the event loop, so HTTP requests never wait long behind a
 # flood: at most this many frames (~2 ms of samples), this much time, and
@@ -61,6 +62,9 @@ MAX_BACKLOG_BYTES = 16 * 1024 * 1024
 # handle, write) and would otherwise wait behind a full drain turn at each of
 # them. Yielding costs no throughput when nothing else is waiting (a sleep would).
 YIELDS_AFTER_FULL_TURN = 4
+# While HTTP work waits (``HttpPressure``), a turn ends at the next check, every
+# this many frames (~0.2 ms), and the reader gives way (``turns.give_way``).
+PRESSURE_CHECK_FRAMES = 128
 # Frames above this size (only hellos and snapshots are that large) are
 # decoded only while the large-frame budget lasts: a share of one core's time
 # (a maximal snapshot costs ~4 ms, a typical one ~0.1 ms, so the budget is
@@ -141,10 +145,12 @@ class IngestReader:
         large_frame_share: float = DEFAULT_LARGE_FRAME_SHARE,
         timer: Callable[[], float] = time.monotonic,
         work_timer: Callable[[], float] = time.thread_time,
+        http_waiting: Callable[[], bool] = nothing_waits,
     ) -> None:
         """``large_frame_share``: the share of one core that decoding frames over ``SMALL_FRAME_BYTES``
         may take, as measured by ``work_timer`` (this thread's CPU seconds: time the process is
-        preempted is not work); ``timer`` (monotonic seconds) bounds each turn and refills the budget."""
+        preempted is not work); ``timer`` (monotonic seconds) bounds each turn and refills the budget;
+        ``http_waiting`` says whether requests wait (``HttpPressure.waiting``): turns then end early."""
         self._socket = socket
         # A synchronous view of the same socket: recv(NOBLOCK) without a
         # Future per message.
@@ -157,6 +163,7 @@ class IngestReader:
         self._nodes = nodes if nodes is not None else NodeRegistry(inventory.max_agents, clock)
         self._timer = timer
         self._work_timer = work_timer
+        self._http_waiting = http_waiting
         self._full_turn = False  # the last drain stopped because its time or bytes were spent
         self._backlog_since: float | None = None  # when the socket was last seen not empty after a turn
         self._backlog_bytes = 0  # bytes of large frames received since then
@@ -169,6 +176,7 @@ class IngestReader:
             while not self.drain(DRAIN_CHUNK):
                 for _ in range(YIELDS_AFTER_FULL_TURN if self._full_turn else 1):
                     await asyncio.sleep(0)
+                await give_way(self._http_waiting, self._timer)
 
     def drain(self, limit: int) -> bool:
         """Receive and handle up to ``limit`` waiting frames without blocking, within this turn's
@@ -229,7 +237,10 @@ class IngestReader:
                 self._general_message(frame, now)
                 continue
             add_frame(frame)
-            if len(run) >= RUN_LENGTH:
+            if not handled % PRESSURE_CHECK_FRAMES and self._http_waiting():
+                handled = limit
+                full_turn = True
+            elif len(run) >= RUN_LENGTH:
                 self._queue_run(run, run_frames, now)
                 if timer() - started > TURN_SECONDS:  # new names cost more
                     handled = limit
