@@ -19,6 +19,8 @@ from .common.errors import InvalidSample
 from .common.nodes import NODE_STATES
 from .common.protocol import normalize_name
 from .common.settings import AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for, parse_duration
+from .event_loop import EVENT_LOOPS, loop_factory
+from .event_loop import run as run_on_loop
 
 EXIT_USAGE = 2
 _ENDPOINT = re.compile(r"(tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+|\*):(\d{1,5}|\*)|ipc://\S+)\Z")
@@ -191,6 +193,8 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     serve.add_argument("--checkpoint-every", type=_cadence, default=env.checkpoint_every, metavar="DURATION",
                        help="checkpoint the windows this often: a restart replays at most this much of the log "
                             "(default %(default)s s)")
+    serve.add_argument("--event-loop", choices=EVENT_LOOPS, default=env.event_loop,
+                       help="asyncio event loop: auto takes uvloop when installed (the fast extra; default %(default)s)")
 
     agent = commands.add_parser("agent", help="sample this node and publish to a collector")
     agent.add_argument("--collector", type=_endpoint, default=env.collector, help="collector ingest address (default %(default)s)")
@@ -259,13 +263,17 @@ def _run_serve(args: argparse.Namespace) -> int:
                              body_timeout=args.body_timeout, store=args.store, data_dir=args.data_dir,
                              keep_minutes=args.keep_minutes, keep_hours=args.keep_hours,
                              keep_snapshots=args.keep_snapshots, snapshot_every=args.snapshot_every,
-                             checkpoint_every=args.checkpoint_every)
+                             checkpoint_every=args.checkpoint_every, event_loop=args.event_loop)
+    try:
+        loop_name, _ = loop_factory(settings.event_loop)
+    except ValueError as error:  # from SERVERTRACK_EVENT_LOOP: argparse checks only what is typed
+        raise CommandLineError(str(error)) from None
 
     def announce(monitor: Monitor) -> None:
         print(f"servertrack serving http={monitor.http_url} ingest={monitor.ingest_endpoint} "
-              f"control={monitor.control_endpoint} store={monitor.store_description}", flush=True)
+              f"control={monitor.control_endpoint} store={monitor.store_description} loop={loop_name}", flush=True)
 
-    asyncio.run(serve(settings, on_ready=announce))
+    run_on_loop(serve(settings, on_ready=announce), settings.event_loop)
     return 0
 
 
