@@ -1,8 +1,8 @@
 """In-memory aggregator: per server, 60 second, 60 minute and 24 hour buckets of cpu/ram load.
 
 One row per server in struct-of-arrays storage (see ``buckets.BucketRing`` and
-``seconds.SecondRing``), so memory per server is fixed (about 3.4 KB) whatever
-it sends. Servers are
+``seconds.SecondRing``), so memory per server is fixed (about 2.2 KB of arrays)
+whatever it sends at one sample a second. Servers are
 capped at ``max_servers``; rows of servers silent for 24 h are reused.
 Batches are applied as arrays: names are mapped to rows with one dict lookup
 each, and everything else is numpy.
@@ -30,10 +30,10 @@ from .buckets import (
     BucketWindow,
     coarsen,
     group_samples,
-    zeroed_cells,
 )
 from .periods import BUCKETS_PER_PERIOD, HistoryBlocks
 from .protocol import MAX_FUTURE_SECONDS
+from .ring_cells import zeroed_cells
 from .seconds import SecondRing, SecondWindow
 
 Clock = Callable[[], float]
@@ -50,11 +50,10 @@ class ApplyResult(NamedTuple):
 
 
 class RingChanges(NamedTuple):
-    """One ring as a checkpoint needs it: heads and flushed periods of the used rows, and copies of the
-    slots changed since the last checkpoint (``stripes[name]`` is ``cells[:blocks, slots, :]``)."""
+    """One ring as a checkpoint needs it: heads of the used rows, and copies of the slots changed since
+    the last checkpoint (``stripes[name]`` is ``cells[:blocks, slots, :]``, every array the ring has)."""
 
     head: np.ndarray
-    flushed: np.ndarray
     slots: np.ndarray
     stripes: dict[str, np.ndarray]
     slot_count: int
@@ -211,13 +210,12 @@ class Aggregator:
         for name, ring in self.named_rings().items():
             slots = ring.take_dirty()
             stripes = {cells_name: cells[:blocks, slots, :].copy() for cells_name, cells in ring.named_cells().items()}
-            rings[name] = RingChanges(ring.head[:used].copy(), ring.flushed[:used].copy(), slots, stripes, ring.slots)
+            rings[name] = RingChanges(ring.head[:used].copy(), slots, stripes, ring.slots)
         return AggregatorChanges(list(self._names), self._last_seen[:used].copy(), rings)
 
-    def restore(self, names: list[str | None], last_seen: np.ndarray, heads: dict[str, np.ndarray],
-                flushed: dict[str, np.ndarray]) -> None:
+    def restore(self, names: list[str | None], last_seen: np.ndarray, heads: dict[str, np.ndarray]) -> None:
         """Take the rows of a checkpoint (an aggregator fresh from construction, its ring cells already
-        loaded into ``named_rings()``): names by row (None: a free row), last-seen times, heads, flushed."""
+        loaded into ``named_rings()``): names by row (None: a free row), last-seen times, ring heads."""
         if self._names:
             raise ValueError("restore needs an aggregator that has no servers yet")
         used = len(names)
@@ -230,7 +228,6 @@ class Aggregator:
         self._last_seen[self._free_rows] = np.inf
         for ring_name, ring in self.named_rings().items():
             ring.head[:used] = heads[ring_name]
-            ring.flushed[:used] = flushed[ring_name]
             ring.take_dirty()
         self._sorted_names = None
 

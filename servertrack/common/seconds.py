@@ -4,8 +4,8 @@ Second buckets are numbered ``floor(ts)`` (UTC-aligned like minutes and
 hours). At this resolution a bucket usually holds one sample, so min and
 max are not kept: a slot is a sample count (``uint8``) and the average cpu
 and ram load in hundredths of a percent (``uint16`` each, 0..10000), the
-resolution the agent itself reports. A row costs ``61 * 5`` bytes plus an
-8-byte head, against 36 bytes a slot for a minute bucket.
+resolution the agent itself reports. A row costs ``61 * 5`` bytes plus a
+4-byte head, against 21 bytes a slot for a minute bucket.
 
 Averages are merged exactly within a batch (the samples of one server and
 second are summed first) and once per batch across batches, rounding to
@@ -22,12 +22,14 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .buckets import BucketGroups, FloatArray, RingRows, zeroed_cells
+from .buckets import FIXED_POINT_SCALE, BucketGroups, FloatArray, RingRows
+from .ring_cells import zeroed_cells
 
 SECONDS_SHOWN = 60
 # One spare slot: a sample a second ahead lands without evicting the oldest second shown.
 SECOND_SLOTS = SECONDS_SHOWN + 1
 LOAD_SCALE = 100.0  # stored units per percent
+_FIXED_POINT_PER_UNIT = FIXED_POINT_SCALE / LOAD_SCALE  # fixed-point units of a sum per stored unit
 MAX_SECOND_SAMPLES = int(np.iinfo(np.uint8).max)
 
 
@@ -69,18 +71,18 @@ class SecondRing(RingRows):
         for cells, sums in ((self.cpu_avg, groups.cpu_sum[keep]), (self.ram_avg, groups.ram_sum[keep])):
             view = cells.reshape(-1)
             if held.any():
-                merged = (view[flat] * held + sums * LOAD_SCALE) / total
+                merged = (view[flat] * held + sums / _FIXED_POINT_PER_UNIT) / total
             else:  # the common case: every second is new
-                merged = sums * (LOAD_SCALE / samples)
+                merged = sums / (samples * _FIXED_POINT_PER_UNIT)
             view[flat] = np.rint(merged).astype(np.uint16)
         count[flat] = np.minimum(total, MAX_SECOND_SAMPLES).astype(np.uint8)
 
     def window(self, row: int, current: int) -> SecondWindow:
         """The ``shown`` seconds of ``row`` ending with second ``current``, oldest first."""
-        first, held, index = self._window_cells(row, current)
+        first, held, flat = self._window_cells(row, current)
         return SecondWindow(
             first_second=first,
-            samples=np.where(held, self.count[index], 0).astype(np.uint32),
-            cpu_avg=self.cpu_avg[index] / LOAD_SCALE,
-            ram_avg=self.ram_avg[index] / LOAD_SCALE,
+            samples=np.where(held, self.count.reshape(-1)[flat], 0).astype(np.uint32),
+            cpu_avg=self.cpu_avg.reshape(-1)[flat] / LOAD_SCALE,
+            ram_avg=self.ram_avg.reshape(-1)[flat] / LOAD_SCALE,
         )
