@@ -2,7 +2,11 @@
 
 ``auto`` takes uvloop if it imports and the standard loop otherwise;
 ``uvloop`` insists (an error if it is missing); ``asyncio`` never uses it.
-Tornado and pyzmq's asyncio sockets run on either.
+Tornado and pyzmq's asyncio sockets run on either. The default is asyncio:
+at 100,000 samples/s into a real service (sqlite store, 3 interleaved runs
+each) the service used 65.3 / 76.6 / 62.0 % of a core on asyncio and
+73.6 / 61.5 / 57.9 % on uvloop, medians 65.3 and 61.5: within this
+machine's noise, so not worth a dependency by default.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_a_clear_error(monkeypatch:
 
 
 def test_the_flag_and_its_variable() -> None:
-    assert parse(["serve"], EnvironmentDefaults()).event_loop == "auto"
+    assert parse(["serve"], EnvironmentDefaults()).event_loop == "asyncio"
     assert parse(["serve", "--event-loop", "asyncio"], EnvironmentDefaults()).event_loop == "asyncio"
     assert parse(["serve"], EnvironmentDefaults.from_environ({"SERVERTRACK_EVENT_LOOP": "uvloop"})).event_loop == "uvloop"
     with pytest.raises(CommandLineError):
