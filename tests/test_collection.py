@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from servertrack.collection import collect_and_freeze, keep_collected
+from servertrack.collection import FreezeAfterFull, collect_and_freeze, keep_collected
 
 
 class RecordingCollector:
@@ -66,5 +66,75 @@ def test_frozen_cycles_are_reclaimed_by_the_next_period() -> None:
         collect_and_freeze()
         gc.unfreeze()
         assert nodes() == 0
+    finally:
+        gc.unfreeze()
+
+
+class CallbackCollector(RecordingCollector):
+    """A collector that, like ``gc``, takes ``callbacks``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.callbacks: list[object] = []
+
+
+def test_only_the_end_of_a_full_collection_freezes() -> None:
+    collector = RecordingCollector()
+    hook = FreezeAfterFull(collector)
+    for phase in ("start", "stop"):
+        for generation in (0, 1):
+            hook(phase, {"generation": generation, "collected": 0, "uncollectable": 0})
+    hook("start", {"generation": 2, "collected": 0, "uncollectable": 0})
+    assert collector.calls == []
+    hook("stop", {"generation": 2, "collected": 5, "uncollectable": 0})
+    assert collector.calls == ["freeze"]
+    assert hook.freezes == 1
+
+
+def test_the_keeper_hooks_full_collections_while_it_runs() -> None:
+    collector = CallbackCollector()
+
+    async def run() -> None:
+        task = asyncio.create_task(keep_collected(3600.0, collector))
+        await asyncio.sleep(0)
+        assert len(collector.callbacks) == 1 and isinstance(collector.callbacks[0], FreezeAfterFull)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert collector.callbacks == []
+    assert collector.calls == []  # nothing collected before the first period
+
+
+def test_what_a_full_collection_leaves_is_frozen_while_the_keeper_runs() -> None:
+    class Record:
+        pass
+
+    def tracked() -> int:
+        return sum(1 for obj in gc.get_objects() if isinstance(obj, Record))
+
+    async def run() -> None:
+        task = asyncio.create_task(keep_collected(3600.0))
+        await asyncio.sleep(0)
+        try:
+            records = [Record() for _ in range(100)]  # servers that arrived after start
+            assert tracked() == 100
+            frozen = gc.get_freeze_count()
+            gc.collect()  # a full collection, as the collector starts one by itself
+            assert tracked() == 0 and gc.get_freeze_count() >= frozen + 100
+            gc.collect(0)  # a young collection does not freeze what arrives next
+            more = [Record() for _ in range(10)]
+            gc.collect(1)
+            assert tracked() == 10
+            del records, more
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    try:
+        asyncio.run(run())
+        assert FreezeAfterFull not in {type(callback) for callback in gc.callbacks}
     finally:
         gc.unfreeze()

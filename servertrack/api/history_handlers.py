@@ -44,6 +44,7 @@ from .node_handlers import NodeSectionHandler, NodeSummaryHandler
 from .node_views import uptime_seconds
 from .pindrop_handlers import GetStatsHandler, choose_node
 from .pindrop_views import get_stats_body
+from .views import encoded_server_loads
 
 if TYPE_CHECKING:  # the Protocol only: the API does not import a store backend
     from ..store.interface import HistoryReader, RangeAnswer
@@ -94,12 +95,20 @@ class HistoryAccess:
 
 class ServerLoadsHistoryHandler(HistoryAccess, ServerLoadsHandler):
     """``GET /servers/{name}/loads?from=T&to=T&step=minute|hour``: the buckets of a range; without any of
-    those parameters, the windows (``ServerLoadsHandler``). ``POST`` is unchanged."""
+    those parameters, the windows (``ServerLoadsHandler``'s body, written from the arrays:
+    ``views.encoded_server_loads``). Answers carry no ETag. ``POST`` is unchanged."""
 
     def get(self, raw_name: str) -> Awaitable[None] | None:
         if not self.wants_range(LOADS_PARAMETERS):
-            return super().get(raw_name)
+            # the windows as ServerLoadsHandler answers them, the bucket lists written from the arrays
+            self.write_json(200, encoded_server_loads(self.known_windows(raw_name)))
+            return None
         return self._range(raw_name)
+
+    def compute_etag(self) -> str | None:
+        # No ETag: the windows move every second, and a conditional GET would save no work (the body
+        # is built anyway to hash it), while hashing every answer costs about as much as its headers.
+        return None
 
     async def _range(self, raw_name: str) -> None:
         query = self.range_query(with_step=True)

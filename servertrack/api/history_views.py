@@ -1,6 +1,7 @@
 """JSON shapes of the range queries (``?from=&to=``), built in one pass from what the history reader answers.
 
-Pure: no Tornado, no I/O. Buckets have the windows' shape (``views.window_buckets``);
+Pure: no Tornado, no I/O. Buckets have the windows' shape (``views.window_buckets``), written
+straight from the arrays (``window_json.bucket_list``);
 ``from`` and ``to`` of a bucket answer are the starts of its first and last
 bucket, and ``kept_from`` is present only when the range reaches back before
 the history kept (see ``store.interface.RangeAnswer``).
@@ -11,10 +12,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..common.buckets import iso_utc
 from ..common.time_range import BucketPlan
 from .node_views import load_summary
-from .views import window_buckets
+from .window_json import bucket_list
 
 if TYPE_CHECKING:
     from ..store.interface import RangeAnswer
@@ -30,10 +33,11 @@ def _range_fields(plan: BucketPlan, answer: RangeAnswer | None) -> dict[str, Any
 
 def range_loads(name: str, plan: BucketPlan, answer: RangeAnswer) -> dict[str, Any]:
     """The body of ``GET /servers/{name}/loads?from=&to=&step=``:
-    ``{"server", "step", "from", "to", "buckets": [...], "kept_from"?}``."""
+    ``{"server", "step", "from", "to", "buckets": [...], "kept_from"?}``, the buckets already JSON (an
+    ``orjson.Fragment``, the text of ``views.window_buckets``)."""
     body: dict[str, Any] = {"server": name, "step": plan.step}
     body.update(_range_fields(plan, answer))
-    body["buckets"] = window_buckets(answer.window)
+    body["buckets"] = orjson.Fragment(bucket_list(answer.window))
     return body
 
 
