@@ -36,6 +36,13 @@ Usage
     --json prints "measuring" when the measured phase starts, then one JSON
     result line at the end (used by the other benchmarks).
     --processes N splits the servers over N generator processes (prefer 1 on 2 cores).
+    --steps (used by bench/peers.py) holds one connection and runs one paced
+    phase per JSON command read from stdin, {"rate": R, "seconds": S}, printing
+    {"ready": true, ...} once warmed up and one JSON result per command; servers
+    and seqs carry on between phases. With --probe NAME it also sends server
+    NAME's sample every 0.1 s in the same stream and reports their ts (so the
+    time from send to visible can be measured); --first K starts at server K.
+    It sends through pyzmq's Cython send directly (same frames, half the CPU).
 """
 
 from __future__ import annotations
@@ -44,12 +51,14 @@ import argparse
 import contextlib
 import json
 import multiprocessing
+import os
 import random
+import selectors
 import signal
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import msgpack
@@ -60,6 +69,9 @@ SEND_HIGH_WATER_MARK = 1_000_000
 WARMUP_FRAME_INTERVAL = 0.05
 UNPACED_FRAMES_PER_SECOND_CAP = 5_000_000  # the bound on frames when --rate 0
 START_LINE = "measuring"  # printed (with --json) when the measured phase starts
+PROBE_INTERVAL = 0.1  # seconds between two probe frames (--probe)
+MAX_STEP_SECONDS = 3600  # --steps: the longest phase one command may ask for
+COMMAND_POLL_SECONDS = 0.5  # --steps: how often a wait for the next command looks at SIGTERM
 
 # Tail of each frame: "ts" float64, "cpu" float64, "ram" float64, "seq" uint64.
 _TAIL = struct.Struct(">4sd5sd5sd5sQ")
@@ -140,6 +152,24 @@ class FrameFactory:
         return frames
 
 
+class ProbeFrames:
+    """Frames of one extra server (``--probe NAME``) whose samples a benchmark times from send to query.
+
+    Sent every ``PROBE_INTERVAL`` seconds in the same stream as the load, so
+    it queues behind exactly what the load queues behind.
+    """
+
+    def __init__(self, name: str, ip: str = "10.255.255.254") -> None:
+        self.prefix = _MAP_OF_SEVEN + msgpack.packb({"v": 1, "fqdn": name, "ip": [ip]})[1:]
+        self.seq = 0
+
+    def frame(self, ts: float) -> bytes:
+        """The probe's next frame stamped ``ts``; advances its seq."""
+        seq = self.seq
+        self.seq = seq + 1
+        return self.prefix + _TAIL.pack(_TS_KEY, ts, _CPU_KEY, 1.0, _RAM_KEY, 1.0, _SEQ_KEY, seq)
+
+
 @dataclass
 class LoadResult:
     """What one generator (or several, summed) did."""
@@ -154,6 +184,75 @@ class LoadResult:
     cpu_percent: float  # of one core
     processes: int = 1
     stopped_early: bool = False
+
+
+@dataclass
+class PhaseOutcome:
+    """One paced phase: frames sent, how long it took, the CPU it cost, how far it fell behind."""
+
+    sent: int
+    seconds: float
+    cpu_seconds: float
+    stopped_early: bool
+    max_lag_seconds: float  # the most the sent count was ever behind the schedule (0 when unpaced)
+    probe_ts: list[float]  # the ``ts`` of every probe frame sent, in order
+
+
+def _paced_phase(
+    send: Callable[[bytes], object],
+    factory: FrameFactory,
+    rate: int,
+    seconds: float,
+    should_stop: Callable[[], bool],
+    probe: ProbeFrames | None = None,
+) -> PhaseOutcome:
+    """Send ``rate`` frames/s (0 = as fast as possible) for ``seconds``, in 10 ms slices.
+
+    With ``probe``, one probe frame goes out after the slice's frames every
+    ``PROBE_INTERVAL`` seconds (not counted in ``sent``).
+    """
+    total = int(rate * seconds) if rate > 0 else int(UNPACED_FRAMES_PER_SECOND_CAP * seconds)
+    per_slice = max(1, int(rate * SLICE_SECONDS)) if rate > 0 else 1000
+    hard_deadline = seconds * 1.5 + 2.0
+    sent = 0
+    stopped = False
+    max_lag = 0.0
+    probe_ts: list[float] = []
+    cpu_start = time.process_time()
+    start = time.monotonic()
+    next_probe = start
+    elapsed = 0.0
+    slice_index = 0
+    while sent < total:
+        elapsed = time.monotonic() - start
+        if elapsed >= hard_deadline or should_stop():
+            stopped = True
+            break
+        if rate > 0:
+            max_lag = max(max_lag, elapsed - sent / rate)
+            due = min(total, int(rate * elapsed) + per_slice)
+            size = min(due - sent, 5 * per_slice)  # catch up, but look at the clock often
+        else:
+            if elapsed >= seconds:
+                break
+            size = min(per_slice, total - sent)
+        if size > 0:
+            for frame in factory.burst(size, time.time()):
+                send(frame)
+            sent += size
+        if probe is not None and start + elapsed >= next_probe:
+            ts = time.time()
+            send(probe.frame(ts))
+            probe_ts.append(ts)
+            next_probe += PROBE_INTERVAL
+        if rate > 0:
+            slice_index = max(slice_index + 1, int(elapsed / SLICE_SECONDS))
+            pause = start + slice_index * SLICE_SECONDS - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+    elapsed = time.monotonic() - start
+    cpu = time.process_time() - cpu_start
+    return PhaseOutcome(sent, elapsed, cpu, stopped, max_lag, probe_ts)
 
 
 def generate(
@@ -183,39 +282,9 @@ def generate(
             send(factory.frame(0, time.time()))
             warmup_sent += 1
             time.sleep(WARMUP_FRAME_INTERVAL)
-        total = int(rate * seconds) if rate > 0 else int(UNPACED_FRAMES_PER_SECOND_CAP * seconds)
-        per_slice = max(1, int(rate * SLICE_SECONDS)) if rate > 0 else 1000
-        hard_deadline = seconds * 1.5 + 2.0
-        sent = 0
-        stopped = False
         on_start()
-        cpu_start = time.process_time()
-        start = time.monotonic()
-        elapsed = 0.0
-        slice_index = 0
-        while sent < total:
-            elapsed = time.monotonic() - start
-            if elapsed >= hard_deadline or should_stop():
-                stopped = True
-                break
-            if rate > 0:
-                due = min(total, int(rate * elapsed) + per_slice)
-                size = min(due - sent, 5 * per_slice)  # catch up, but look at the clock often
-            else:
-                if elapsed >= seconds:
-                    break
-                size = min(per_slice, total - sent)
-            if size > 0:
-                for frame in factory.burst(size, time.time()):
-                    send(frame)
-                sent += size
-            if rate > 0:
-                slice_index = max(slice_index + 1, int(elapsed / SLICE_SECONDS))
-                pause = start + slice_index * SLICE_SECONDS - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-        elapsed = time.monotonic() - start
-        cpu = time.process_time() - cpu_start
+        phase = _paced_phase(send, factory, rate, seconds, should_stop)
+    sent, elapsed, cpu, stopped = phase.sent, phase.seconds, phase.cpu_seconds, phase.stopped_early
     return LoadResult(
         target_rate=rate, servers=servers, sent=sent, warmup_sent=warmup_sent, seconds=elapsed,
         rate=sent / elapsed if elapsed > 0 else 0.0, cpu_seconds=cpu,
@@ -265,6 +334,112 @@ def generate_parallel(
         cpu_percent=100.0 * cpu / elapsed if elapsed else 0.0, processes=processes,
         stopped_early=any(r.stopped_early for r in results),
     )  # fmt: skip
+
+
+def fast_send(socket: zmq.Socket) -> Callable[[bytes], object]:
+    """``socket.send`` without pyzmq's Python layer on top of its Cython one: the same frames for
+    about half the CPU per frame (0.5 vs 1.2 us here). Used by ``--steps`` only."""
+    base = getattr(zmq.backend, "Socket", None)
+    if base is not None and isinstance(socket, base) and hasattr(base, "send"):
+        return base.send.__get__(socket)
+    return socket.send
+
+
+@dataclass
+class StepResult:
+    """What ``--steps`` prints for one command (one paced phase on the same connection)."""
+
+    target_rate: int
+    servers: int
+    sent: int  # load frames (probe frames apart)
+    seconds: float
+    rate: float
+    cpu_seconds: float  # process CPU, all threads (the ZeroMQ I/O thread too)
+    cpu_percent: float  # of one core
+    max_lag_seconds: float
+    probe_ts: list[float]
+    stopped_early: bool
+
+
+def read_commands(fd: int, should_stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
+    """JSON objects, one a line, read from file descriptor ``fd`` until EOF, ``{"quit": true}`` or
+    ``should_stop()``; a line that is not a JSON object yields ``{"error": ...}``."""
+    buffer = b""
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    try:
+        while not should_stop():
+            if b"\n" not in buffer:
+                if not selector.select(COMMAND_POLL_SECONDS):
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                continue
+            line, buffer = buffer.split(b"\n", 1)
+            if not line.strip():
+                continue
+            try:
+                command = json.loads(line)
+            except ValueError:
+                command = None
+            if not isinstance(command, dict):
+                yield {"error": f"not a JSON object: {line[:80]!r}"}
+                continue
+            if command.get("quit"):
+                return
+            yield command
+    finally:
+        selector.close()
+
+
+def run_steps(
+    endpoint: str,
+    servers: int,
+    commands: Iterable[dict],
+    emit: Callable[[dict], None],
+    first: int = 0,
+    warmup: float = 1.0,
+    probe: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """One connection, one paced phase per command ``{"rate": R, "seconds": S}`` (``--steps``).
+
+    Servers and their seqs carry on from one phase to the next, so a
+    benchmark can change the rate without a new connection (and without a
+    new slow-joiner window). ``emit`` gets ``{"ready": true, "warmup_sent": n}``
+    after the warm-up, then one ``StepResult`` (as a dict) or ``{"error": ...}``
+    per command.
+    """
+    if not endpoint.startswith("tcp://127.0.0.1:"):
+        raise ValueError(f"the load generator only sends to tcp://127.0.0.1:PORT, not {endpoint}")
+    factory = FrameFactory(first, servers)
+    probe_frames = ProbeFrames(probe) if probe else None
+    with _publisher(endpoint, linger=2.0) as socket:
+        send = fast_send(socket)
+        warmup_sent = 0
+        warmup_end = time.monotonic() + warmup
+        while time.monotonic() < warmup_end and not should_stop():
+            send(factory.frame(0, time.time()))
+            warmup_sent += 1
+            time.sleep(WARMUP_FRAME_INTERVAL)
+        emit({"ready": True, "warmup_sent": warmup_sent})
+        for command in commands:
+            rate, seconds = command.get("rate"), command.get("seconds")
+            if "error" in command or not isinstance(rate, int) or isinstance(rate, bool) or rate < 0 \
+                    or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_STEP_SECONDS:
+                emit({"error": command.get("error") or f"need rate >= 0 and 0 < seconds <= {MAX_STEP_SECONDS}"})
+                continue
+            phase = _paced_phase(send, factory, rate, float(seconds), should_stop, probe_frames)
+            emit(asdict(StepResult(
+                target_rate=rate, servers=servers, sent=phase.sent, seconds=phase.seconds,
+                rate=phase.sent / phase.seconds if phase.seconds > 0 else 0.0, cpu_seconds=phase.cpu_seconds,
+                cpu_percent=100.0 * phase.cpu_seconds / phase.seconds if phase.seconds > 0 else 0.0,
+                max_lag_seconds=phase.max_lag_seconds, probe_ts=phase.probe_ts, stopped_early=phase.stopped_early,
+            )))  # fmt: skip
+            if should_stop():
+                break
 
 
 _STOP = False
@@ -355,7 +530,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="--fleet: samples between two snapshots of an agent, 0 = none (default %(default)s)")
     parser.add_argument("--hello-every", type=int, default=FLEET_HELLO_EVERY,
                         help="--fleet: samples between two hellos of an agent, 0 = only the first (default %(default)s)")
+    parser.add_argument("--steps", action="store_true",
+                        help="hold one connection and run one paced phase per JSON command read from stdin "
+                             '({"rate": R, "seconds": S}); print one JSON result line per command (used by peers.py)')
+    parser.add_argument("--probe", metavar="NAME", help="--steps: also send server NAME's sample every 0.1 s")
+    parser.add_argument("--first", type=int, default=0, help="--steps: index of the first server (default 0)")
     args = parser.parse_args(argv)
+    if args.steps:
+        if args.self_test or args.fleet or args.processes != 1 or args.rate is not None:
+            parser.error("--steps takes its rates from stdin: no --self-test, --fleet, --processes or --rate")
+        if not args.endpoint:
+            parser.error("--endpoint is required")
+        if args.servers < 1 or args.first < 0:
+            parser.error("need --servers >= 1 and --first >= 0")
+        signal.signal(signal.SIGTERM, _request_stop)
+        signal.signal(signal.SIGINT, _request_stop)
+        run_steps(
+            args.endpoint, args.servers, read_commands(sys.stdin.fileno(), _stop_requested),
+            lambda result: print(json.dumps(result), flush=True), first=args.first, warmup=args.warmup,
+            probe=args.probe, should_stop=_stop_requested,
+        )  # fmt: skip
+        return 0
+    if args.probe or args.first:
+        parser.error("--probe and --first go with --steps")
     if args.fleet:
         if args.self_test or args.rate is not None or args.processes != 1:
             parser.error("--fleet runs one process at 1 sample/s per agent: no --self-test, --rate or --processes")
@@ -802,8 +999,8 @@ def generate_fleet(
 
 def _run_fleet(args: argparse.Namespace) -> int:
     if args.json:
-        announce: Callable[[], None] = lambda: print(START_LINE, flush=True)  # noqa: E731
-        progress: Callable[[dict], None] = lambda p: print(json.dumps({"progress": p}), flush=True)  # noqa: E731
+        announce: Callable[[], None] = lambda: print(START_LINE, flush=True)
+        progress: Callable[[dict], None] = lambda p: print(json.dumps({"progress": p}), flush=True)
     else:
         announce, progress = (lambda: None), (lambda p: None)
     result = generate_fleet(
