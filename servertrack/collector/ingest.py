@@ -24,6 +24,7 @@ from ..common.node_messages import (
 from ..common.nodes import NodeRefused, NodeRegistry
 from ..common.protocol import MAX_SAMPLE_FRAME_BYTES, NameCache, Sample
 from ..common.sample_frames import (
+    FIXMAP_HEADERS,
     FRAME_REFUSED,
     SampleFrame,
     checked_sample,
@@ -220,22 +221,25 @@ class IngestReader:
                         full_turn = True
                     continue
                 work_began = work_timer()
-                sample = self._large_message(frame, now)
+                self._general_message(frame, now)  # the costly part, paid from the large-frame budget
                 large_frames.spend(work_timer() - work_began)
                 ended = timer()
                 if large_bytes > TURN_BYTES or ended - started > LARGE_FRAME_TURN_SECONDS:
                     handled = limit  # this turn's work is done once this frame is
                     full_turn = True
-                if sample is not None:
-                    self._queue_one(sample, now)
                 continue
-            try:
-                add_record(decode_sample_frame(frame))  # a sample frame, typed and range-checked in C
-            except FRAME_REFUSED:  # anything else: the general decoder decides, and names a refusal
+            record = None
+            if frame.startswith(FIXMAP_HEADERS):  # takes_fast_path, inlined (the size is checked above)
+                try:
+                    record = decode_sample_frame(frame)  # a sample frame, typed and range-checked in C
+                except FRAME_REFUSED:
+                    pass
+            if record is None:  # anything else: the general decoder decides, and names a refusal
                 if run:
                     self._queue_run(run, run_frames, now)
                 self._general_message(frame, now)
                 continue
+            add_record(record)
             add_frame(frame)
             if not handled % PRESSURE_CHECK_FRAMES and self._http_waiting():
                 handled = limit
@@ -316,8 +320,8 @@ class IngestReader:
         batch.add(sample.fqdn, sample.ts, sample.cpu, sample.ram)
 
     def _general_message(self, frame: bytes, now: float) -> None:
-        """Decode a small frame with the general decoder: queue a sample, apply a node message,
-        or count why it is refused."""
+        """Decode a frame with the general decoder: queue a sample, apply a node message, or count
+        why it is refused."""
         try:
             message = decode_message(frame, now, self._names, self._inventory.ips_of)
         except InvalidSample as invalid:
@@ -327,19 +331,6 @@ class IngestReader:
             self._queue_one(message, now)  # type: ignore[arg-type]
         else:
             self._node_message(message, now)  # type: ignore[arg-type]
-
-    def _large_message(self, frame: bytes, now: float) -> Sample | None:
-        """Decode a large frame and apply it if it is a node message (the costly part, paid from the
-        large-frame budget); a sample is returned for the batch, anything else gives None."""
-        try:
-            message = decode_message(frame, now, self._names, self._inventory.ips_of)
-        except InvalidSample as invalid:
-            self._stats.refuse(invalid.kind, invalid.reason)
-            return None
-        if type(message) is Sample:
-            return message  # type: ignore[return-value]
-        self._node_message(message, now)  # type: ignore[arg-type]
-        return None
 
     def _node_message(self, message: NodeHello | NodeBye | NodeSnapshot, now: float) -> None:
         """Apply a hello, bye or snapshot to the node registry (and the agent's seq), or count why not."""

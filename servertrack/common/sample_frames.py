@@ -31,6 +31,7 @@ from .protocol import (
     NameCache,
     Sample,
     check_ips,
+    oldest_accepted,
 )
 
 Load = Annotated[float, msgspec.Meta(ge=LOAD_MIN, le=LOAD_MAX)]
@@ -54,8 +55,18 @@ class SampleFrame(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 decode_sample_frame = msgspec.msgpack.Decoder(SampleFrame).decode
-"""Decode and check a frame as a ``SampleFrame`` (raises one of ``FRAME_REFUSED`` otherwise)."""
+"""Decode and check a frame as a ``SampleFrame`` (raises one of ``FRAME_REFUSED`` otherwise); only for
+frames ``takes_fast_path`` lets through."""
 FRAME_REFUSED = (msgspec.ValidationError, msgspec.DecodeError)
+# A frame the fast path may decode starts with a fixmap header (at most 15 entries). msgspec keeps the
+# last of repeated keys, so a longer map could hide more entries than the general decoder takes
+# (``MAX_DECODED_KEYS``, refused as ``too_large``); a sample holds 7 or 8 keys.
+FIXMAP_HEADERS = tuple(bytes([0x80 | entries]) for entries in range(16))
+
+
+def takes_fast_path(frame: bytes) -> bool:
+    """Whether ``frame`` may be decoded by ``decode_sample_frame`` (else only the general decoder decides)."""
+    return frame.startswith(FIXMAP_HEADERS) and len(frame) <= MAX_SAMPLE_FRAME_BYTES
 
 
 def paired(frame: SampleFrame) -> bool:
@@ -65,7 +76,7 @@ def paired(frame: SampleFrame) -> bool:
 
 def oldest_and_newest(now: float) -> tuple[float, float]:
     """The accepted ``ts`` range at ``now`` (``protocol.check_timestamp``'s bounds)."""
-    return (now // _HOUR - _OLDEST_HOUR) * _HOUR, now + MAX_FUTURE_SECONDS
+    return oldest_accepted(now), now + MAX_FUTURE_SECONDS
 
 
 def fast_sample(
@@ -76,7 +87,7 @@ def fast_sample(
 ) -> Sample | None:
     """The sample in ``frame`` when it is a plain valid sample frame; None when the general decoder must
     look at it (it may still be valid: another kind, unknown keys...). Never raises."""
-    if len(frame) > MAX_SAMPLE_FRAME_BYTES:
+    if not takes_fast_path(frame):
         return None
     try:
         message = decode_sample_frame(frame)

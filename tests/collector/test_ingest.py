@@ -325,3 +325,20 @@ def test_a_run_with_one_bad_frame_keeps_every_good_one_and_names_the_bad(clock: 
 
     asyncio.run(scenario())
 
+
+
+def test_a_sample_map_of_repeated_keys_past_the_decoder_limit_is_dropped_as_too_large(clock: FakeClock) -> None:
+    import struct
+
+    async def scenario() -> None:
+        async with running_ingest(clock) as ingest:
+            fields = {"v": 1, "fqdn": "node-r", "ts": clock.now, "ip": [], "cpu": 1.0, "ram": 2.0, "seq": 0}
+            body = b"".join(msgpack.packb(key) + msgpack.packb(value) for key, value in fields.items())
+            ingest.send(b"\xde" + struct.pack(">H", 67) + body + (msgpack.packb("v") + msgpack.packb(1)) * 60,
+                        sample(clock, "node-s"))
+            await ingest.received(2)
+            names, _, _, _ = ingest.batch.take()
+            assert names == ["node-s"] and ingest.stats.total_dropped() == {"too_large": 1}
+            assert ingest.inventory.last_seq("node-r") is None
+
+    asyncio.run(scenario())

@@ -74,3 +74,31 @@ def test_what_the_fast_path_leaves_to_the_general_decoder() -> None:
     assert fast_sample(b"\xc1", NOW, names) is None
     assert fast_sample(msgpack.packb({**GOOD, "fqdn": "w" * 200, "ip": ["10.0.0.1"] * 32}) + b"\0" * 4096,
                        NOW, names) is None
+
+
+def test_a_map_of_repeated_keys_past_the_decoder_limit_is_refused_as_the_general_decoder_refuses_it() -> None:
+    """msgspec keeps the last of repeated keys; the general decoder refuses a map over 64 entries as
+    ``too_large``. Only a fixmap (at most 15 entries) is taken by the fast path."""
+    import struct
+
+    import msgpack
+    import pytest
+
+    from servertrack.common.errors import InvalidSample
+    from servertrack.common.node_messages import decode_message
+    from servertrack.common.protocol import NameCache
+    from servertrack.common.sample_frames import fast_sample, takes_fast_path
+
+    now = 1_700_000_000.0
+    fields = {"v": 1, "fqdn": "web-1", "ts": now, "ip": [], "cpu": 1.0, "ram": 2.0, "seq": 0}
+    body = b"".join(msgpack.packb(key) + msgpack.packb(value) for key, value in fields.items())
+    repeated = body + (msgpack.packb("v") + msgpack.packb(1)) * 60
+    frame = b"\xde" + struct.pack(">H", 67) + repeated  # a map16 of 67 entries
+    with pytest.raises(InvalidSample) as refused:
+        decode_message(frame, now, NameCache())
+    assert refused.value.reason == "too_large"
+    assert not takes_fast_path(frame) and fast_sample(frame, now, NameCache()) is None
+    wide = b"\xde" + struct.pack(">H", 7) + body  # the same sample in a map16 header: the general decoder decides
+    assert not takes_fast_path(wide) and decode_message(wide, now, NameCache()).fqdn == "web-1"
+    assert takes_fast_path(msgpack.packb(fields)) and fast_sample(msgpack.packb(fields), now, NameCache()) is not None
+    assert not takes_fast_path(b"")
