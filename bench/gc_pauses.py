@@ -86,12 +86,13 @@ def probe(out_path: str, argv: list[str]) -> int:
 
 
 def _largest(objects: list[Any], keep: int = 3) -> list[tuple[str, int]]:
-    """The ``keep`` largest containers among ``objects``: (type name, length)."""
-    sizes = []
+    """How many ``objects`` there are (as ``("objects", count)``), then the ``keep`` largest containers
+    among them: (type name, length)."""
+    sizes = [(len(objects), "objects")]
     for obj in objects:
         if isinstance(obj, (list, dict, set, tuple, bytearray)):
             sizes.append((len(obj), type(obj).__name__))
-    return [(name, size) for size, name in sorted(sizes, reverse=True)[:keep]]
+    return [(name, size) for size, name in sizes[:1] + sorted(sizes[1:], reverse=True)[:keep]]
 
 
 # -- driver mode ---------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def report(record: dict[str, Any], measured_from: float, measured_to: float) -> 
     slow = [(seconds, gen, held) for when, gen, seconds, _, held in pauses
             if measured_from <= when <= measured_to and seconds > 0.001 and gen < 2]
     for seconds, gen, held in sorted(slow, reverse=True)[:5]:
-        print(f"    a gen {gen} collection of {seconds * 1000:.2f} ms walked, largest: {held}")
+        print(f"    a gen {gen} collection of {seconds * 1000:.2f} ms walked (objects, then the largest): {held}")
     print(f"  at exit: tracked objects per generation {record['tracked']}, frozen {record['frozen']:,}, "
           f"thresholds {record['threshold']}")
     print(f"  the most common tracked (unfrozen, oldest generation) types at exit: {record['types']}")

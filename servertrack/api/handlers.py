@@ -24,11 +24,11 @@ from ..common.inventory import AgentInventory
 from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache, check_load, check_timestamp
 from ..common.stats import IngestStats
+from .load_bodies import MAX_BATCH_ITEMS, Columns, load_columns
 from .request_policy import JSON_MEDIA_TYPE, RequestPolicy, media_type_refusal
 from .views import server_entry, server_loads, server_seconds
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_BATCH_ITEMS = 10_000
 DEFAULT_PAGE = 1_000
 MAX_PAGE = 10_000
 # Bodies of a streamed POST are read (and discarded past MAX_BODY_BYTES) up to
@@ -160,11 +160,16 @@ class StreamedJsonHandler(JsonHandler):
         if self.received_bytes <= MAX_BODY_BYTES:
             self.chunks.append(chunk)
 
-    def parse_json_body(self) -> Any:
-        """The streamed body as JSON: 413 if over 1 MiB, 400 if not JSON."""
+    def streamed_body(self) -> bytes:
+        """The streamed body's bytes: 413 if over 1 MiB."""
         if self.received_bytes > MAX_BODY_BYTES:
             raise ApiError(413, f"body exceeds the limit of {MAX_BODY_BYTES} bytes", "too_large")
         self.request.body = b"".join(self.chunks)
+        return self.request.body
+
+    def parse_json_body(self) -> Any:
+        """The streamed body as JSON: 413 if over 1 MiB, 400 if not JSON."""
+        self.streamed_body()
         return super().parse_json_body()
 
 
@@ -260,36 +265,50 @@ class BatchLoadsHandler(StreamedJsonHandler):
         self.clock = clock
 
     def post(self) -> None:
-        items = self.parse_json_body()
-        if type(items) is not list:
-            raise ApiError(400, 'body must be a JSON list like [{"server": "web-01", "cpu": 1, "ram": 2}]', "bad_type")
-        self.message_count = max(1, len(items))  # a refusal drops every item
-        if len(items) > MAX_BATCH_ITEMS:
-            raise ApiError(413, f"{len(items)} items exceed the limit of {MAX_BATCH_ITEMS} per request", "too_large")
         now = self.clock()
-        canonical = self.names.canonical
-        names: list[str] = []
-        stamps: list[float] = []
-        cpus: list[float] = []
-        rams: list[float] = []
-        for index, item in enumerate(items):
-            try:
-                if type(item) is not dict:
-                    raise InvalidSample("bad_type", "item must be a JSON object")
-                if "server" not in item:
-                    raise InvalidSample("missing_field", "missing key 'server'", "server")
-                names.append(canonical(item["server"]))
-                ts, cpu, ram = _validated_load(item, now)
-            except InvalidSample as invalid:
-                raise ApiError(400, f"item {index}: {invalid.message}", invalid.reason) from None
-            stamps.append(ts)
-            cpus.append(cpu)
-            rams.append(ram)
+        # A plain valid body is decoded and checked in C (load_bodies); anything else, valid or not,
+        # by checked_columns, which names what is wrong.
+        columns = load_columns(self.streamed_body(), now, self.names)
+        if columns is None:
+            items = self.parse_json_body()
+            if type(items) is list:
+                self.message_count = max(1, len(items))  # a refusal drops every item
+            columns = checked_columns(items, now, self.names)
+        names, stamps, cpus, rams = columns
+        self.message_count = max(1, len(names))
         if self.batch.room() < len(names):
             raise ApiError(503, "ingest queue is full, retry in a second", "queue_full")
         self.batch.extend(names, stamps, cpus, rams)
         self.stats.received["sample"] += len(names)
         self.write_json(202, {"accepted": len(names)})
+
+
+def checked_columns(items: Any, now: float, names: NameCache) -> Columns:
+    """The samples of a ``POST /loads`` body (parsed JSON) received at ``now`` as columns (canonical
+    names, ts, cpu, ram), every item checked in Python; an ``ApiError`` naming the first bad one."""
+    if type(items) is not list:
+        raise ApiError(400, 'body must be a JSON list like [{"server": "web-01", "cpu": 1, "ram": 2}]', "bad_type")
+    if len(items) > MAX_BATCH_ITEMS:
+        raise ApiError(413, f"{len(items)} items exceed the limit of {MAX_BATCH_ITEMS} per request", "too_large")
+    canonical = names.canonical
+    servers: list[str] = []
+    stamps: list[float] = []
+    cpus: list[float] = []
+    rams: list[float] = []
+    for index, item in enumerate(items):
+        try:
+            if type(item) is not dict:
+                raise InvalidSample("bad_type", "item must be a JSON object")
+            if "server" not in item:
+                raise InvalidSample("missing_field", "missing key 'server'", "server")
+            servers.append(canonical(item["server"]))
+            ts, cpu, ram = _validated_load(item, now)
+        except InvalidSample as invalid:
+            raise ApiError(400, f"item {index}: {invalid.message}", invalid.reason) from None
+        stamps.append(ts)
+        cpus.append(cpu)
+        rams.append(ram)
+    return servers, stamps, cpus, rams
 
 
 def _validated_load(body: dict[str, Any], now: float) -> tuple[float, float, float]:
