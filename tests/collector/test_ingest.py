@@ -342,3 +342,49 @@ def test_a_sample_map_of_repeated_keys_past_the_decoder_limit_is_dropped_as_too_
             assert ingest.inventory.last_seq("node-r") is None
 
     asyncio.run(scenario())
+
+
+class ChunkRecordingAggregator(Aggregator):
+    """An aggregator that records how many samples each ``apply`` call (one chunk) got."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.chunks: list[int] = []
+
+    def apply(self, names, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.chunks.append(len(names))
+        return super().apply(names, *args, **kwargs)
+
+
+def chunks_of_one_apply(clock: FakeClock, http_waiting: Callable[[], bool], count: int) -> list[int]:
+    """The chunk sizes of one apply of ``count`` samples, each chunk taking no measurable work time."""
+    from servertrack.collector.applier import QUIET_APPLY_CHUNK
+    aggregator = ChunkRecordingAggregator(max(count, QUIET_APPLY_CHUNK), clock=clock)
+    batch = PendingBatch()
+    applier = BatchApplier(batch, aggregator, AgentInventory(10), IngestStats(), clock,
+                           http_waiting=http_waiting, work_timer=lambda: 0.0)
+    batch.extend([f"s{i}" for i in range(count)], [clock.now] * count, [1.0] * count, [2.0] * count)
+    assert asyncio.run(applier.apply_pending(yield_between_chunks=True)) == count
+    return aggregator.chunks
+
+
+def test_chunks_stay_small_while_requests_wait_and_grow_once_http_is_quiet(clock: FakeClock) -> None:
+    from servertrack.collector.applier import QUIET_APPLY_CHUNK
+    count = 3 * QUIET_APPLY_CHUNK
+    pressed = chunks_of_one_apply(clock, lambda: True, count)
+    assert sum(pressed) == count and max(pressed) == APPLY_CHUNK
+    quiet = chunks_of_one_apply(clock, lambda: False, count)
+    assert sum(quiet) == count and max(quiet) == QUIET_APPLY_CHUNK
+
+
+def test_a_request_seen_during_a_quiet_apply_shrinks_the_chunks_at_once(clock: FakeClock) -> None:
+    from servertrack.collector.applier import QUIET_APPLY_CHUNK
+    calls = [0]
+
+    def waiting_from_the_sixth_look() -> bool:
+        calls[0] += 1
+        return calls[0] > 6
+
+    chunks = chunks_of_one_apply(clock, waiting_from_the_sixth_look, 4 * QUIET_APPLY_CHUNK)
+    grown = chunks.index(max(chunks))
+    assert max(chunks) > APPLY_CHUNK and max(chunks[grown + 1:]) <= APPLY_CHUNK
