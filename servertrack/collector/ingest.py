@@ -15,7 +15,6 @@ import zmq.asyncio
 from ..common.batch import PendingBatch
 from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
-from ..common.lookups import values_or_none
 from ..common.node_messages import (
     NodeBye,
     NodeHello,
@@ -270,8 +269,9 @@ class IngestReader:
         window) is a few list comprehensions and array operations for the whole run; a run with
         anything else goes frame by frame (``_queue_slowly``), exactly as the general decoder decides.
         """
+        canonical = self._names._canonical.get  # NameCache.canonical's cache, inlined
         inventory = self._inventory
-        names = values_or_none(self._names._canonical, list(map(_fqdn_of, run)))  # NameCache.canonical's cache
+        names = [canonical(record.fqdn) for record in run]
         agents = inventory.indexes(names)  # type: ignore[arg-type]  # None names give None
         ts = array("d", [record.ts for record in run])
         oldest, newest = oldest_and_newest(now)
@@ -355,5 +355,4 @@ class IngestReader:
         self._stats.accept(kind)
 
 
-_fqdn_of = operator.attrgetter("fqdn")
 _KIND_OF = {NodeHello: "hello", NodeBye: "bye", NodeSnapshot: "snapshot"}

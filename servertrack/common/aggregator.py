@@ -31,7 +31,6 @@ from .buckets import (
     coarsen,
     group_samples,
 )
-from .lookups import values_of
 from .periods import BUCKETS_PER_PERIOD, HistoryBlocks
 from .protocol import MAX_FUTURE_SECONDS
 from .ring_cells import zeroed_cells
@@ -234,9 +233,6 @@ class Aggregator:
 
     def _rows_of(self, names: Sequence[str]) -> np.ndarray:
         """The row of each name, -1 for a server without one."""
-        found = values_of(self._rows, names)
-        if found is not None:
-            return np.array(found, dtype=np.int64)
         return np.fromiter(map(self._rows.get, names, repeat(-1)), dtype=np.int64, count=len(names))
 
     def take_closed(self) -> list[HistoryBlocks]:

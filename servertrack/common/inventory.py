@@ -13,8 +13,6 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .lookups import values_or_none
-
 # A jump of seq larger than this is a restart (or a forged seq), not a loss: an
 # agent at 1 Hz would need 11 days of silence to lose that many, and a node
 # silent for 24 h is forgotten. It also keeps ``lost`` a plausible count.
@@ -57,7 +55,7 @@ class AgentInventory:
 
     def indexes(self, names: Sequence[str]) -> list[int | None]:
         """The index of each agent (None: not tracked yet)."""
-        return values_or_none(self._index, names)
+        return list(map(self._index.get, names))
 
     def admit(self, name: str) -> int | None:
         """The index of agent ``name``, tracking it first if it is new and there is room (else None).

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ServerTrackError
-from .lookups import values_or_none
 from .snapshots import SnapshotBudget, StoredSnapshot, pack_snapshot, unpack_snapshot
 
 ONLINE, PAUSED, STALE, OFFLINE = "online", "paused", "stale", "offline"
@@ -224,12 +223,12 @@ class NodeRegistry:
                 node.reasserted_at = now
                 self.on_mismatch(node)
 
-    def seen_many(self, names: Sequence[str], now: float) -> None:
+    def seen_many(self, names: Iterable[str], now: float) -> None:
         """``seen`` for each of ``names`` (samples that arrived together), in one pass."""
         nodes = self._nodes
         if not nodes:
             return
-        for node in values_or_none(nodes, names):
+        for node in map(nodes.get, names):
             if node is not None:
                 if node.said_bye or node.reported_paused or node.desired_paused:
                     self.seen(node.name, now)

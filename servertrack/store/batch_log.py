@@ -35,7 +35,6 @@ import numpy as np
 import numpy.typing as npt
 
 from ..common.errors import ServerTrackError
-from ..common.lookups import values_of
 from .records import LoggedBatch
 
 __all__ = [
@@ -136,9 +135,9 @@ def encode_batch(batch: LoggedBatch, names: NameTable) -> bytes:
     if count > MAX_RECORD_SAMPLES:
         raise ValueError(f"a record holds at most {MAX_RECORD_SAMPLES} samples, not {count}")
     mark = len(names)
-    ids = values_of(names.index, batch.names)
+    ids = list(map(names.index.get, batch.names))
     new: list[str] = []
-    if ids is None:
+    if None in ids:
         new = [name for name in dict.fromkeys(batch.names) if name not in names.index]
         names.extend(new)
         ids = list(map(names.index.__getitem__, batch.names))
