@@ -45,6 +45,7 @@ Modes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import random
@@ -202,7 +203,12 @@ class ConnectionPool:
         self.idle.append(conn)
 
     def _drop(self, conn: _Connection) -> None:
-        self.selector.unregister(conn.sock)
+        # An idle connection the server closed (a keep-alive timeout) must leave the idle list too, or the
+        # next post would write to its closed socket and drop it a second time.
+        if conn in self.idle:
+            self.idle.remove(conn)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(conn.sock)
         conn.close()
         if conn.busy:
             self.busy -= 1
