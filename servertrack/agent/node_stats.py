@@ -26,8 +26,7 @@ from typing import Any, NamedTuple
 
 import psutil
 
-from ..common.settings import DEFAULT_PROCESS_INTERVAL
-from ..common.node_messages import (
+from ..common.node_schema import (
     MAX_CPU_SECONDS,
     MAX_CPUS,
     MAX_DISKS,
@@ -42,9 +41,9 @@ from ..common.node_messages import (
     MAX_TOP_PROCESSES,
     MAX_TOTAL,
 )
+from ..common.settings import DEFAULT_PROCESS_INTERVAL
 from ..common.text import escape_and_cut
 from .rates import CounterRates, Rates
-
 
 PROCESS_ATTRS = ["pid", "name", "username", "status", "cpu_percent", "memory_info", "memory_percent", "create_time", "cmdline"]
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from ..common.aggregator import Aggregator
 from ..common.errors import InvalidSample
-from ..common.node_messages import HELLO_FIELDS, MAX_PID, MAX_TOP_PROCESSES, STATS
+from ..common.node_messages import HELLO_FIELDS, STATS
+from ..common.node_schema import MAX_PID, MAX_TOP_PROCESSES
 from ..common.nodes import NODE_STATES, AmbiguousAddress, Node, NodeRefused, NodeRegistry, UnknownNode
 from ..common.protocol import NameCache, check_ips, is_ip_address
 from .handlers import ApiError, JsonHandler, StreamedJsonHandler

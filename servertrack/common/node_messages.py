@@ -22,7 +22,7 @@ Envelope (msgpack map): ``{"v": 2, "kind": ..., "fqdn": str, "ts": float, "seq":
 Each kind has its own frame limit (``FRAME_LIMITS``). Every time field has a
 range the API can render as a date (``MAX_EPOCH_SECONDS``), and every number
 a bound, so whatever is stored can be shown. The bounds, the schema and the
-typed records live in ``node_schema`` and are re-exported here.
+typed records live in ``node_schema``.
 
 ``decode_message`` is the one entry point for a frame of any kind. A plain
 valid hello, bye or snapshot is decoded and checked in C (``node_frames``);
@@ -42,24 +42,9 @@ import msgpack
 
 from .errors import InvalidSample
 from .node_frames import node_message
-from .node_schema import (  # noqa: F401  (re-exported: the protocol's bounds and records, as before)
+from .node_schema import (
     FRAME_LIMITS,
     HELLO_FIELDS,
-    MAX_CPU_SECONDS,
-    MAX_CPUS,
-    MAX_DISKS,
-    MAX_EPOCH_SECONDS,
-    MAX_FREQUENCY_MHZ,
-    MAX_INTERFACES,
-    MAX_LOAD_AVERAGE,
-    MAX_NAME,
-    MAX_PID,
-    MAX_RATE,
-    MAX_TEXT,
-    MAX_TOP_PROCESSES,
-    MAX_TOTAL,
-    MESSAGE_KINDS,
-    PROCESS,
     STATS,
     Message,
     NodeBye,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .node_messages import MESSAGE_KINDS
+from .node_schema import MESSAGE_KINDS
 
 UNKNOWN_KIND = "unknown"
 COUNTED_KINDS = (*MESSAGE_KINDS, UNKNOWN_KIND)

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from servertrack.agent.node_stats import PROCESS_ATTRS, NodeStatsCollector
 from servertrack.agent.rates import WRAP_32
-from servertrack.common.node_messages import HELLO_FIELDS, MAX_NAME, MAX_TEXT, STATS, encode_snapshot
+from servertrack.common.node_messages import HELLO_FIELDS, STATS, encode_snapshot
+from servertrack.common.node_schema import MAX_NAME, MAX_TEXT
 from tests.conftest import FakeClock
 
 # --------------------------------------------------------------------------- the schema, checked independently

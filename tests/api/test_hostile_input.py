@@ -9,7 +9,6 @@ import json
 
 import orjson
 import pytest
-
 from live_api import (
     LiveApi,
     assert_json_error,
@@ -21,8 +20,8 @@ from live_api import (
     stats_body,
 )
 
+from servertrack.common.node_schema import MAX_EPOCH_SECONDS, MAX_PID
 from servertrack.console import NODE_SECTIONS, render_node, snapshot_of
-from servertrack.common.node_messages import MAX_EPOCH_SECONDS, MAX_PID
 
 # -- 1. a value that is stored must render ------------------------------------------------
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import msgpack
 import pytest
-
 from live_api import (
     HELLO,
     MAX_BODY_BYTES,
@@ -23,7 +22,13 @@ from live_api import (
     stats_body,
 )
 
-from servertrack.common.node_messages import MAX_DISKS, MAX_NAME, MAX_TEXT, MAX_TOP_PROCESSES, STATS
+from servertrack.common.node_messages import STATS
+from servertrack.common.node_schema import (
+    MAX_DISKS,
+    MAX_NAME,
+    MAX_TEXT,
+    MAX_TOP_PROCESSES,
+)
 from servertrack.common.protocol import MAX_FRAME_BYTES
 from tests.conftest import FakeClock
 

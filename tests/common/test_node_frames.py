@@ -21,8 +21,6 @@ from servertrack.common.errors import InvalidSample
 from servertrack.common.node_frames import node_message, printable_ascii
 from servertrack.common.node_messages import (
     HELLO_FIELDS,
-    MAX_CPUS,
-    MAX_TOP_PROCESSES,
     STATS,
     NodeHello,
     NodeSnapshot,
@@ -32,6 +30,7 @@ from servertrack.common.node_messages import (
     encode_hello,
     encode_snapshot,
 )
+from servertrack.common.node_schema import MAX_CPUS, MAX_TOP_PROCESSES
 from servertrack.common.protocol import MAX_DECODED_KEYS, NameCache
 from servertrack.common.schema import ListOf, Number, Record, Spec, Text
 from tests.conftest import EPOCH

@@ -10,14 +10,6 @@ import pytest
 
 from servertrack.common.errors import InvalidSample
 from servertrack.common.node_messages import (
-    MAX_CPUS,
-    MAX_DISKS,
-    MAX_FREQUENCY_MHZ,
-    MAX_INTERFACES,
-    MAX_NAME,
-    MAX_PID,
-    MAX_TEXT,
-    MAX_TOP_PROCESSES,
     NodeBye,
     NodeHello,
     NodeSnapshot,
@@ -26,7 +18,22 @@ from servertrack.common.node_messages import (
     encode_hello,
     encode_snapshot,
 )
-from servertrack.common.protocol import MAX_FRAME_BYTES, NameCache, Sample, encode_sample
+from servertrack.common.node_schema import (
+    MAX_CPUS,
+    MAX_DISKS,
+    MAX_FREQUENCY_MHZ,
+    MAX_INTERFACES,
+    MAX_NAME,
+    MAX_PID,
+    MAX_TEXT,
+    MAX_TOP_PROCESSES,
+)
+from servertrack.common.protocol import (
+    MAX_FRAME_BYTES,
+    NameCache,
+    Sample,
+    encode_sample,
+)
 from tests.conftest import EPOCH
 from tests.node_fixtures import HELLO_INFO
 from tests.node_fixtures import process_entry as process

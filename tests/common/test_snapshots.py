@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servertrack.common import snapshots
-from servertrack.common.node_messages import (
+from servertrack.common.node_messages import STATS
+from servertrack.common.node_schema import (
     MAX_CPU_SECONDS,
     MAX_CPUS,
     MAX_DISKS,
@@ -28,7 +29,6 @@ from servertrack.common.node_messages import (
     MAX_TEXT,
     MAX_TOP_PROCESSES,
     MAX_TOTAL,
-    STATS,
 )
 from servertrack.common.snapshots import (
     COMPRESS_ABOVE_BYTES,
