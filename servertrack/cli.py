@@ -1,5 +1,5 @@
 """The ``servertrack`` command: argument parsing and wiring only (serve, agent, demo, show, nodes, node,
-pause, resume)."""
+pause, resume, keys)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
@@ -78,6 +79,8 @@ _timeout = _number(0.1, 3600.0, "timeout (seconds)")
 _mebibytes = _whole_number(0, 1_048_576, "MiB")
 _core_share = _number(0.0, 1.0, "the share of a core")
 _connections = _whole_number(1, 1_000_000, "connections")
+_frame_budget = _number(0.0, 1_000_000.0, "frames a second")
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _HOST_NAME = re.compile(r"(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?)\Z")
 
 
@@ -99,9 +102,22 @@ _retention = _duration(3600.0, 100 * 366 * 86_400.0, "retention")
 _cadence = _duration(1.0, 86_400.0, "the period")
 
 
-def _data_dir(text: str) -> str:
-    if not text or "\0" in text:
-        raise argparse.ArgumentTypeError(f"expected a directory, got {text!r}")
+def _path(what: str) -> Callable[[str], str]:
+    """An argparse ``type``: a path (not empty, no NUL) to ``what`` (a directory, a file)."""
+    def parse(text: str) -> str:
+        if not text or "\0" in text:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return text
+    return parse
+
+
+_data_dir = _path("a directory")
+_file = _path("a file")
+
+
+def _key_name(text: str) -> str:
+    if _KEY_NAME.match(text) is None:
+        raise argparse.ArgumentTypeError(f"expected a name of letters, digits, '.', '_' and '-', got {text!r}")
     return text
 
 
@@ -196,6 +212,15 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     serve.add_argument("--event-loop", choices=EVENT_LOOPS, default=env.event_loop,
                        help="event loop: asyncio, uvloop (the fast extra), or auto (uvloop when installed); uvloop "
                             "measured no faster on this workload (default %(default)s)")
+    serve.add_argument("--curve-secret", type=_file, default=env.curve_secret, metavar="FILE",
+                       help="the collector's secret key file (servertrack keys generate): ingest and control "
+                            "become CURVE servers, only agents whose key is in --allowed-agents connect "
+                            "(default: unauthenticated ingest, with a warning)")
+    serve.add_argument("--allowed-agents", type=_data_dir, default=env.allowed_agents, metavar="DIR",
+                       help="directory of the agents' public key files; re-read on SIGHUP and when it changes")
+    serve.add_argument("--agent-budget", type=_frame_budget, default=env.agent_budget, metavar="FRAMES",
+                       help="frames a second each agent (server name) may send over ZeroMQ, averaged over 10 s; "
+                            "the excess is dropped and counted (0: no budget; default %(default)s)")
 
     agent = commands.add_parser("agent", help="sample this node and publish to a collector")
     agent.add_argument("--collector", type=_endpoint, default=env.collector, help="collector ingest address (default %(default)s)")
@@ -208,6 +233,10 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
                        help="send a rich stats snapshot every N samples, 0 for never (default %(default)s)")
     agent.add_argument("--process-interval", type=_seconds, default=env.process_interval,
                        help="seconds between two process scans for the top-20 lists (default %(default)s)")
+    agent.add_argument("--curve-secret", type=_file, default=env.curve_secret, metavar="FILE",
+                       help="this agent's secret key file: connect with CURVE (needs --collector-key)")
+    agent.add_argument("--collector-key", type=_file, default=env.collector_key, metavar="FILE",
+                       help="the collector's public key file (its NAME.key)")
 
     demo = commands.add_parser("demo", help="a server and N local agents in one command")
     demo.add_argument("--agents", type=_agent_count, default=3, help="local agents to start (default %(default)s)")
@@ -224,6 +253,13 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     node = commands.add_parser("node", help="print one node's summary and latest stats")
     node.add_argument("name", type=_node_id, metavar="NAME", help="node name or IP address")
     node.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
+
+    keys = commands.add_parser("keys", help="make CURVE key pairs for the collector and agents")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    generate = key_commands.add_parser("generate", help="write NAME.key (public) and NAME.key_secret (mode 0600)")
+    generate.add_argument("directory", type=_data_dir, metavar="DIR", help="where to write them (created if missing)")
+    generate.add_argument("--name", type=_key_name, default=socket.gethostname().split(".")[0] or "servertrack",
+                          help="the files' name (default: this host's short name, %(default)s)")
 
     for action, summary in (("pause", "ask a node's agent to stop sampling"), ("resume", "let a paused node sample again")):
         control = commands.add_parser(action, help=summary)
@@ -245,6 +281,10 @@ def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | Non
             args.control = control_endpoint_for(args.collector, connect=True)
         except ValueError as error:
             raise CommandLineError(str(error)) from None
+    if args.command in ("serve", "agent") and (args.curve_secret is None) != (
+            (args.allowed_agents if args.command == "serve" else args.collector_key) is None):
+        needed = "--allowed-agents" if args.command == "serve" else "--collector-key"
+        raise CommandLineError(f"--curve-secret and {needed} go together")
     if args.command == "agent" and args.name is None:
         try:
             args.name = normalize_name(socket.getfqdn())
@@ -264,7 +304,9 @@ def _run_serve(args: argparse.Namespace) -> int:
                              body_timeout=args.body_timeout, store=args.store, data_dir=args.data_dir,
                              keep_minutes=args.keep_minutes, keep_hours=args.keep_hours,
                              keep_snapshots=args.keep_snapshots, snapshot_every=args.snapshot_every,
-                             checkpoint_every=args.checkpoint_every, event_loop=args.event_loop)
+                             checkpoint_every=args.checkpoint_every, event_loop=args.event_loop,
+                             curve_secret=args.curve_secret, allowed_agents=args.allowed_agents,
+                             agent_budget=args.agent_budget)
     try:
         loop_name, _ = loop_factory(settings.event_loop)
     except ValueError as error:  # from SERVERTRACK_EVENT_LOOP: argparse checks only what is typed
@@ -283,13 +325,27 @@ def _run_agent(args: argparse.Namespace) -> int:
 
     from .agent.node_stats import NodeStatsCollector
 
+    from .agent.publisher import CollectorKeys
+    from .keys import read_key_pair, read_public_key
+
     settings = AgentSettings(collector=args.collector, interval=args.interval, name=args.name,
                              stats_every=args.stats_every, process_interval=args.process_interval,
-                             control=args.control)
+                             control=args.control, curve_secret=args.curve_secret, collector_key=args.collector_key)
     assert settings.name is not None
+    curve = None
+    if settings.curve_secret is not None and settings.collector_key is not None:
+        curve = CollectorKeys(read_key_pair(Path(settings.curve_secret)), read_public_key(Path(settings.collector_key)))
     node_stats = NodeStatsCollector(process_interval=settings.process_interval)
     asyncio.run(run_agent(settings.name, settings.collector, settings.interval, node_stats=node_stats,
-                          stats_every=settings.stats_every, control=settings.control))
+                          stats_every=settings.stats_every, control=settings.control, curve=curve))
+    return 0
+
+
+def _run_keys(args: argparse.Namespace) -> int:
+    from .keys import generate_keys
+
+    public, secret = generate_keys(Path(args.directory), args.name)
+    print(f"wrote {public} (public: give it to the other side) and {secret} (secret, mode 0600: keep it here)")
     return 0
 
 
@@ -338,6 +394,7 @@ _COMMANDS = {
     "node": _run_node,
     "pause": _run_pause,
     "resume": _run_resume,
+    "keys": _run_keys,
 }
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import tornado.httpserver
 import tornado.netutil
@@ -17,9 +20,11 @@ import zmq.asyncio
 from .api import make_app
 from .api.http_pressure import HttpPressure
 from .api.http_server import GuardedHTTPServer, HttpLimits, raise_descriptor_limit
+from .collector.agent_trust import AgentTrust, TrustError
 from .collector.applier import BatchApplier
 from .collector.control import ControlChannel, open_control_socket
 from .collector.ingest import IngestReader, open_ingest_socket
+from .common.agent_keys import AgentKeys
 from .common.aggregator import Aggregator
 from .common.batch import PendingBatch
 from .common.errors import ServerTrackError
@@ -31,12 +36,15 @@ from .common.settings import MIB, ServeSettings, control_endpoint_for
 from .common.snapshots import SnapshotBudget
 from .common.stats import IngestStats
 from .collection import collect_and_freeze, keep_collected
+from .keys import KeyFileError, read_key_pair
 from .memory import limit_heap_retention
 from .shutdown import stop_on_signals
 from .store import LoadHistory, Retention, make_store
 
 SHUTDOWN_GRACE_SECONDS = 1.0
 GIL_SWITCH_SECONDS = 0.0005
+
+_log = logging.getLogger("servertrack.service")
 
 
 class StartupError(ServerTrackError):
@@ -56,7 +64,9 @@ class Monitor:
         # the rings hand the hours and days they close to a store that keeps them
         self.aggregator = Aggregator(settings.max_servers, clock=clock, closing=self.store.logs_chunks)
         self.batch = PendingBatch()
-        self.inventory = AgentInventory(settings.max_servers)
+        self.inventory = AgentInventory(settings.max_servers, frame_budget=settings.agent_budget)
+        # CURVE ingest: the allowed agents' keys, numbered (None: plain ingest, every sender trusted)
+        self.agent_keys = AgentKeys() if settings.curve_secret is not None else None
         self.stats = IngestStats()
         # every cache keyed by what clients send is bounded by the server cap
         self.names = NameCache(name_cache_limit(settings.max_servers))
@@ -65,7 +75,7 @@ class Monitor:
         self.control = ControlChannel(clock)
         self.nodes = NodeRegistry(settings.max_servers, clock, offline_after=settings.offline_after,
                                   budget=SnapshotBudget(total=settings.snapshot_memory_mib * MIB),
-                                  on_mismatch=self.control.reassert)
+                                  on_mismatch=self.control.reassert, on_remove=self.inventory.release)
         # requests go first: bulk work on the loop steps aside while HTTP work waits
         self.pressure = HttpPressure()
         self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock=clock,
@@ -84,6 +94,7 @@ class Monitor:
         self._control_socket: zmq.asyncio.Socket | None = None
         self._server: tornado.httpserver.HTTPServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.trust: AgentTrust | None = None
         self.recovery: object = None
 
     async def start(self) -> None:
@@ -116,20 +127,54 @@ class Monitor:
         directory = getattr(self.store, "directory", None)
         return self.store.kind if directory is None else f"{self.store.kind}:{directory}"
 
+    def _start_trust(self, context: zmq.asyncio.Context) -> None:
+        """CURVE on both sockets with the allowed agents' keys (nothing without ``--curve-secret``)."""
+        settings = self.settings
+        if settings.curve_secret is None or self.agent_keys is None:
+            return
+        if settings.allowed_agents is None:
+            raise StartupError("--curve-secret needs --allowed-agents DIR (the agents' public keys)")
+        try:
+            trust = AgentTrust(context, read_key_pair(Path(settings.curve_secret)), Path(settings.allowed_agents),
+                               self.agent_keys)
+        except (KeyFileError, TrustError) as error:
+            raise StartupError(str(error)) from None
+        trust.start()
+        self.trust = trust
+        self.app.settings["curve"] = lambda: {"enabled": True, **trust.counters()}
+        self._restore_owners()
+
+    def _restore_owners(self) -> None:
+        """Each node's name is owned again by the key that owned it before the restart."""
+        assert self.agent_keys is not None
+        for node in self.nodes.all_nodes():
+            if node.owner_key is not None:
+                self.inventory.restore_owner(node.name, self.agent_keys.number(node.owner_key))
+
+    def _secure(self, name: str) -> Callable[[zmq.asyncio.Socket], None] | None:
+        return None if self.trust is None else functools.partial(self.trust.secure, name=name)
+
     async def _bind(self) -> None:
         self._context = zmq.asyncio.Context()
         try:
-            self._socket = open_ingest_socket(self._context, self.settings.ingest)
+            self._start_trust(self._context)
+            self._socket = open_ingest_socket(self._context, self.settings.ingest, self._secure("ingest"))
         except zmq.ZMQError as error:
+            await self._stop_trust()
             self._context.term()
             raise StartupError(f"cannot bind ingest socket {self.settings.ingest}: {error}") from None
+        except StartupError:
+            await self._stop_trust()
+            self._context.term()
+            raise
         self.ingest_endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         control = self.settings.control
         try:
             if control is None:
                 control = control_endpoint_for(self.settings.ingest)
-            self._control_socket = open_control_socket(self._context, control)
+            self._control_socket = open_control_socket(self._context, control, self._secure("control"))
         except (ValueError, zmq.ZMQError) as error:
+            await self._stop_trust()
             self._close_ingest()
             shown = f" {control}" if control is not None else ""
             raise StartupError(f"cannot bind control socket{shown}: {error}") from None
@@ -138,6 +183,7 @@ class Monitor:
         try:
             sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host, family=socket.AF_INET)
         except (OSError, socket.gaierror) as error:
+            await self._stop_trust()
             self._close_ingest()
             raise StartupError(f"cannot listen on {self.settings.host}:{self.settings.port}: {error}") from None
         limits = HttpLimits(max_connections=self.settings.max_connections, idle_timeout=self.settings.idle_timeout,
@@ -150,7 +196,7 @@ class Monitor:
         self.http_url = f"http://{host}:{port}"
         reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names, self.nodes,
                               large_frame_share=self.settings.large_frame_share,
-                              http_waiting=self.pressure.waiting)
+                              http_waiting=self.pressure.waiting, keys=self.agent_keys)
         self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run()),
                        asyncio.create_task(keep_collected())]
 
@@ -167,10 +213,16 @@ class Monitor:
                 await task
         self._tasks = []
         await self.applier.apply_pending()
+        await self._stop_trust()
         self._close_ingest()
         await self.store.close()
         self.history.close()
         self.pressure.close()
+
+    async def _stop_trust(self) -> None:
+        if self.trust is not None:
+            await self.trust.stop()
+            self.trust = None
 
     def _close_ingest(self) -> None:
         self.control.detach()
@@ -194,6 +246,10 @@ async def serve(
     with stop_on_signals(stop if stop is not None else asyncio.Event()) as stopping:
         monitor = Monitor(settings)
         await monitor.start()
+        if monitor.trust is None:
+            _log.warning("ingest at %s is unauthenticated and unencrypted: any process that reaches it may publish "
+                         "samples for any server (start with --curve-secret and --allowed-agents to require keys)",
+                         monitor.ingest_endpoint)
         try:
             if on_ready is not None:
                 on_ready(monitor)

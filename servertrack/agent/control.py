@@ -23,6 +23,7 @@ import zmq.asyncio
 
 from ..common.control_messages import ALL_NODES, MAX_CONTROL_BYTES, ControlMessage, control_topic, decode_control
 from ..common.errors import InvalidSample
+from .publisher import CollectorKeys
 
 LOG_EVERY_SECONDS = 60.0
 # Messages read per wake-up at most: control messages are rare, so more than this is a flood.
@@ -32,6 +33,10 @@ RECEIVE_CHUNK = 100
 # read and counted.
 MAX_MESSAGE_BYTES = 64 * MAX_CONTROL_BYTES
 RECEIVE_HIGH_WATER_MARK = 1_000
+# A connection dropped within this many seconds of opening (a refused CURVE key, a wrong collector key)
+# is not reopened at once but after a pause, doubled each time up to the last: no handshake storm.
+QUICK_DISCONNECT_SECONDS = 1.0
+REOPEN_PAUSES = (0.5, 30.0)
 
 _log = logging.getLogger("servertrack.agent.control")
 
@@ -42,7 +47,9 @@ class ControlSubscriber:
     libzmq gives up a connection for good after a protocol error (a message
     over ``MAX_MESSAGE_BYTES``, which the collector never sends): a socket
     monitor sees every disconnection, and the subscriber then opens a new
-    socket (counted in ``reconnects``), so the channel always comes back.
+    socket (counted in ``reconnects``), so the channel always comes back. A
+    connection that drops at once (a refused handshake) is reopened after a
+    pause that grows up to 30 s. With ``curve`` the socket is a CURVE client.
     """
 
     def __init__(
@@ -52,6 +59,7 @@ class ControlSubscriber:
         name: str,
         clock: Callable[[], float] = time.monotonic,
         log: logging.Logger = _log,
+        curve: CollectorKeys | None = None,
     ) -> None:
         self.name = name
         self.endpoint = endpoint
@@ -62,11 +70,18 @@ class ControlSubscriber:
         self._log = log
         self._next_log = float("-inf")
         self._unlogged = 0
+        self._curve = curve
+        self._pause = 0.0  # before reopening a connection that dropped at once
+        self._reopen_at: float | None = None  # while closed after such a drop: when to open again
         self._open()
 
     def _open(self) -> None:
+        self._reopen_at = None
+        self._opened_at = self._clock()
         socket = self._context.socket(zmq.SUB)
         try:
+            if self._curve is not None:
+                self._curve.secure(socket)
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.RCVHWM, RECEIVE_HIGH_WATER_MARK)
             socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
@@ -90,7 +105,10 @@ class ControlSubscriber:
         self._poller.register(monitor, zmq.POLLIN)
 
     def readable(self) -> asyncio.Future[Any]:
-        """A future done when a message (or a disconnection) is waiting; cancel it when no longer wanted."""
+        """A future done when a message (or a disconnection) is waiting, or (closed after a quick drop)
+        when it is time to open again; cancel it when no longer wanted."""
+        if self._reopen_at is not None:
+            return asyncio.ensure_future(asyncio.sleep(max(0.0, self._reopen_at - self._clock())))
         return asyncio.ensure_future(self._poller.poll())
 
     def receive(self) -> list[ControlMessage]:
@@ -99,10 +117,20 @@ class ControlSubscriber:
         Malformed ones are dropped and counted. After a disconnection the
         socket is replaced (what it held is gone with the connection).
         """
+        if self._reopen_at is not None:
+            if self._clock() >= self._reopen_at:
+                self._open()
+            return []
         if self._disconnected():
             _close(self._socket, self._monitor)
-            self._open()
             self.reconnects += 1
+            quick = self._clock() - self._opened_at < QUICK_DISCONNECT_SECONDS
+            first, longest = REOPEN_PAUSES
+            self._pause = min(longest, max(first, 2 * self._pause)) if quick else 0.0
+            if self._pause:
+                self._reopen_at = self._clock() + self._pause
+            else:
+                self._open()
             return []
         messages: list[ControlMessage] = []
         for _ in range(RECEIVE_CHUNK):
@@ -149,7 +177,8 @@ class ControlSubscriber:
         if self._unlogged:
             self._log.warning("servertrack agent: control messages dropped: %s", self._summary())
             self._unlogged = 0
-        _close(self._socket, self._monitor)
+        if self._reopen_at is None:
+            _close(self._socket, self._monitor)
 
 
 def _close(socket: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket) -> None:

@@ -20,7 +20,7 @@ from ..common.settings import DEFAULT_STATS_EVERY
 from ..shutdown import stop_on_signals
 from .control import ControlSubscriber
 from .node_stats import NodeStatsCollector
-from .publisher import SamplePublisher
+from .publisher import CollectorKeys, SamplePublisher
 from .sampler import LoadSampler
 
 
@@ -168,18 +168,21 @@ async def run_agent(
     stats_every: int = DEFAULT_STATS_EVERY,
     control: str | None = None,
     hello_every: float = HELLO_EVERY_SECONDS,
+    curve: CollectorKeys | None = None,
 ) -> int:
     """Publish samples every ``interval`` seconds until SIGINT/SIGTERM; return how many samples were sent.
 
     The collector need not be up: ZeroMQ connects (and reconnects) in the
     background and sends never block. With ``node_stats`` the agent also
     sends hellos, snapshots and, when stopped, a bye. With ``control`` (the
-    collector's control address) it pauses and resumes when told to.
+    collector's control address) it pauses and resumes when told to. With
+    ``curve`` both connections are CURVE clients of the collector; a refused
+    key or a wrong collector key is logged (once a minute), never fatal.
     """
     context = zmq.Context()
     try:
         try:
-            publisher = SamplePublisher(context, endpoint)
+            publisher = SamplePublisher(context, endpoint, curve=curve)
         except zmq.ZMQError as error:
             raise AgentError(f"cannot use collector address {endpoint}: {error}") from None
         subscriber: ControlSubscriber | None = None
@@ -187,7 +190,8 @@ async def run_agent(
         try:
             if control is not None:
                 try:
-                    subscriber = ControlSubscriber(zmq.asyncio.Context.shadow(context.underlying), control, name)
+                    subscriber = ControlSubscriber(zmq.asyncio.Context.shadow(context.underlying), control, name,
+                                                   curve=curve)
                 except zmq.ZMQError as error:
                     raise AgentError(f"cannot use control address {control}: {error}") from None
             agent = Agent(name, sampler if sampler is not None else LoadSampler(), publisher.publish,

@@ -389,4 +389,6 @@ class StatsHandler(JsonHandler):
         store = self.application.settings.get("store")
         if store is not None:
             body["store"] = store.health()
+        trust = self.application.settings.get("curve")  # the collector's CURVE handshakes and keys, if on
+        body["curve"] = trust() if trust is not None else {"enabled": False}
         self.write_json(200, body)

@@ -1,15 +1,15 @@
 """What one HTTP client may take of the service, and how incidents at the HTTP edge are logged.
 
 ``HttpLimits`` (connections, time, bytes), the connection cap that fits the
-descriptor limit, raising that limit at start, and ``IncidentLog``: one line
-per interval with a count, never a line per connection.
+descriptor limit, and raising that limit at start. Incidents are logged by
+``common.incidents.IncidentLog``: one line per interval with a count, never a
+line per connection.
 """
 
 from __future__ import annotations
 
 import logging
 import resource
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from .handlers import MAX_BODY_BYTES
@@ -18,7 +18,6 @@ from .handlers import MAX_BODY_BYTES
 DESCRIPTOR_CEILING = 1_048_576
 # Descriptors kept out of the connection cap (see ``connection_cap``): at least this many.
 MIN_RESERVED_DESCRIPTORS = 64
-REPORT_INTERVAL = 60.0
 
 # The HTTP server's logger: every line of the HTTP edge goes there.
 _log = logging.getLogger("servertrack.api.http_server")
@@ -76,45 +75,3 @@ def connection_cap(limits: HttpLimits, descriptor_limit: int) -> int:
     """
     reserve = max(MIN_RESERVED_DESCRIPTORS, descriptor_limit // 8)
     return max(1, min(limits.max_connections, descriptor_limit - reserve))
-
-
-class IncidentLog:
-    """Counts one kind of incident and logs it at most once per interval, with the count since the last line.
-
-    ``text`` is a %-format whose first argument is that count; the others are
-    the arguments of the incident that triggers the line.
-    """
-
-    def __init__(
-        self,
-        logger: logging.Logger,
-        level: int,
-        text: str,
-        clock: Callable[[], float],
-        interval: float = REPORT_INTERVAL,
-    ) -> None:
-        self.total = 0
-        self._logger = logger
-        self._level = level
-        self._text = text
-        self._clock = clock
-        self._interval = interval
-        self._unreported = 0
-        self._latest: tuple[object, ...] = ()
-        self._reported_at: float | None = None
-
-    def record(self, *args: object) -> None:
-        """Count one incident; log a line if none was logged in the last interval."""
-        self.total += 1
-        self._unreported += 1
-        self._latest = args
-        now = self._clock()
-        if self._reported_at is None or now - self._reported_at >= self._interval:
-            self._reported_at = now
-            self.flush()
-
-    def flush(self) -> None:
-        """Log the incidents not reported yet, if any."""
-        if self._unreported:
-            self._logger.log(self._level, self._text, self._unreported, *self._latest)
-            self._unreported = 0

@@ -58,7 +58,8 @@ from tornado.ioloop import IOLoop
 
 from .http_connection import AppGuard, GuardedConnection, GuardedServerConnection, Refusal, error_response
 from .http_pressure import HttpPressure
-from .http_limits import DESCRIPTOR_CEILING, HttpLimits, IncidentLog, connection_cap, raise_descriptor_limit
+from ..common.incidents import IncidentLog
+from .http_limits import DESCRIPTOR_CEILING, HttpLimits, connection_cap, raise_descriptor_limit
 
 __all__ = [
     "GuardedHTTPServer",

@@ -79,6 +79,9 @@ def node_detail(node: Node, state: str) -> dict[str, Any]:
         "memory_usage_percent": stats["memory"]["percent"] if stats is not None else None,
         "stats_at": stats_at(node),
         "paused": node.paused,  # as asked (POST /nodes/{id}/pause...), else as the agent last said
+        # seconds the agent's clock is ahead of the collector's (negative: behind), from its last hello or snapshot
+        "clock_skew_seconds": None if node.clock_skew is None else round(node.clock_skew, 3),
+        "agent_key": node.owner_key,  # the CURVE public key that owns the name (null: plain ingest)
     }
 
 

@@ -29,12 +29,16 @@ from ..common.nodes import Node
 CONTROL_HIGH_WATER_MARK = 1_000
 
 
-def open_control_socket(context: zmq.asyncio.Context, endpoint: str) -> zmq.asyncio.Socket:
-    """Bind the control PUB socket at ``endpoint`` (``tcp://host:port``, port may be ``*`` or 0)."""
+def open_control_socket(context: zmq.asyncio.Context, endpoint: str,
+                        secure: Callable[[zmq.asyncio.Socket], None] | None = None) -> zmq.asyncio.Socket:
+    """Bind the control PUB socket at ``endpoint`` (``tcp://host:port``, port may be ``*`` or 0);
+    ``secure`` (e.g. ``AgentTrust.secure``) sets the socket up before it binds."""
     socket = context.socket(zmq.PUB)
     try:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.SNDHWM, CONTROL_HIGH_WATER_MARK)
+        if secure is not None:
+            secure(socket)
         socket.bind(endpoint)
     except zmq.ZMQError:
         socket.close(linger=0)

@@ -7,21 +7,23 @@ import operator
 import time
 from array import array
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import zmq
 import zmq.asyncio
 
+from ..common.agent_keys import AgentKeys
 from ..common.batch import PendingBatch
 from ..common.errors import InvalidSample
-from ..common.inventory import AgentInventory
+from ..common.inventory import NO_OWNER, AgentInventory
 from ..common.node_messages import (
     NodeBye,
     NodeHello,
     NodeSnapshot,
     decode_message,
 )
-from ..common.nodes import NodeRefused, NodeRegistry
+from ..common.nodes import Node, NodeRefused, NodeRegistry
 from ..common.protocol import MAX_SAMPLE_FRAME_BYTES, NameCache, Sample
 from ..common.sample_frames import (
     FIXMAP_HEADERS,
@@ -83,8 +85,10 @@ RECEIVE_HIGH_WATER_MARK = 250_000  # 2.5 s of 100,000 samples/s; at most 1 GiB o
 MAX_MESSAGE_BYTES = 1024 * 1024
 
 
-def open_ingest_socket(context: zmq.asyncio.Context, endpoint: str) -> zmq.asyncio.Socket:
-    """Bind a SUB socket subscribed to everything at ``endpoint`` (``tcp://host:port``, port may be ``*``)."""
+def open_ingest_socket(context: zmq.asyncio.Context, endpoint: str,
+                       secure: Callable[[zmq.asyncio.Socket], None] | None = None) -> zmq.asyncio.Socket:
+    """Bind a SUB socket subscribed to everything at ``endpoint`` (``tcp://host:port``, port may be ``*``);
+    ``secure`` (e.g. ``AgentTrust.secure``) sets the socket up before it binds."""
     socket = context.socket(zmq.SUB)
     try:
         socket.setsockopt(zmq.LINGER, 0)
@@ -92,6 +96,8 @@ def open_ingest_socket(context: zmq.asyncio.Context, endpoint: str) -> zmq.async
         socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         socket.setsockopt(zmq.RCVBUF, 4 * 1024 * 1024)
         socket.setsockopt(zmq.SUBSCRIBE, b"")
+        if secure is not None:
+            secure(socket)
         socket.bind(endpoint)
     except zmq.ZMQError:
         socket.close(linger=0)
@@ -132,6 +138,12 @@ class IngestReader:
     Bad frames are dropped and counted in ``stats.dropped`` by kind and
     reason; the reader never stops on bad input. A refused message changes
     nothing: seq, IPs and liveness are recorded only for what is kept.
+
+    With ``keys`` (CURVE ingest: every frame carries its sender's key as its
+    ZAP User-Id) a frame under a key no longer allowed is dropped
+    (``revoked_key``), and a message for a name another key owns is dropped
+    (``wrong_key``, see ``inventory``). Every agent's frames are held to its
+    budget (``over_budget``).
     """
 
     def __init__(
@@ -147,6 +159,7 @@ class IngestReader:
         timer: Callable[[], float] = time.monotonic,
         work_timer: Callable[[], float] = time.thread_time,
         http_waiting: Callable[[], bool] = nothing_waits,
+        keys: AgentKeys | None = None,
     ) -> None:
         """``large_frame_share``: the share of one core that decoding frames over ``SMALL_FRAME_BYTES``
         may take, as measured by ``work_timer`` (this thread's CPU seconds: time the process is
@@ -165,6 +178,7 @@ class IngestReader:
         self._timer = timer
         self._work_timer = work_timer
         self._http_waiting = http_waiting
+        self._keys = keys
         self._full_turn = False  # the last drain stopped because its time or bytes were spent
         self._backlog_since: float | None = None  # when the socket was last seen not empty after a turn
         self._backlog_bytes = 0  # bytes of large frames received since then
@@ -187,7 +201,10 @@ class IngestReader:
         go (``_queue_run``); any other frame first queues the run before it, so every agent's
         messages are accounted in the order they came.
         """
-        recv = self._sync.recv
+        recv: Callable[[int, bool], Any] = self._sync.recv  # bytes, or (keyed) a zmq.Frame
+        allowed = self._keys.allowed if self._keys is not None else None
+        copied = allowed is None  # a keyed frame is received as a Frame, which carries its User-Id
+        key = NO_OWNER
         stats = self._stats
         now = self._clock()
         timer, work_timer = self._timer, self._work_timer
@@ -201,17 +218,24 @@ class IngestReader:
         empty = full_turn = False
         run: list[SampleFrame] = []
         run_frames: list[bytes] = []
-        add_record, add_frame = run.append, run_frames.append
+        run_keys: list[int] = []
+        add_record, add_frame, add_key = run.append, run_frames.append, run_keys.append
         while handled < limit:
             try:
-                frame = recv(zmq.NOBLOCK)
+                frame = recv(zmq.NOBLOCK, copied)
             except zmq.Again:
                 empty = True
                 break
             handled += 1
+            if allowed is not None:
+                key = allowed.get(frame.get("User-Id"), NO_OWNER)
+                frame = frame.bytes
+                if key == NO_OWNER:
+                    stats.refuse(None, "revoked_key")
+                    continue
             if len(frame) > SMALL_FRAME_BYTES:
                 if run:
-                    self._queue_run(run, run_frames, now)
+                    self._queue_run(run, run_frames, run_keys, now)
                 began = timer()
                 large_bytes += len(frame)
                 if behind or not large_frames.allows(began):
@@ -221,7 +245,7 @@ class IngestReader:
                         full_turn = True
                     continue
                 work_began = work_timer()
-                self._general_message(frame, now)  # the costly part, paid from the large-frame budget
+                self._general_message(frame, now, key)  # the costly part, paid from the large-frame budget
                 large_frames.spend(work_timer() - work_began)
                 ended = timer()
                 if large_bytes > TURN_BYTES or ended - started > LARGE_FRAME_TURN_SECONDS:
@@ -236,21 +260,22 @@ class IngestReader:
                     pass
             if record is None:  # anything else: the general decoder decides, and names a refusal
                 if run:
-                    self._queue_run(run, run_frames, now)
-                self._general_message(frame, now)
+                    self._queue_run(run, run_frames, run_keys, now)
+                self._general_message(frame, now, key)
                 continue
             add_record(record)
             add_frame(frame)
+            add_key(key)
             if not handled % PRESSURE_CHECK_FRAMES and self._http_waiting():
                 handled = limit
                 full_turn = True
             elif len(run) >= RUN_LENGTH:
-                self._queue_run(run, run_frames, now)
+                self._queue_run(run, run_frames, run_keys, now)
                 if timer() - started > TURN_SECONDS:  # new names cost more
                     handled = limit
                     full_turn = True
         if run:
-            self._queue_run(run, run_frames, now)
+            self._queue_run(run, run_frames, run_keys, now)
         self._full_turn = full_turn
         if not empty:  # the turn ended on its limits: is anything still waiting?
             empty = not int(self._sync.getsockopt(zmq.EVENTS)) & zmq.POLLIN
@@ -262,24 +287,29 @@ class IngestReader:
                 self._backlog_since = started
         return empty
 
-    def _queue_run(self, run: list[SampleFrame], frames: list[bytes], now: float) -> None:
-        """Check and queue a run of decoded sample frames (in arrival order), then empty both lists.
+    def _queue_run(self, run: list[SampleFrame], frames: list[bytes], keys: list[int], now: float) -> None:
+        """Check and queue a run of decoded sample frames (in arrival order) and their keys, then empty
+        the lists.
 
         The common case (every name and IP list seen before, versions paired, timestamps in the
-        window) is a few list comprehensions and array operations for the whole run; a run with
-        anything else goes frame by frame (``_queue_slowly``), exactly as the general decoder decides.
+        window, each agent once, its own name's owner and within its budget) is a few list
+        comprehensions and array operations for the whole run; a run with anything else goes frame
+        by frame (``_queue_slowly``), exactly as the general decoder decides.
         """
         canonical = self._names._canonical.get  # NameCache.canonical's cache, inlined
         inventory = self._inventory
         names = [canonical(record.fqdn) for record in run]
-        agents = inventory.indexes(names)  # type: ignore[arg-type]  # None names give None
+        agents: Any = inventory.indexes(names)  # type: ignore[arg-type]  # None names give None
         ts = array("d", [record.ts for record in run])
         oldest, newest = oldest_and_newest(now)
         stamps = np.frombuffer(ts, dtype=np.float64)
         if None in agents or not all(map(paired, run)) \
                 or not ((stamps >= oldest) & (stamps <= newest)).all() \
-                or False in map(operator.eq, map(inventory.ips.__getitem__, agents), [r.ip for r in run]):  # type: ignore[arg-type]
-            self._queue_slowly(run, frames, now)
+                or False in map(operator.eq, map(inventory.ips.__getitem__, agents), [r.ip for r in run]) \
+                or len(set(agents)) != len(agents) \
+                or (self._keys is not None and not inventory.owned_by(agents, keys)) \
+                or not inventory.within_budget_many(agents, now):
+            self._queue_slowly(run, frames, keys, now)
         else:
             count = len(run)
             self._stats.received["sample"] += count
@@ -296,63 +326,88 @@ class IngestReader:
                                    array("d", [r.ram for r in run]))
         run.clear()
         frames.clear()
+        keys.clear()
 
-    def _queue_slowly(self, run: list[SampleFrame], frames: list[bytes], now: float) -> None:
+    def _queue_slowly(self, run: list[SampleFrame], frames: list[bytes], keys: list[int], now: float) -> None:
         """Queue a run one frame at a time: each either passes every check of the general decoder
         here, or goes to it (and is refused with its reason, or accepted as it decides)."""
         names, ips_of = self._names, self._inventory.ips_of
-        for record, frame in zip(run, frames):
+        for record, frame, key in zip(run, frames, keys):
             sample = checked_sample(record, now, names, ips_of)
             if sample is None:
-                self._general_message(frame, now)
+                self._general_message(frame, now, key)
             else:
-                self._queue_one(sample, now)
+                self._queue_one(sample, now, key)
 
-    def _queue_one(self, sample: Sample, now: float) -> None:
-        """Queue one valid sample (or count it ``queue_full``), recording its seq, IPs and liveness."""
+    def _admitted(self, name: str, kind: str, key: int, now: float) -> bool:
+        """Whether a message of ``kind`` for ``name`` under key number ``key`` may be kept: nobody else
+        owns the name and the agent is within its budget; else counted, and False. (The key claims a
+        name nobody owns once a message of it is kept: ``observe``.)"""
+        refusal = self._inventory.refusal(name, key, now)
+        if refusal is None:
+            return True
+        self._stats.refuse_from(name, kind, refusal)
+        return False
+
+    def _queue_one(self, sample: Sample, now: float, key: int = NO_OWNER) -> None:
+        """Queue one valid sample (or count it ``queue_full``, ``wrong_key`` or ``over_budget``),
+        recording its seq, IPs and liveness."""
+        if not self._admitted(sample.fqdn, "sample", key, now):
+            return
         self._stats.received["sample"] += 1
         batch = self._batch
         if batch.room() <= 0:
             self._stats.dropped["sample"]["queue_full"] += 1
             return
-        self._inventory.observe(sample.fqdn, sample.seq, sample.ips)
+        self._inventory.observe(sample.fqdn, sample.seq, sample.ips, key)
         self._nodes.seen(sample.fqdn, now)
         batch.add(sample.fqdn, sample.ts, sample.cpu, sample.ram)
 
-    def _general_message(self, frame: bytes, now: float) -> None:
-        """Decode a frame with the general decoder: queue a sample, apply a node message, or count
-        why it is refused."""
+    def _general_message(self, frame: bytes, now: float, key: int = NO_OWNER) -> None:
+        """Decode a frame (sent under key number ``key``) with the general decoder: queue a sample,
+        apply a node message, or count why it is refused."""
         try:
             message = decode_message(frame, now, self._names, self._inventory.ips_of)
         except InvalidSample as invalid:
             self._stats.refuse(invalid.kind, invalid.reason)
             return
         if type(message) is Sample:
-            self._queue_one(message, now)  # type: ignore[arg-type]
+            self._queue_one(message, now, key)  # type: ignore[arg-type]
         else:
-            self._node_message(message, now)  # type: ignore[arg-type]
+            self._node_message(message, now, key)  # type: ignore[arg-type]
 
-    def _node_message(self, message: NodeHello | NodeBye | NodeSnapshot, now: float) -> None:
+    def _node_message(self, message: NodeHello | NodeBye | NodeSnapshot, now: float, key: int = NO_OWNER) -> None:
         """Apply a hello, bye or snapshot to the node registry (and the agent's seq), or count why not."""
         nodes = self._nodes
         kind = _KIND_OF[type(message)]
+        if not self._admitted(message.fqdn, kind, key, now):
+            return
         try:
             if type(message) is NodeHello:
                 # the registry compares the reported pause state with the desired one (re-asserted on a mismatch)
                 node = nodes.hello(message.fqdn, message.ips, message.info, now, paused=message.paused)
-                self._inventory.observe(message.fqdn, message.seq, node.ips)  # one copy of the addresses
+                self._inventory.observe(message.fqdn, message.seq, node.ips, key)  # one copy of the addresses
+                self._vouch(node, key, message.ts - now)
             elif type(message) is NodeBye:
                 if not nodes.bye(message.fqdn, now):
                     raise NodeRefused("node_refused", f"bye from unknown node {message.fqdn!r}")
-                self._inventory.observe_seq(message.fqdn, message.seq)
+                self._inventory.observe_seq(message.fqdn, message.seq, key)
             else:
                 snapshot: NodeSnapshot = message  # type: ignore[assignment]
-                nodes.record_stats(snapshot.fqdn, snapshot.stats, snapshot.ts, now)
-                self._inventory.observe_seq(snapshot.fqdn, snapshot.seq)
+                node = nodes.record_stats(snapshot.fqdn, snapshot.stats, snapshot.ts, now)
+                self._inventory.observe_seq(snapshot.fqdn, snapshot.seq, key)
+                self._vouch(node, key, snapshot.ts - now)
         except NodeRefused as refused:
             self._stats.refuse(kind, refused.reason)
             return
         self._stats.accept(kind)
+
+
+    def _vouch(self, node: Node, key: int, skew: float) -> None:
+        """Record on ``node`` what its agent's message showed: its clock's skew and the key owning it."""
+        node.clock_skew = skew
+        if self._keys is not None and node.owner_key is None:
+            node.owner_key = self._keys.key(self._inventory.owner(node.name))
 
 
 _KIND_OF = {NodeHello: "hello", NodeBye: "bye", NodeSnapshot: "snapshot"}

@@ -1,10 +1,22 @@
-"""What the collector knows of each agent: its IP addresses and the last sequence number seen.
+"""What the collector knows of each agent: its IP addresses, the last sequence number seen, the key that
+owns its name, and how much of its frame budget it has used.
 
 Agents are numbered (one dict from canonical name to index); per index the
-last seq lives in a numpy array and the IP list in a plain list, so an agent
-costs one dict entry, 9 bytes of arrays and a list slot beside its addresses,
-and a whole turn of samples is accounted in a few array operations
-(``observe_many``) instead of a Python call per sample.
+last seq, the owner key's number and the budget's state live in numpy arrays
+and the IP list in a plain list, so an agent costs one dict entry, 21 bytes of
+arrays and a list slot beside its addresses, and a whole turn of samples is
+accounted in a few array operations (``observe_many``, ``owned_by``,
+``within_budget_many``) instead of a Python call per sample.
+
+**Ownership** (CURVE ingest): the first key that sends for a name owns it; a
+message for that name under another key is refused (``wrong_key``) until an
+operator releases the name (``release``). Keys are numbered by
+``common.agent_keys.AgentKeys``; 0 is "no owner" (and the key of nothing).
+
+**Budget**: each agent may send ``rate`` frames a second, averaged, with a
+burst of ``burst`` frames (a generic cell rate algorithm: one theoretical
+arrival time per agent). The excess is refused (``over_budget``), so one agent
+flooding for its name costs the others nothing but the reading.
 """
 
 from __future__ import annotations
@@ -17,6 +29,11 @@ import numpy as np
 # agent at 1 Hz would need 11 days of silence to lose that many, and a node
 # silent for 24 h is forgotten. It also keeps ``lost`` a plausible count.
 MAX_COUNTED_GAP = 1_000_000
+# Frames a second an agent may send, averaged over BUDGET_SECONDS: an agent at 1 Hz sends ~1.3
+# (a sample, a snapshot every fifth, a hello a minute), a fleet sender carries many names.
+DEFAULT_FRAME_BUDGET = 10.0
+BUDGET_SECONDS = 10.0
+NO_OWNER = 0
 _NO_IPS: list[str] = []
 
 
@@ -29,16 +46,25 @@ class AgentInventory:
     Holds at most ``max_agents`` agents; beyond that new agents are not tracked.
     """
 
-    __slots__ = ("_index", "_free", "_seq", "_seen", "ips", "max_agents", "lost")
+    __slots__ = ("_index", "_free", "_seq", "_seen", "_owner", "_due", "ips", "max_agents", "lost",
+                 "frame_interval", "budget_tolerance")
 
-    def __init__(self, max_agents: int) -> None:
+    def __init__(self, max_agents: int, frame_budget: float = DEFAULT_FRAME_BUDGET) -> None:
+        """``frame_budget``: frames a second each agent may send, averaged over ``BUDGET_SECONDS``
+        (0: no budget)."""
         self._index: dict[str, int] = {}
         self._free: list[int] = []
         self._seq = np.zeros(0, dtype=np.uint64)  # by index: the last seq seen...
         self._seen = np.zeros(0, dtype=np.bool_)  # ...if one was (a new agent's first message sets it)
+        self._owner = np.zeros(0, dtype=np.uint32)  # by index: the number of the key owning the name
+        self._due = np.zeros(0, dtype=np.float64)  # by index: the budget's theoretical arrival time
         self.ips: list[list[str]] = []  # by index; a free index holds an empty list
         self.max_agents = max_agents
         self.lost = 0
+        # GCRA: a frame is within budget if it does not arrive more than ``budget_tolerance`` seconds
+        # before its theoretical time; each frame accepted moves that time ``frame_interval`` on.
+        self.frame_interval = 1.0 / frame_budget if frame_budget > 0 else 0.0
+        self.budget_tolerance = BUDGET_SECONDS if frame_budget > 0 else float("inf")
 
     def __len__(self) -> int:
         return len(self._index)
@@ -74,25 +100,33 @@ class AgentInventory:
             self.ips.append(_NO_IPS)
             if index >= self._seq.size:
                 size = max(1024, 2 * self._seq.size)
-                self._seq = np.concatenate((self._seq, np.zeros(size - self._seq.size, dtype=np.uint64)))
-                self._seen = np.concatenate((self._seen, np.zeros(size - self._seen.size, dtype=np.bool_)))
+                self._seq, self._seen, self._owner, self._due = (
+                    np.concatenate((array, np.zeros(size - array.size, dtype=array.dtype)))
+                    for array in (self._seq, self._seen, self._owner, self._due))
         self._index[name] = index
         self._seen[index] = False
+        self._owner[index] = NO_OWNER
+        self._due[index] = 0.0
         return index
 
-    def observe(self, name: str, seq: int, ips: list[str]) -> int:
-        """Record a message; return how many messages were lost just before it."""
+    def observe(self, name: str, seq: int, ips: list[str], key: int = NO_OWNER) -> int:
+        """Record a message sent under key number ``key`` (which claims the name if nobody owns it);
+        return how many messages were lost just before it."""
         index = self.admit(name)
         if index is None:
             return 0
         self.ips[index] = ips
+        if self._owner[index] == NO_OWNER:
+            self._owner[index] = key
         return self._account(index, seq)
 
-    def observe_seq(self, name: str, seq: int) -> int:
+    def observe_seq(self, name: str, seq: int, key: int = NO_OWNER) -> int:
         """Like ``observe`` for a message without IP addresses (the known ones are kept)."""
         index = self.admit(name)
         if index is None:
             return 0
+        if self._owner[index] == NO_OWNER:
+            self._owner[index] = key
         return self._account(index, seq)
 
     def _account(self, index: int, seq: int) -> int:
@@ -143,6 +177,59 @@ class AgentInventory:
         self._seen[agents[last]] = True
         self.lost += lost
         return lost
+
+    def owner(self, name: str) -> int:
+        """The number of the key that owns ``name`` (``NO_OWNER`` if none does, or it is not tracked)."""
+        index = self._index.get(name)
+        return NO_OWNER if index is None else int(self._owner[index])
+
+    def refusal(self, name: str, key: int, now: float) -> str | None:
+        """Why one more message for ``name`` under key number ``key`` at ``now`` is refused: another key
+        owns the name (``wrong_key``), or the agent is over its budget (``over_budget``, else counted
+        in it); None if it may be kept. A name not tracked yet is neither owned nor budgeted."""
+        index = self._index.get(name)
+        if index is None:
+            return None
+        owner = self._owner[index]
+        if owner != key and owner != NO_OWNER:
+            return "wrong_key"
+        return None if self.within_budget(index, now) else "over_budget"
+
+    def owned_by(self, indexes: Sequence[int], keys: Sequence[int]) -> bool:
+        """Whether every agent at ``indexes`` is owned by the key beside it (a run of admitted agents)."""
+        return bool((self._owner[np.asarray(indexes, dtype=np.int64)] == np.asarray(keys, dtype=np.uint32)).all())
+
+    def restore_owner(self, name: str, key: int) -> None:
+        """Make key number ``key`` the owner of ``name`` again (at start, from the stored inventory)."""
+        index = self.admit(name)
+        if index is not None:
+            self._owner[index] = key
+
+    def release(self, name: str) -> bool:
+        """Let the next key that sends for ``name`` own it; False if nobody owned it."""
+        index = self._index.get(name)
+        if index is None or self._owner[index] == NO_OWNER:
+            return False
+        self._owner[index] = NO_OWNER
+        return True
+
+    def within_budget(self, index: int, now: float) -> bool:
+        """Whether one more frame of the agent at ``index`` at ``now`` is within its budget (counted if so)."""
+        due = float(self._due[index])
+        if due - now > self.budget_tolerance:
+            return False
+        self._due[index] = max(due, now) + self.frame_interval
+        return True
+
+    def within_budget_many(self, indexes: Sequence[int], now: float) -> bool:
+        """``within_budget`` for a run of distinct agents, all or nothing: True (and each counted) if every
+        one of them is within budget, else False and nothing counted."""
+        agents = np.asarray(indexes, dtype=np.int64)
+        due = self._due[agents]
+        if not (due - now <= self.budget_tolerance).all():
+            return False
+        self._due[agents] = np.maximum(due, now) + self.frame_interval
+        return True
 
     def forget(self, names: Iterable[str]) -> None:
         """Drop agents (evicted servers)."""

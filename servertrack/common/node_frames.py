@@ -52,6 +52,7 @@ from .node_schema import (
 from .protocol import (
     MAX_DECODED_KEYS,
     MAX_FRAME_BYTES,
+    MAX_CLOCK_SKEW_SECONDS,
     MAX_FUTURE_SECONDS,
     MAX_IP_LENGTH,
     MAX_IPS,
@@ -226,7 +227,12 @@ def node_message(
         return None
     kind = type(message)
     ts = message.ts
-    if len(frame) > _LIMITS[kind] or not oldest_accepted(now) <= ts <= now + MAX_FUTURE_SECONDS:
+    if len(frame) > _LIMITS[kind]:
+        return None
+    if kind is SnapshotFrame:
+        if not oldest_accepted(now) <= ts <= now + MAX_FUTURE_SECONDS:
+            return None
+    elif not now - MAX_CLOCK_SKEW_SECONDS <= ts <= now + MAX_CLOCK_SKEW_SECONDS:  # hello, bye: see check_clock
         return None
     try:
         fqdn = names.canonical(message.fqdn)

@@ -58,6 +58,7 @@ from .protocol import (
     NameCache,
     check_ips,
     check_seq,
+    check_clock,
     check_timestamp,
     sample_from_map,
     unpack_frame,
@@ -126,7 +127,8 @@ def _node_message(kind: str, message: dict[str, Any], now: float, names: NameCac
         if key not in message:
             raise InvalidSample("missing_field", f"frame lacks required key {key!r}", key)
     fqdn = names.canonical(message["fqdn"])
-    ts = check_timestamp(message["ts"], now)
+    # a hello or bye is taken from an agent whose clock is off (its skew shows); a snapshot is placed at its ts
+    ts = check_timestamp(message["ts"], now) if kind == "snapshot" else check_clock(message["ts"], now)
     seq = check_seq(message["seq"])
     if kind == "hello":
         if "ip" not in message:

@@ -23,7 +23,7 @@ def encode_node(node: Node) -> bytes:
         "v": RECORD_VERSION, "name": node.name, "ips": node.ips, "info": node.info,
         "registered": node.registered, "last_seen": node.last_seen, "said_bye": node.said_bye,
         "desired_paused": node.desired_paused, "reported_paused": node.reported_paused,
-        "controllable": node.controllable,
+        "controllable": node.controllable, "owner_key": node.owner_key,
     })
 
 
@@ -39,11 +39,13 @@ def decode_node(record: bytes) -> Node:
         node = Node(name=fields["name"], ips=list(fields["ips"]), info=dict(fields["info"]),
                     registered=float(fields["registered"]), last_seen=float(fields["last_seen"]),
                     said_bye=bool(fields["said_bye"]), desired_paused=fields["desired_paused"],
-                    reported_paused=bool(fields["reported_paused"]), controllable=bool(fields["controllable"]))
+                    reported_paused=bool(fields["reported_paused"]), controllable=bool(fields["controllable"]),
+                    owner_key=fields.get("owner_key"))  # absent in records written before ownership
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"a node record lacks a field: {error}") from None
     if not isinstance(node.name, str) or not all(isinstance(ip, str) for ip in node.ips) \
             or node.desired_paused not in (None, True, False) \
+            or not (node.owner_key is None or isinstance(node.owner_key, str)) \
             or not (math.isfinite(node.registered) and math.isfinite(node.last_seen)):
         raise ValueError("a node record has a field of the wrong type")
     return node

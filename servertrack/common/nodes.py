@@ -121,6 +121,11 @@ class Node:
     reported_paused: bool = False
     controllable: bool = False  # its last hello said whether it is paused: it has a control channel
     reasserted_at: float = float("-inf")
+    # CURVE ingest: the public key (Z85) that owns the name (see ``inventory``); None: nobody's.
+    owner_key: str | None = None
+    # How far ahead of the collector's clock the agent's is (its last hello's or snapshot's ``ts`` minus
+    # when it arrived, network delay included); None until measured.
+    clock_skew: float | None = None
 
     @property
     def interval(self) -> float:
@@ -148,11 +153,14 @@ class NodeRegistry:
         offline_after: float = DEFAULT_OFFLINE_AFTER_SECONDS,
         budget: SnapshotBudget | None = None,
         on_mismatch: Callable[[Node], None] | None = None,
+        on_remove: Callable[[str], object] | None = None,
     ) -> None:
         """``on_mismatch(node)`` is called when a node's agent is not in the pause state it should be
-        (see the module's docstring); the collector passes its control channel's re-assert."""
+        (see the module's docstring); the collector passes its control channel's re-assert.
+        ``on_remove(name)`` is called when a node is removed (the collector releases its name's owner)."""
         self.max_nodes = max_nodes
         self.on_mismatch = on_mismatch
+        self.on_remove = on_remove
         self.offline_after = offline_after
         self.budget = budget if budget is not None else SnapshotBudget()
         self.refused = 0
@@ -292,6 +300,8 @@ class NodeRegistry:
         if node is None:
             return False
         self._changed.add(name)
+        if self.on_remove is not None:
+            self.on_remove(name)
         self._index(node, [])
         if node.snapshot is not None:
             self.budget.replace(0, node.snapshot.size)

@@ -35,6 +35,9 @@ MAX_IPS = 32
 MAX_IP_LENGTH = 64
 MAX_SEQ = 2**64 - 1
 MAX_FUTURE_SECONDS = 60.0
+# A hello or bye carries no data placed at its time, only its agent's clock: it is accepted from an
+# agent whose clock is off by up to this much either way, so that the skew shows (see ``check_clock``).
+MAX_CLOCK_SKEW_SECONDS = 86_400.0
 LOAD_MIN = 0.0
 LOAD_MAX = 100.0
 # The largest list and map a frame may hold (a snapshot's per-CPU list; a map of
@@ -147,6 +150,18 @@ def check_timestamp(ts: object, now: float) -> float:
             f"to 60 s ahead of {now:.3f}",
             "ts",
         )
+    return float(ts)  # type: ignore[arg-type]
+
+
+def check_clock(ts: object, now: float) -> float:
+    """Return the ``ts`` of a hello or bye as a float if it lies within ``MAX_CLOCK_SKEW_SECONDS`` of
+    ``now`` either way (samples and snapshots keep ``check_timestamp``'s window)."""
+    if type(ts) not in _NUMBER_TYPES:
+        raise InvalidSample("bad_type", f"ts must be a number (epoch seconds), not {_type_name(ts)}", "ts")
+    if not now - MAX_CLOCK_SKEW_SECONDS <= ts <= now + MAX_CLOCK_SKEW_SECONDS:  # type: ignore[operator]
+        shown = ts if type(ts) is float or abs(ts) < 10**20 else "a huge integer"  # type: ignore[arg-type]
+        raise InvalidSample("bad_timestamp", f"ts {shown!r} is more than {MAX_CLOCK_SKEW_SECONDS:.0f} s from "
+                                             f"{now:.3f}: the agent's clock is wrong", "ts")
     return float(ts)  # type: ignore[arg-type]
 
 

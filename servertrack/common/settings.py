@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .aggregator import DEFAULT_MAX_SERVERS
+from .inventory import DEFAULT_FRAME_BUDGET
 from .nodes import DEFAULT_OFFLINE_AFTER_SECONDS
 from .snapshots import DEFAULT_TOTAL_SNAPSHOT_BUDGET
 
@@ -65,6 +66,11 @@ class ServeSettings:
     checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY
     # "asyncio" (the default: uvloop measured no faster here), "uvloop", or "auto" (uvloop if installed)
     event_loop: str = "asyncio"
+    # Agent trust: the collector's secret key file (None: plain, unauthenticated ingest) and the directory
+    # of the agents' public keys; the frames a second each agent may send, averaged (0: no budget).
+    curve_secret: str | None = None
+    allowed_agents: str | None = None
+    agent_budget: float = DEFAULT_FRAME_BUDGET
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,9 @@ class AgentSettings:
     process_interval: float = DEFAULT_PROCESS_INTERVAL
     # The collector's control address; None: derived from ``collector`` (``control_endpoint_for``).
     control: str | None = None
+    # CURVE: this agent's secret key file and the collector's public key file (None: plain).
+    curve_secret: str | None = None
+    collector_key: str | None = None
 
 
 _DURATION = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?)([smhdw]?)\Z")
@@ -144,6 +153,10 @@ class EnvironmentDefaults:
     snapshot_every: str = "60s"
     checkpoint_every: str = "60s"
     event_loop: str = "asyncio"
+    curve_secret: str | None = None
+    allowed_agents: str | None = None
+    agent_budget: str = str(DEFAULT_FRAME_BUDGET)
+    collector_key: str | None = None
     collector: str = DEFAULT_INGEST
     interval: str = str(DEFAULT_INTERVAL)
     name: str | None = None

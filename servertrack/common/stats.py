@@ -9,6 +9,9 @@ to a second ``pending`` in between. So, per kind and in total,
 
 Requests refused before their body is read as a message (wrong ``Host``,
 ``Origin`` or ``Content-Type``) are counted apart, in ``http_refused``.
+
+Drops that are one agent's doing (``wrong_key``, ``over_budget``) are also
+counted per agent (``by_agent``), for at most ``MAX_AGENTS_COUNTED`` agents.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ UNKNOWN_KIND = "unknown"
 COUNTED_KINDS = (*MESSAGE_KINDS, UNKNOWN_KIND)
 # Every count shown fits a signed 64-bit integer, so any JSON reader can take it.
 MAX_COUNTER = 2**63 - 1
+MAX_AGENTS_COUNTED = 10_000
+# The agents ``/stats`` lists, most dropped first.
+AGENTS_SHOWN = 10
 
 
 def _shown(value: int) -> int:
@@ -31,7 +37,8 @@ def _shown(value: int) -> int:
 class IngestStats:
     """Messages received, applied and dropped (by reason), per kind, and the last batch's cost."""
 
-    __slots__ = ("received", "applied", "dropped", "http_refused", "last_batch_seconds", "last_batch_size")
+    __slots__ = ("received", "applied", "dropped", "http_refused", "last_batch_seconds", "last_batch_size",
+                 "by_agent")
 
     def __init__(self) -> None:
         self.received: dict[str, int] = dict.fromkeys(COUNTED_KINDS, 0)
@@ -40,6 +47,21 @@ class IngestStats:
         self.http_refused: Counter[str] = Counter()
         self.last_batch_seconds = 0.0
         self.last_batch_size = 0
+        self.by_agent: dict[str, Counter[str]] = {}
+
+    def refuse_from(self, agent: str, kind: str, reason: str) -> None:
+        """``refuse`` one message of ``kind`` from ``agent``, and count it under the agent too."""
+        self.refuse(kind, reason)
+        counts = self.by_agent.get(agent)
+        if counts is None:
+            if len(self.by_agent) >= MAX_AGENTS_COUNTED:
+                return
+            counts = self.by_agent[agent] = Counter()
+        counts[reason] += 1
+
+    def agent_drops(self, agent: str) -> dict[str, int]:
+        """The drops counted under ``agent`` by reason (empty if none)."""
+        return {reason: _shown(count) for reason, count in sorted(self.by_agent.get(agent, {}).items())}
 
     def refuse(self, kind: str | None, reason: str, count: int = 1) -> None:
         """``count`` messages of ``kind`` (None: unknown) arrived and were dropped for ``reason``."""
@@ -93,4 +115,9 @@ class IngestStats:
             "last_batch_size": self.last_batch_size,
             "kinds": kinds,
             "http_refused": {reason: _shown(count) for reason, count in sorted(refused.items())},
+            "agents_dropped": self._most_dropped(),
         }
+
+    def _most_dropped(self) -> list[dict[str, Any]]:
+        ranked = sorted(self.by_agent.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+        return [{"name": name, "dropped": self.agent_drops(name)} for name, _ in ranked[:AGENTS_SHOWN]]
