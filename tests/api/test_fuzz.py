@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -29,23 +28,16 @@ from hypothesis import strategies as st
 from live_api import HELLO, HTTP_EXAMPLES, LiveApi, hello_body, put_stats, quote, register, stats_body
 from request_fuzz import (
     QUERIES,
-    SCALARS,
     SEGMENTS,
     WRITE_METHODS,
     app_routes,
     bodies,
     check_promises,
     fuzzes,
-    mutated,
     route_paths,
 )
 
 from servertrack.api.views import server_loads
-from servertrack.common.errors import InvalidSample
-from servertrack.common.node_messages import NodeHello, NodeSnapshot, decode_message
-from servertrack.common.protocol import NameCache
-from servertrack.common.stats import COUNTED_KINDS
-from tests.conftest import EPOCH
 
 
 def _valid_sample() -> dict[str, Any]:
@@ -190,56 +182,6 @@ def test_post_a_cluster_node(api: LiveApi, body: bytes) -> None:
 def test_put_a_cluster_snapshot(api: LiveApi, path: str, body: bytes) -> None:
     known_nodes(api)
     check_promises(api, "PUT", path, body)
-
-
-# -- the frame decoder ---------------------------------------------------------------------------
-
-_VALID_FRAMES = [
-    {"v": 1, "fqdn": "node01", "ts": EPOCH, "ip": ["10.0.0.5"], "cpu": 12.5, "ram": 40.0, "seq": 3},
-    {"v": 2, "kind": "hello", "fqdn": "node01", "ts": EPOCH, "seq": 0, "ip": ["10.0.0.5"],
-     **{key: value for key, value in hello_body("x").items() if key != "name"}},
-    {"v": 2, "kind": "bye", "fqdn": "node01", "ts": EPOCH, "seq": 9},
-    {"v": 2, "kind": "snapshot", "fqdn": "node01", "ts": EPOCH, "seq": 4, "stats": stats_body()},
-]
-_KNOWN_REASONS = {"not_msgpack", "not_a_map", "missing_field", "bad_version", "bad_name", "bad_type",
-                  "out_of_range", "bad_timestamp", "bad_ip", "too_large", "bad_field", "unknown_kind"}
-_msgpack_values = st.recursive(
-    st.one_of(SCALARS, st.binary(max_size=8)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-    max_leaves=16)
-
-
-def _packed(value: Any) -> bytes:
-    try:
-        return msgpack.packb(value)
-    except (OverflowError, ValueError):
-        return msgpack.packb(None)  # an integer msgpack cannot carry: the sender could not send it
-
-
-FRAMES = st.one_of(
-    st.sampled_from(_VALID_FRAMES).flatmap(mutated).map(_packed),
-    _msgpack_values.map(_packed),
-    st.binary(max_size=200),
-)
-
-
-@settings(max_examples=400, deadline=None, database=None)
-@given(frame=FRAMES)
-def test_any_frame_decodes_or_is_refused_with_a_known_reason(frame: bytes) -> None:
-    try:
-        message = decode_message(frame, EPOCH, NameCache())
-    except InvalidSample as invalid:
-        assert invalid.reason in _KNOWN_REASONS, invalid.reason
-        assert invalid.kind in (None, *COUNTED_KINDS)
-        assert invalid.message and invalid.message.isprintable() is not None
-        return
-    if isinstance(message, NodeHello):
-        from servertrack.common.buckets import iso_utc
-
-        iso_utc(message.info["boot_time"])  # every accepted time renders
-    if isinstance(message, NodeSnapshot):
-        for entry in message.stats["processes"]["top_cpu"] + message.stats["processes"]["top_memory"]:
-            assert entry["pid"] <= 2**32 - 1
 
 
 # -- every write route is fuzzed ------------------------------------------------------------------
