@@ -19,11 +19,11 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def make_api(clock: FakeClock) -> Iterator[Callable[..., LiveApi]]:
-    """Start the app over fresh objects: ``make_api(max_servers=..., batch_limit=...)``."""
+    """Start the app over fresh objects: ``make_api(max_servers=..., batch_limit=..., with_history=...)``."""
     started: list[LiveApi] = []
 
-    def start(max_servers: int = 10_000, batch_limit: int | None = None) -> LiveApi:
-        api = LiveApi(clock, max_servers=max_servers, batch_limit=batch_limit)
+    def start(max_servers: int = 10_000, batch_limit: int | None = None, with_history: bool = False) -> LiveApi:
+        api = LiveApi(clock, max_servers=max_servers, batch_limit=batch_limit, with_history=with_history)
         started.append(api)
         api.start()
         return api

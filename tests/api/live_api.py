@@ -39,6 +39,7 @@ from servertrack.common.inventory import AgentInventory
 from servertrack.common.nodes import NodeRegistry
 from servertrack.common.protocol import NameCache
 from servertrack.common.stats import IngestStats
+from servertrack.store.history import LoadHistory
 from tests.conftest import FakeClock
 from tests.node_fixtures import process_entry, stats_body  # noqa: F401  (re-exported for the API tests)
 
@@ -154,7 +155,10 @@ class Response:
 class LiveApi:
     """``make_app`` served on 127.0.0.1 over real objects, with request and inspection helpers."""
 
-    def __init__(self, clock: FakeClock, max_servers: int = 10_000, batch_limit: int | None = None) -> None:
+    def __init__(self, clock: FakeClock, max_servers: int = 10_000, batch_limit: int | None = None,
+                 with_history: bool = False) -> None:
+        """``with_history``: range queries (``?from=&to=``) are answered from the rings, as by a service
+        with ``--store memory``; without it the app has no history reader (a test may patch one in)."""
         self.clock = clock
         self.aggregator = Aggregator(max_servers, clock=clock)
         self.batch = PendingBatch() if batch_limit is None else PendingBatch(limit=batch_limit)
@@ -163,6 +167,7 @@ class LiveApi:
         self.names = NameCache()
         self.nodes = NodeRegistry(max_servers, clock)
         self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock, nodes=self.nodes)
+        self.history = LoadHistory(self.aggregator, self.nodes, lambda: None, None, clock) if with_history else None
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._io_loop: tornado.ioloop.IOLoop | None = None
@@ -176,7 +181,9 @@ class LiveApi:
 
     async def _start(self) -> None:
         self._io_loop = tornado.ioloop.IOLoop.current()
-        app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, self.clock, self.nodes)
+        history = {} if self.history is None else {"history": self.history}
+        app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, self.clock, self.nodes,
+                       **history)
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
         self._server = tornado.httpserver.HTTPServer(app, max_body_size=SERVER_MAX_BODY)
         self._server.add_sockets(sockets)
