@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -16,7 +18,9 @@ import zmq.asyncio
 
 from .api import make_app
 from .api.http_pressure import HttpPressure
+from .api.access_tokens import AccessTokens
 from .api.http_server import GuardedHTTPServer, HttpLimits, raise_descriptor_limit
+from .api.tls import TlsSetupError, server_tls_context
 from .collector.applier import BatchApplier
 from .collector.control import ControlChannel, open_control_socket
 from .collector.ingest import IngestReader, open_ingest_socket
@@ -37,6 +41,8 @@ from .store import LoadHistory, Retention, make_store
 
 SHUTDOWN_GRACE_SECONDS = 1.0
 GIL_SWITCH_SECONDS = 0.0005
+
+_log = logging.getLogger("servertrack.service")
 
 
 class StartupError(ServerTrackError):
@@ -72,7 +78,8 @@ class Monitor:
                                     nodes=self.nodes, store=self.store, http_waiting=self.pressure.waiting)
         kept_for = {60: retention.minutes, 3600: retention.hours} if self.store.logs_chunks else None
         self.history = LoadHistory(self.aggregator, self.nodes, self.store.open_reader, kept_for, clock)
-        policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts)
+        tokens = AccessTokens.of(settings.write_token, settings.read_token)
+        policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts, tokens)
         self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes,
                             policy, control=self.control, history=self.history)
         self.app.settings["store"] = self.store
@@ -84,6 +91,7 @@ class Monitor:
         self._control_socket: zmq.asyncio.Socket | None = None
         self._server: tornado.httpserver.HTTPServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._tls: ssl.SSLContext | None = None
         self.recovery: object = None
 
     async def start(self) -> None:
@@ -98,6 +106,11 @@ class Monitor:
         # the default 5 ms switch interval a range read that hops to its thread a few times waited
         # 5 ms per hop behind the busy loop.
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
+        if self.settings.tls_cert is not None and self.settings.tls_key is not None:
+            try:
+                self._tls = server_tls_context(self.settings.tls_cert, self.settings.tls_key)
+            except TlsSetupError as error:
+                raise StartupError(str(error)) from None
         try:
             self.store.open()
             self.recovery = self.store.recover(self.aggregator, self.nodes)
@@ -141,13 +154,14 @@ class Monitor:
             self._close_ingest()
             raise StartupError(f"cannot listen on {self.settings.host}:{self.settings.port}: {error}") from None
         limits = HttpLimits(max_connections=self.settings.max_connections, idle_timeout=self.settings.idle_timeout,
-                            body_timeout=self.settings.body_timeout)
+                            body_timeout=self.settings.body_timeout,
+                            max_connections_per_client=self.settings.max_connections_per_client)
         self._server = GuardedHTTPServer(self.app, limits, descriptor_limit=raise_descriptor_limit(),
-                                         pressure=self.pressure)
+                                         pressure=self.pressure, ssl_options=self._tls)
         self.app.settings["http_counters"] = self._server.counters
         self._server.add_sockets(sockets)
         host, port = sockets[0].getsockname()[:2]
-        self.http_url = f"http://{host}:{port}"
+        self.http_url = f"{'https' if self._tls is not None else 'http'}://{host}:{port}"
         reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names, self.nodes,
                               large_frame_share=self.settings.large_frame_share,
                               http_waiting=self.pressure.waiting)
@@ -194,6 +208,9 @@ async def serve(
     with stop_on_signals(stop if stop is not None else asyncio.Event()) as stopping:
         monitor = Monitor(settings)
         await monitor.start()
+        if settings.write_token is None:
+            _log.warning("HTTP writes are unauthenticated: anyone who reaches %s can record loads and pause "
+                         "nodes (start with --write-token FILE to require a token)", monitor.http_url)
         try:
             if on_ready is not None:
                 on_ready(monitor)

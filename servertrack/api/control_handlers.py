@@ -123,6 +123,8 @@ class NodeControlHandler(ControlHandler):
 class FleetControlHandler(ControlHandler):
     """``GET`` or ``POST /stop`` and ``/start``: pause or resume every node, or ``?node=NAME``."""
 
+    STATE_CHANGING_METHODS = WRITE_METHODS | {"GET"}  # the GET of old clients pauses the fleet too
+
     def get(self, action: str) -> None:
         self._apply(action == "stop")
 
