@@ -13,15 +13,19 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .common.errors import InvalidSample
 from .common.nodes import NODE_STATES
 from .common.protocol import normalize_name
 from .common.settings import AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for, parse_duration
+from .common.tokens import token_problem
 from .event_loop import EVENT_LOOPS, loop_factory
 from .event_loop import run as run_on_loop
+
+if TYPE_CHECKING:
+    from .client import Trust
 
 EXIT_USAGE = 2
 _ENDPOINT = re.compile(r"(tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+|\*):(\d{1,5}|\*)|ipc://\S+)\Z")
@@ -156,8 +160,59 @@ def _host_names(text: str) -> tuple[str, ...]:
 
 def _url(text: str) -> str:
     if _URL.match(text) is None:
-        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT or https://HOST:PORT, got {text!r}")
     return text
+
+
+# HTTP trust: a token is read from a file (a command line shows in ps), or taken from SERVERTRACK_*.
+_TOKEN_FILE_BYTES = 4096
+
+
+def _token_file(path: str) -> str:
+    """An argparse ``type``: the token in the file ``path``, whitespace stripped."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(_TOKEN_FILE_BYTES + 1)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read token file {path!r}: {error.strerror or error}") from None
+    token = raw.decode("latin-1").strip()  # a byte that is not ASCII is refused by token_problem
+    if not token:
+        raise argparse.ArgumentTypeError(f"token file {path!r} is empty (make one with: openssl rand -hex 32 > FILE)")
+    problem = token_problem(token) if len(raw) <= _TOKEN_FILE_BYTES else "the file is too long for a token"
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"token file {path!r}: {problem}")
+    return token
+
+
+def _environment_token(value: str | None, variable: str) -> str | None:
+    """The token of ``SERVERTRACK_*`` ``variable`` (its value, stripped), checked; None if unset."""
+    if value is None or not value.strip():
+        return None
+    problem = token_problem(value.strip())
+    if problem is not None:
+        raise CommandLineError(f"{variable}: {problem}")
+    return value.strip()
+
+
+def _readable_file(path: str) -> str:
+    """An argparse ``type``: a file this process can read."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path!r}: {error.strerror or error}") from None
+    return path
+
+
+def _add_client_flags(command: argparse.ArgumentParser, env: EnvironmentDefaults) -> None:
+    """``--url``, ``--token`` and ``--ca``, the flags of every command that talks to the API."""
+    command.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
+    command.add_argument("--token", type=_token_file, metavar="FILE",
+                         help="send the token in FILE as Authorization: Bearer (default: $SERVERTRACK_TOKEN, "
+                              "which holds the token itself)")
+    command.add_argument("--ca", type=_readable_file, default=env.ca, metavar="FILE",
+                         help="trust the CA certificate(s) in FILE (PEM) for an https:// URL (default: the "
+                              "system's)")
 
 
 def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.ArgumentParser:
@@ -192,6 +247,21 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
                             "(default %(default)s)")
     serve.add_argument("--body-timeout", type=_timeout, default=env.body_timeout, metavar="SECONDS",
                        help="close an HTTP connection whose request body takes longer (default %(default)s)")
+    # HTTP trust
+    serve.add_argument("--write-token", type=_token_file, metavar="FILE",
+                       help="writes (POST, PUT, DELETE, GET /start and /stop) need Authorization: Bearer with "
+                            "the token in FILE (default: $SERVERTRACK_WRITE_TOKEN, the token itself; unset: "
+                            "writes are open)")
+    serve.add_argument("--read-token", type=_token_file, metavar="FILE",
+                       help="reads need the token in FILE, or the write token; /healthz stays open "
+                            "(default: $SERVERTRACK_READ_TOKEN; unset: reads are open)")
+    serve.add_argument("--tls-cert", type=_readable_file, default=env.tls_cert, metavar="FILE",
+                       help="serve HTTPS with this certificate chain (PEM); needs --tls-key")
+    serve.add_argument("--tls-key", type=_readable_file, default=env.tls_key, metavar="FILE",
+                       help="the certificate's private key (PEM, unencrypted); needs --tls-cert")
+    serve.add_argument("--max-connections-per-client", type=_connections, default=env.max_connections_per_client,
+                       metavar="N", help="open HTTP connections from one IP address at most; more are answered "
+                                         "429 (default %(default)s)")
     serve.add_argument("--store", choices=("sqlite", "memory"), default=env.store,
                        help="where history lives: sqlite in --data-dir, or memory (nothing on disk; "
                             "default %(default)s)")
@@ -244,15 +314,15 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
 
     show = commands.add_parser("show", help="print a server's minute and hour windows")
     show.add_argument("name", type=_server_name, help="server name")
-    show.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
+    _add_client_flags(show, env)
 
     nodes = commands.add_parser("nodes", help="list the node inventory")
-    nodes.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
+    _add_client_flags(nodes, env)
     nodes.add_argument("--state", choices=NODE_STATES, help="only nodes in this state")
 
     node = commands.add_parser("node", help="print one node's summary and latest stats")
     node.add_argument("name", type=_node_id, metavar="NAME", help="node name or IP address")
-    node.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
+    _add_client_flags(node, env)
 
     keys = commands.add_parser("keys", help="make CURVE key pairs for the collector and agents")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -264,7 +334,7 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     for action, summary in (("pause", "ask a node's agent to stop sampling"), ("resume", "let a paused node sample again")):
         control = commands.add_parser(action, help=summary)
         control.add_argument("name", type=_node_id, metavar="NAME", help="node name or IP address")
-        control.add_argument("--url", type=_url, default=env.url, help="API base URL (default %(default)s)")
+        _add_client_flags(control, env)
     return parser
 
 
@@ -274,8 +344,9 @@ def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | Non
     argparse runs string defaults (from the environment) through the same
     ``type`` checks as flags, so a bad ``SERVERTRACK_*`` value is caught too.
     """
-    parser = build_parser(defaults if defaults is not None else EnvironmentDefaults.from_environ())
-    args = parser.parse_args(argv)
+    env = defaults if defaults is not None else EnvironmentDefaults.from_environ()
+    args = build_parser(env).parse_args(argv)
+    _take_environment_tokens(args, env)
     if args.command == "agent" and args.control is None:
         try:
             args.control = control_endpoint_for(args.collector, connect=True)
@@ -293,6 +364,19 @@ def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | Non
     return args
 
 
+def _take_environment_tokens(args: argparse.Namespace, env: EnvironmentDefaults) -> None:
+    """Fill the tokens not given by a flag from ``SERVERTRACK_*``; refuse half a TLS setup."""
+    if args.command == "serve":
+        if args.write_token is None:
+            args.write_token = _environment_token(env.write_token, "SERVERTRACK_WRITE_TOKEN")
+        if args.read_token is None:
+            args.read_token = _environment_token(env.read_token, "SERVERTRACK_READ_TOKEN")
+        if (args.tls_cert is None) != (args.tls_key is None):
+            raise CommandLineError("--tls-cert and --tls-key go together: give both or neither")
+    elif hasattr(args, "token") and args.token is None:
+        args.token = _environment_token(env.token, "SERVERTRACK_TOKEN")
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     from .service import Monitor, serve
 
@@ -306,7 +390,9 @@ def _run_serve(args: argparse.Namespace) -> int:
                              keep_snapshots=args.keep_snapshots, snapshot_every=args.snapshot_every,
                              checkpoint_every=args.checkpoint_every, event_loop=args.event_loop,
                              curve_secret=args.curve_secret, allowed_agents=args.allowed_agents,
-                             agent_budget=args.agent_budget)
+                             agent_budget=args.agent_budget,
+                             write_token=args.write_token, read_token=args.read_token, tls_cert=args.tls_cert,
+                             tls_key=args.tls_key, max_connections_per_client=args.max_connections_per_client)
     try:
         loop_name, _ = loop_factory(settings.event_loop)
     except ValueError as error:  # from SERVERTRACK_EVENT_LOOP: argparse checks only what is typed
@@ -355,34 +441,42 @@ def _run_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(agents=args.agents, port=args.port))
 
 
+def _trust(args: argparse.Namespace) -> Trust:
+    from .client import Trust
+
+    return Trust(token=args.token, ca=args.ca)
+
+
 def _run_show(args: argparse.Namespace) -> int:
     from .console import show_server
 
-    return show_server(args.url, args.name, sys.stdout)
+    return show_server(args.url, args.name, sys.stdout, _trust(args))
 
 
 def _run_nodes(args: argparse.Namespace) -> int:
     from .console import list_nodes, wants_colour
 
-    return list_nodes(args.url, args.state, sys.stdout, sys.stderr, wants_colour(sys.stdout, os.environ))
+    return list_nodes(args.url, args.state, sys.stdout, sys.stderr, wants_colour(sys.stdout, os.environ),
+                      _trust(args))
 
 
 def _run_node(args: argparse.Namespace) -> int:
     from .console import show_node, wants_colour
 
-    return show_node(args.url, args.name, sys.stdout, sys.stderr, wants_colour(sys.stdout, os.environ))
+    return show_node(args.url, args.name, sys.stdout, sys.stderr, wants_colour(sys.stdout, os.environ),
+                     _trust(args))
 
 
 def _run_pause(args: argparse.Namespace) -> int:
     from .console import set_paused
 
-    return set_paused(args.url, args.name, True, sys.stdout, sys.stderr)
+    return set_paused(args.url, args.name, True, sys.stdout, sys.stderr, _trust(args))
 
 
 def _run_resume(args: argparse.Namespace) -> int:
     from .console import set_paused
 
-    return set_paused(args.url, args.name, False, sys.stdout, sys.stderr)
+    return set_paused(args.url, args.name, False, sys.stdout, sys.stderr, _trust(args))
 
 
 _COMMANDS = {

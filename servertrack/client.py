@@ -16,26 +16,34 @@ escape them before printing to a terminal (``console`` does).
 
 Only the standard library's ``urllib`` (no new dependency); request bodies are
 JSON with ``Content-Type: application/json``; every path segment (a server or
-node name, an IP address) is URL-quoted. Values such as a section, window or
+node name, an IP address) is URL-quoted. ``token`` is sent as
+``Authorization: Bearer`` with every request (a service started with
+``--write-token`` / ``--read-token`` answers 401 without it); for an
+``https://`` URL, ``ca`` names the CA certificate file (PEM) to verify the
+service with instead of the system's (a certificate it cannot verify raises
+``UntrustedServer``). Values such as a section, window or
 state are passed through for the server to accept or refuse (400 or 404).
 """
 
 from __future__ import annotations
 
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict, cast
 
 import orjson
 
 from .common.errors import ServerTrackError
+from .common.tokens import token_problem
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS", "Accepted", "Bucket", "ClientError", "Health", "LoadFigures", "LoadItem", "LoadSummary",
     "NodeDetail", "NodeList", "NodeSection", "SecondBucket", "ServerEntry", "ServerLoads", "ServerPage",
-    "ServerSeconds", "ServerTrackClient", "ServerUnreachable",
+    "ServerSeconds", "ServerTrackClient", "ServerUnreachable", "Trust", "UntrustedServer",
 ]
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
@@ -64,6 +72,19 @@ class ServerUnreachable(ClientError):
     def __init__(self, message: str, url: str = "", reason: str = "") -> None:
         super().__init__(None, message, url)
         self.reason = reason
+
+
+class UntrustedServer(ServerUnreachable):
+    """An ``https://`` service whose certificate could not be verified (pass its CA as ``ca``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """What a client presents and whom it trusts: the bearer token to send (None: none) and the CA
+    certificate file for ``https://`` (None: the system's CAs)."""
+
+    token: str | None = field(default=None, repr=False)
+    ca: str | None = None
 
 
 # -- shapes (see the README's HTTP API) ------------------------------------------------------------
@@ -213,16 +234,38 @@ def summary_path(name_or_ip: str, window: str) -> str:
 
 
 class ServerTrackClient:
-    """The native API at ``base_url`` (``http://HOST:PORT``), each request waiting at most ``timeout`` s."""
+    """The native API at ``base_url`` (``http://HOST:PORT`` or ``https://...``), each request waiting at
+    most ``timeout`` s, sending ``token`` (if given) as a bearer token and trusting ``ca`` (a PEM file)
+    for HTTPS.
 
-    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    ``ValueError`` for a bad URL, timeout or token; ``ClientError`` for a CA file that cannot be used.
+    """
+
+    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS, *, token: str | None = None,
+                 ca: str | None = None) -> None:
         scheme = urllib.parse.urlsplit(base_url).scheme
         if scheme not in ("http", "https"):
             raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        problem = token_problem(token) if isinstance(token, str) else None if token is None else "not a string"
+        if problem is not None:
+            raise ValueError(f"token: {problem}")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._authorization = None if token is None else f"Bearer {token}"
+        self._tls: ssl.SSLContext | None = None
+        if scheme == "https":
+            try:
+                self._tls = ssl.create_default_context(cafile=ca)
+            except (OSError, ssl.SSLError) as error:
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+                raise ClientError(None, f"cannot use the CA file {ca!r}: {reason}", self.base_url) from None
+
+    @classmethod
+    def trusting(cls, base_url: str, trust: Trust, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> ServerTrackClient:
+        """A client of ``base_url`` with ``trust``'s token and CA."""
+        return cls(base_url, timeout, token=trust.token, ca=trust.ca)
 
     def call(self, method: str, path: str, body: Any = _NO_BODY) -> Any:
         """Send ``method path`` (``path`` already quoted, with its query), ``body`` as JSON if given; return
@@ -234,19 +277,26 @@ class ServerTrackClient:
         """``call``, but the answer's status (a 2xx) comes back too: ``(status, decoded JSON)``."""
         url = self.base_url + path
         headers = {"Accept": "application/json"}
+        if self._authorization is not None:
+            headers["Authorization"] = self._authorization
         data = None
         if body is not _NO_BODY:
             data = orjson.dumps(body)
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._tls) as response:
                 status = response.status
                 raw = _read_limited(response, url)
         except urllib.error.HTTPError as error:
             raise _http_error(error, url) from None
         except (urllib.error.URLError, OSError, ValueError) as error:  # refused, timed out, not HTTP
-            reason = str(getattr(error, "reason", error))
+            cause = getattr(error, "reason", error)
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                reason = f"its TLS certificate is not trusted ({cause.verify_message}); pass the CA that " \
+                         "signed it (--ca FILE, or ServerTrackClient(ca=FILE))"
+                raise UntrustedServer(f"cannot reach {self.base_url}: {reason}", url, reason) from None
+            reason = str(cause)
             raise ServerUnreachable(f"cannot reach {self.base_url}: {reason}", url, reason) from None
         try:
             return status, orjson.loads(raw)

@@ -19,6 +19,7 @@ from .client import (
     ClientError,
     ServerTrackClient,
     ServerUnreachable,
+    Trust,
     node_path,
     node_section_path,
     nodes_path,
@@ -41,13 +42,19 @@ class ApiUnreachable(ServerTrackError):
     """The API at the given URL did not answer."""
 
 
-def fetch_json(base_url: str, path: str) -> tuple[int, Any]:
-    """``(status, body)`` of ``GET {base_url}{path}`` (``path`` already URL-quoted).
+NO_TRUST = Trust()
+# Said after the API's own message when it answers 401.
+TOKEN_HINT = "(pass --token FILE, or set SERVERTRACK_TOKEN to the token)"
+
+
+def fetch_json(base_url: str, path: str, trust: Trust = NO_TRUST) -> tuple[int, Any]:
+    """``(status, body)`` of ``GET {base_url}{path}`` (``path`` already URL-quoted), sent with ``trust``'s
+    token and CA.
 
     An HTTP error status is returned with its JSON body (or ``{"error": reason}``);
     raise ``ApiUnreachable`` if there is no HTTP answer at all, or no JSON one.
     """
-    client = ServerTrackClient(base_url, timeout=REQUEST_TIMEOUT_SECONDS)
+    client = ServerTrackClient.trusting(base_url, trust, timeout=REQUEST_TIMEOUT_SECONDS)
     try:
         return client.request("GET", path)
     except ServerUnreachable as error:
@@ -60,10 +67,17 @@ def fetch_json(base_url: str, path: str) -> tuple[int, Any]:
 
 
 def _error_message(status: int, body: Any) -> str:
-    """The API's ``{"error": ...}`` message (escaped), or the bare status."""
+    """The API's ``{"error": ...}`` message (escaped), or the bare status; how to send a token after a 401."""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return _text(body["error"])
-    return f"HTTP {status}"
+        message = _text(body["error"])
+    else:
+        message = f"HTTP {status}"
+    return _hinted(status, message)
+
+
+def _hinted(status: int | None, message: str) -> str:
+    """``message``, followed after a 401 by how to send a token."""
+    return f"{message} {TOKEN_HINT}" if status == 401 else message
 
 
 def _bar(percent: float) -> str:
@@ -92,9 +106,9 @@ def render_loads(body: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def show_server(base_url: str, name: str, out: TextIO) -> int:
+def show_server(base_url: str, name: str, out: TextIO, trust: Trust = NO_TRUST) -> int:
     """Print server ``name``'s windows; return the exit code (1 if the API refused)."""
-    status, body = fetch_json(base_url, server_loads_path(name))
+    status, body = fetch_json(base_url, server_loads_path(name), trust)
     if status != 200:
         out.write(f"servertrack: {_error_message(status, body)}\n")
         return 1
@@ -288,9 +302,10 @@ def render_node(
     return "\n".join(lines) + "\n"
 
 
-def list_nodes(base_url: str, state: str | None, out: TextIO, err: TextIO, colour: bool = False) -> int:
+def list_nodes(base_url: str, state: str | None, out: TextIO, err: TextIO, colour: bool = False,
+               trust: Trust = NO_TRUST) -> int:
     """Print the node inventory (only nodes in ``state`` if given); return the exit code (1 if the API refused)."""
-    status, body = fetch_json(base_url, nodes_path(state))
+    status, body = fetch_json(base_url, nodes_path(state), trust)
     if status != 200:
         err.write(f"servertrack: {_error_message(status, body)}\n")
         return 1
@@ -298,9 +313,10 @@ def list_nodes(base_url: str, state: str | None, out: TextIO, err: TextIO, colou
     return 0
 
 
-def show_node(base_url: str, node_id: str, out: TextIO, err: TextIO, colour: bool = False) -> int:
+def show_node(base_url: str, node_id: str, out: TextIO, err: TextIO, colour: bool = False,
+              trust: Trust = NO_TRUST) -> int:
     """Print one node (by name or IP address) with its latest stats; return the exit code (1 if the API refused)."""
-    status, node = fetch_json(base_url, node_path(node_id))
+    status, node = fetch_json(base_url, node_path(node_id), trust)
     if status != 200:
         err.write(f"servertrack: {_error_message(status, node)}\n")
         return 1
@@ -310,7 +326,7 @@ def show_node(base_url: str, node_id: str, out: TextIO, err: TextIO, colour: boo
         fetches += [(section, node_section_path(name, section)) for section in NODE_SECTIONS]
     answers: dict[str, dict[str, Any]] = {}
     for key, path in fetches:
-        status, body = fetch_json(base_url, path)
+        status, body = fetch_json(base_url, path, trust)
         if status != 200:
             err.write(f"servertrack: {_error_message(status, body)}\n")
             return 1
@@ -320,14 +336,14 @@ def show_node(base_url: str, node_id: str, out: TextIO, err: TextIO, colour: boo
     return 0
 
 
-def set_paused(base_url: str, node_id: str, paused: bool, out: TextIO, err: TextIO) -> int:
+def set_paused(base_url: str, node_id: str, paused: bool, out: TextIO, err: TextIO, trust: Trust = NO_TRUST) -> int:
     """Pause (or resume) one node, by name or IP address, and print ``paused NAME (state: STATE)``;
     return the exit code (1 if the API refused or could not be reached, its message on ``err``)."""
-    client = ServerTrackClient(base_url, timeout=REQUEST_TIMEOUT_SECONDS)
+    client = ServerTrackClient.trusting(base_url, trust, timeout=REQUEST_TIMEOUT_SECONDS)
     try:
         node = client.pause(node_id) if paused else client.resume(node_id)
     except ClientError as error:
-        err.write(f"servertrack: {_text(error.message)}\n")
+        err.write(f"servertrack: {_hinted(error.status, _text(error.message))}\n")
         return 1
     if not isinstance(node, dict):
         err.write(f"servertrack: unexpected answer from {_text(base_url)}\n")

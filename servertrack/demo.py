@@ -49,6 +49,8 @@ async def run_demo(agents: int, port: int, stop: asyncio.Event | None = None) ->
                 print(f"  terminal: servertrack show {names[0]} --url {url}")
             print(f"  record:   curl -X POST -H 'Content-Type: application/json' -d '{{\"cpu\": 12.5, \"ram\": 40}}' {url}/servers/my-box/loads")
             print(f"  counters: curl {url}/stats")
+            print("  open mode, for a local demo: no agent keys, no HTTP token, plain HTTP, all on 127.0.0.1 "
+                  "(see the README's Trust sections to run it on a network)")
             print("Press Ctrl-C to stop.", flush=True)
             await stopping.wait()
         finally:

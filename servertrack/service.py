@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -19,8 +20,10 @@ import zmq.asyncio
 
 from .api import make_app
 from .api.http_pressure import HttpPressure
+from .api.access_tokens import AccessTokens
 from .api.http_server import GuardedHTTPServer, HttpLimits, raise_descriptor_limit
 from .collector.agent_trust import AgentTrust, TrustError
+from .api.tls import TlsSetupError, server_tls_context
 from .collector.applier import BatchApplier
 from .collector.control import ControlChannel, open_control_socket
 from .collector.ingest import IngestReader, open_ingest_socket
@@ -82,7 +85,8 @@ class Monitor:
                                     nodes=self.nodes, store=self.store, http_waiting=self.pressure.waiting)
         kept_for = {60: retention.minutes, 3600: retention.hours} if self.store.logs_chunks else None
         self.history = LoadHistory(self.aggregator, self.nodes, self.store.open_reader, kept_for, clock)
-        policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts)
+        tokens = AccessTokens.of(settings.write_token, settings.read_token)
+        policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts, tokens)
         self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes,
                             policy, control=self.control, history=self.history)
         self.app.settings["store"] = self.store
@@ -95,6 +99,7 @@ class Monitor:
         self._server: tornado.httpserver.HTTPServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.trust: AgentTrust | None = None
+        self._tls: ssl.SSLContext | None = None
         self.recovery: object = None
 
     async def start(self) -> None:
@@ -109,6 +114,11 @@ class Monitor:
         # the default 5 ms switch interval a range read that hops to its thread a few times waited
         # 5 ms per hop behind the busy loop.
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
+        if self.settings.tls_cert is not None and self.settings.tls_key is not None:
+            try:
+                self._tls = server_tls_context(self.settings.tls_cert, self.settings.tls_key)
+            except TlsSetupError as error:
+                raise StartupError(str(error)) from None
         try:
             self.store.open()
             self.recovery = self.store.recover(self.aggregator, self.nodes)
@@ -187,13 +197,14 @@ class Monitor:
             self._close_ingest()
             raise StartupError(f"cannot listen on {self.settings.host}:{self.settings.port}: {error}") from None
         limits = HttpLimits(max_connections=self.settings.max_connections, idle_timeout=self.settings.idle_timeout,
-                            body_timeout=self.settings.body_timeout)
+                            body_timeout=self.settings.body_timeout,
+                            max_connections_per_client=self.settings.max_connections_per_client)
         self._server = GuardedHTTPServer(self.app, limits, descriptor_limit=raise_descriptor_limit(),
-                                         pressure=self.pressure)
+                                         pressure=self.pressure, ssl_options=self._tls)
         self.app.settings["http_counters"] = self._server.counters
         self._server.add_sockets(sockets)
         host, port = sockets[0].getsockname()[:2]
-        self.http_url = f"http://{host}:{port}"
+        self.http_url = f"{'https' if self._tls is not None else 'http'}://{host}:{port}"
         reader = IngestReader(self._socket, self.batch, self.inventory, self.stats, self.clock, self.names, self.nodes,
                               large_frame_share=self.settings.large_frame_share,
                               http_waiting=self.pressure.waiting, keys=self.agent_keys)
@@ -250,6 +261,9 @@ async def serve(
             _log.warning("ingest at %s is unauthenticated and unencrypted: any process that reaches it may publish "
                          "samples for any server (start with --curve-secret and --allowed-agents to require keys)",
                          monitor.ingest_endpoint)
+        if settings.write_token is None:
+            _log.warning("HTTP writes are unauthenticated: anyone who reaches %s can record loads and pause "
+                         "nodes (start with --write-token FILE to require a token)", monitor.http_url)
         try:
             if on_ready is not None:
                 on_ready(monitor)

@@ -135,7 +135,7 @@ def test_the_clean_server_window_is_unchanged() -> None:
 
 @pytest.mark.parametrize("command", ["show", "nodes", "node"])
 def test_a_hostile_api_error_message_is_printed_escaped(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(console, "fetch_json", lambda base_url, path: (409, {"error": "refused" + HOSTILE}))
+    monkeypatch.setattr(console, "fetch_json", lambda base_url, path, trust=None: (409, {"error": "refused" + HOSTILE}))
     out, err = io.StringIO(), io.StringIO()
     if command == "show":
         assert console.show_server("http://127.0.0.1:9", "web-01", out) == 1
@@ -150,7 +150,7 @@ def test_a_hostile_api_error_message_is_printed_escaped(command: str, monkeypatc
 
 
 def test_a_hostile_unreachable_reason_is_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(url: str, timeout: float) -> Any:
+    def refuse(url: str, timeout: float, **_: Any) -> Any:
         raise urllib.error.URLError("certificate names evil" + HOSTILE)
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)

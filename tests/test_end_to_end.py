@@ -29,6 +29,7 @@ class Service:
     process: subprocess.Popen[str]
     url: str
     ingest: str
+    control: str = ""
 
 
 def http(method: str, url: str, body: object | None = None) -> tuple[int, Any]:
@@ -71,15 +72,12 @@ def stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM) -> int:
 
 
 @contextlib.contextmanager
-def running_service(*flags: str) -> Iterator[Service]:
-    """A real ``servertrack serve`` on free ports of 127.0.0.1 with ``flags``; killed on exit."""
-    process = subprocess.Popen(
-        servertrack_command("serve", "--port", "0", "--ingest", "tcp://127.0.0.1:*", *flags),
-        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+def spawned(*args: str, stdout: int = subprocess.PIPE) -> Iterator[subprocess.Popen[str]]:
+    """``servertrack ARGS`` as a child process (stderr piped); killed on exit if still running."""
+    process = subprocess.Popen(servertrack_command(*args), env=subprocess_env(), stdout=stdout,
+                               stderr=subprocess.PIPE, text=True)
     try:
-        fields = dict(part.split("=", 1) for part in read_line(process, START_SECONDS).split()[2:])
-        yield Service(process, fields["http"], fields["ingest"])
+        yield process
     finally:
         if process.poll() is None:
             process.kill()
@@ -87,6 +85,14 @@ def running_service(*flags: str) -> Iterator[Service]:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+@contextlib.contextmanager
+def running_service(*flags: str) -> Iterator[Service]:
+    """A real ``servertrack serve`` on free ports of 127.0.0.1 with ``flags``; killed on exit."""
+    with spawned("serve", "--port", "0", "--ingest", "tcp://127.0.0.1:*", *flags) as process:
+        fields = dict(part.split("=", 1) for part in read_line(process, START_SECONDS).split()[2:])
+        yield Service(process, fields["http"], fields["ingest"], fields.get("control", ""))
 
 
 @pytest.fixture

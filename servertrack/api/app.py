@@ -15,6 +15,7 @@ from ..common.inventory import AgentInventory
 from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache
 from ..common.stats import IngestStats
+from ..common.incidents import IncidentLog
 from .request_policy import RequestPolicy
 from .control_handlers import ControlPublisher, FleetControlHandler, NoControlChannel, NodeControlHandler
 from .handlers import (
@@ -69,8 +70,8 @@ def make_app(
     """Build the HTTP API over the service's shared objects.
 
     ``policy`` says which Host headers are served (default: IP addresses and
-    localhost); every handler reads it and ``stats`` from the application's
-    settings. ``control`` is the collector's control channel (pause and
+    localhost) and which tokens writes and reads need (default: none); every
+    handler reads it and ``stats`` from the application's settings. ``control`` is the collector's control channel (pause and
     resume); without it, desired states are recorded but nothing is sent.
     ``history`` answers the range queries (``?from=&to=``, see ``history_handlers``):
     the service always passes one; without it, those requests fail (500).
@@ -117,6 +118,10 @@ def make_app(
         compress_response=False,
         stats=stats,
         policy=policy if policy is not None else RequestPolicy(),
+        # 401s: one warning line per interval, with a count (see JsonHandler.write_error)
+        unauthorized_log=IncidentLog(_log, logging.WARNING,
+                                     "refused %d request(s) without a valid token since the last report; "
+                                     "latest: %s %s from %s", clock),
         control=control,
         history=history,  # the range reader (store.interface.HistoryReader), read by history_handlers
         started_at=clock(),  # when this service started (pindrop's service_start_time)

@@ -25,8 +25,7 @@ from ..common.nodes import Node, NodeRegistry
 from ..common.protocol import NameCache
 from ..common.text import ascii_escaped
 from .handlers import WRITE_METHODS, ApiError, JsonHandler, RequestRefused
-from .node_handlers import find_node
-from .node_views import node_detail
+from .node_handlers import detail_body, find_node
 from .request_policy import JSON_MEDIA_TYPE, RequestPolicy, media_type_refusal
 
 MAX_CONTROL_BODY_BYTES = 1024
@@ -117,11 +116,13 @@ class NodeControlHandler(ControlHandler):
         node = find_node(self.nodes, self.names, raw_id)
         self.nodes.set_paused(node.name, action == "pause")
         self.control.assert_state(node)
-        self.write_json(200, node_detail(node, self.nodes.state(node)))
+        self.write_json(200, detail_body(self, self.nodes, node))
 
 
 class FleetControlHandler(ControlHandler):
     """``GET`` or ``POST /stop`` and ``/start``: pause or resume every node, or ``?node=NAME``."""
+
+    STATE_CHANGING_METHODS = WRITE_METHODS | {"GET"}  # the GET of old clients pauses the fleet too
 
     def get(self, action: str) -> None:
         self._apply(action == "stop")

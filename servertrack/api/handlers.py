@@ -5,7 +5,9 @@ They only validate and enqueue: the aggregator is written by the applier
 alone. Every error leaves as ``{"error": "..."}`` from ``JsonHandler.write_error``,
 which also counts a refused message (``IngestStats``) in the one place every
 refusal passes. Every request is first checked against the ``RequestPolicy``
-(the application's ``policy`` setting): Host, Origin of writes, media type.
+(the application's ``policy`` setting): its bearer token (a 401 with a
+``WWW-Authenticate`` challenge, see ``access_tokens``), Host, Origin of
+writes, media type.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import tornado.web
 
 from ..common.aggregator import Aggregator, ServerWindows
 from ..common.batch import PendingBatch
+from ..common.incidents import IncidentLog
 from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
 from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache, check_load, check_timestamp
 from ..common.stats import IngestStats
+from ..common.text import ascii_escaped
 from .load_bodies import MAX_BATCH_ITEMS, Columns, load_columns
 from .request_policy import JSON_MEDIA_TYPE, RequestPolicy, media_type_refusal
 from .views import server_entry, server_loads, server_seconds
@@ -54,7 +58,15 @@ class ApiError(tornado.web.HTTPError):
 
 
 class RequestRefused(ApiError):
-    """A request refused before it is read (its Host or Origin): counted in ``http_refused``."""
+    """A request refused before it is read (its token, Host or Origin): counted in ``http_refused``."""
+
+
+class Unauthorized(RequestRefused):
+    """A 401: the request lacks the token it needs; ``challenge`` is its ``WWW-Authenticate`` header."""
+
+    def __init__(self, message: str, challenge: str) -> None:
+        super().__init__(401, message, "unauthorized")
+        self.challenge = challenge
 
 
 class JsonHandler(tornado.web.RequestHandler):
@@ -67,6 +79,9 @@ class JsonHandler(tornado.web.RequestHandler):
     """
 
     MESSAGE_KINDS: dict[str, str] = {}
+    # The methods that change state, so need the write token (the old clients' GET /stop is one).
+    STATE_CHANGING_METHODS = WRITE_METHODS
+    NEEDS_TOKEN = True  # False: served without any token (/healthz)
     message_count = 1
     body_media_type = JSON_MEDIA_TYPE  # what a message body must be declared as
 
@@ -85,9 +100,14 @@ class JsonHandler(tornado.web.RequestHandler):
         return self.MESSAGE_KINDS.get(self.request.method or "")
 
     def prepare(self) -> None:
-        """Refuse a foreign Host (403), a cross-origin write (403) and a message body that is not
-        JSON (415) before anything else is read."""
+        """Refuse a request without the token it needs (401), a foreign Host (403), a cross-origin
+        write (403) and a message body that is not JSON (415) before anything else is read."""
         policy: RequestPolicy = self.application.settings["policy"]
+        if self.NEEDS_TOKEN:
+            writes = self.request.method in self.STATE_CHANGING_METHODS
+            denied = policy.tokens.refusal(self.request.headers.get_list("Authorization"), writes)
+            if denied is not None:
+                raise Unauthorized(denied.message, denied.challenge)
         host = self.request.headers.get("Host")
         refusal = policy.host_refusal(host)
         if refusal is not None:
@@ -118,12 +138,23 @@ class JsonHandler(tornado.web.RequestHandler):
         else:
             message = self._reason.lower()
         reason = error.reason if isinstance(error, ApiError) else None
+        if isinstance(error, Unauthorized):
+            self._refused_unauthorized(error)
         if isinstance(error, RequestRefused):
             self.ingest_stats.http_refused[reason or "refused"] += 1
         elif self.message_kind is not None:
             reason = reason or ("internal_error" if status_code >= 500 else _REASON_OF_STATUS.get(status_code))
             self.ingest_stats.refuse(self.message_kind, reason or f"http_{status_code}", self.message_count)
         self.finish(orjson.dumps({"error": message}))
+
+    def _refused_unauthorized(self, error: Unauthorized) -> None:
+        """Challenge the client, count the message it carried as dropped, log (once per interval)."""
+        self.set_header("WWW-Authenticate", error.challenge)
+        if self.message_kind is not None:
+            self.ingest_stats.refuse(self.message_kind, "unauthorized", self.message_count)
+        incidents: IncidentLog | None = self.application.settings.get("unauthorized_log")
+        if incidents is not None:
+            incidents.record(self.request.method, ascii_escaped(self.request.path, 100), self.request.remote_ip)
 
     def parse_json_body(self) -> Any:
         """The request body as JSON, or a 400."""
@@ -351,7 +382,9 @@ class ServersHandler(JsonHandler):
 
 
 class HealthHandler(JsonHandler):
-    """``GET /healthz``: the process is up and its loop answers."""
+    """``GET /healthz``: the process is up and its loop answers (served without any token)."""
+
+    NEEDS_TOKEN = False
 
     def get(self) -> None:
         body = {"status": "ok"}

@@ -209,6 +209,7 @@ class GuardedServerConnection(HTTP1ServerConnection):
         self._limits = limits
         self._report = report
         self._pressure = pressure
+        self.client: str | None = None  # the remote IP address, as the server's per-client cap counts it
 
     async def _server_request_loop(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
         # Tornado's loop, with our connection class for each request.

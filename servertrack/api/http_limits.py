@@ -54,9 +54,12 @@ class HttpLimits:
     max_header_bytes: int = 64 * 1024
     # For routes that do not stream their body (streaming ones apply their own limit).
     max_body_bytes: int = MAX_BODY_BYTES
+    # Open connections from one IP address at most.
+    max_connections_per_client: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("max_connections", "idle_timeout", "body_timeout", "max_header_bytes", "max_body_bytes"):
+        for name in ("max_connections", "idle_timeout", "body_timeout", "max_header_bytes", "max_body_bytes",
+                     "max_connections_per_client"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"HttpLimits.{name} must be positive, not {getattr(self, name)!r}")
 

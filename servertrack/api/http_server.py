@@ -9,6 +9,16 @@ malformed request on one; ``http_limits`` holds the limits and the incident log.
   answered at once with a JSON ``503`` (``Retry-After: 1``) and closed, before
   it becomes an IOStream: an idle flood cannot take the descriptors that
   ZeroMQ, the store and the listening sockets need.
+- **A cap per client** (``max_connections_per_client``, per remote IP
+  address): one more connection from an address that has that many open is
+  answered a JSON ``429`` (``Retry-After: 1``) and closed the same way, so one
+  client cannot take the whole cap from the others.
+- **TLS** (``ssl_options``, an ``ssl.SSLContext``): the caps above and the
+  deadlines below hold as for plain HTTP (the handshake counts against
+  ``idle_timeout``). A refused connection is closed without an answer there:
+  answering would need the handshake the cap saves. A failed handshake (a
+  plain-HTTP request to the TLS port, a client that does not trust the
+  certificate) is counted and logged once per interval, not once per attempt.
 - **Accepting that survives EMFILE/ENFILE.** Its own accept handler keeps one
   spare descriptor. When ``accept()`` finds the process out of descriptors it
   gives the spare up for an instant, accepts the pending connection, answers
@@ -48,7 +58,9 @@ import logging
 import os
 import resource
 import socket
+import ssl
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -72,6 +84,9 @@ ACCEPT_PAUSE = 0.1
 # As Tornado's accept handler: at most a listen backlog per wake-up, then let others run.
 _ACCEPTS_PER_WAKEUP = 128
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+# What Tornado's SSLIOStream logs, one line per failed handshake (see ``HandshakeFailures``).
+_TORNADO_SSL_ERROR = "SSL Error on %s %s: %s"
+_TORNADO_LOG = "tornado.general"
 
 _log = logging.getLogger(__name__)
 
@@ -92,6 +107,22 @@ def _refuse_socket(connection: socket.socket, response: bytes) -> None:
         pass
     finally:
         connection.close()
+
+
+class HandshakeFailures(logging.Filter):
+    """Takes Tornado's line per failed TLS handshake off its log, into an ``IncidentLog`` (a count, one line
+    per interval). While several servers filter the same log, the first one installed counts them all."""
+
+    def __init__(self, incidents: IncidentLog) -> None:
+        super().__init__()
+        self.incidents = incidents
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Count (and drop) a failed handshake's record; let every other record through."""
+        if record.msg != _TORNADO_SSL_ERROR or not isinstance(record.args, tuple) or len(record.args) != 3:
+            return True
+        self.incidents.record(record.args[1], record.args[2])
+        return False
 
 
 class DescriptorReserve:
@@ -190,10 +221,13 @@ class GuardedHTTPServer(HTTPServer):
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger = _log,
         pressure: HttpPressure | None = None,
+        ssl_options: ssl.SSLContext | None = None,
     ) -> None:
-        """``pressure`` (if given) is told of every socket and every request being answered."""
+        """``pressure`` (if given) is told of every socket and every request being answered; with
+        ``ssl_options`` the server speaks HTTPS only."""
         super().initialize(
             app,
+            ssl_options=ssl_options,
             idle_connection_timeout=limits.idle_timeout,
             body_timeout=limits.body_timeout,
             # Tornado closes silently past this; up to it we read the headers and answer 431.
@@ -209,6 +243,7 @@ class GuardedHTTPServer(HTTPServer):
         self.descriptor_limit = descriptor_limit
         self.cap = connection_cap(limits, descriptor_limit)
         self._reserve = DescriptorReserve()
+        self._per_client: Counter[str] = Counter()  # open connections per remote IP address
         self._refused = IncidentLog(
             logger, logging.WARNING,
             "refused %d connection(s) since the last report: %d connections open is the cap", clock,
@@ -226,6 +261,16 @@ class GuardedHTTPServer(HTTPServer):
             logger, logging.INFO,
             "answered %d malformed or slow request(s) since the last report; latest from %s: %d %s", clock,
         )
+        self._crowded = IncidentLog(
+            logger, logging.WARNING,
+            "refused %d connection(s) since the last report: %s had %d open, the cap per client", clock,
+        )
+        self._handshakes: HandshakeFailures | None = None
+        if ssl_options is not None:
+            self._handshakes = HandshakeFailures(IncidentLog(
+                logger, logging.INFO, "%d TLS handshake(s) failed since the last report; latest from %s: %s", clock,
+            ))
+            logging.getLogger(_TORNADO_LOG).addFilter(self._handshakes)
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         """Nothing: ``Configurable`` calls this before ``__init__``, which does the work."""
@@ -250,10 +295,27 @@ class GuardedHTTPServer(HTTPServer):
         """Requests answered by the server edge itself: malformed (400, 413, 431) or slow (408)."""
         return self._rejected.total
 
+    @property
+    def crowded_connections(self) -> int:
+        """Connections refused (429) because their client had ``max_connections_per_client`` open."""
+        return self._crowded.total
+
+    @property
+    def failed_handshakes(self) -> int:
+        """TLS handshakes that failed with a protocol error (0 without TLS)."""
+        return 0 if self._handshakes is None else self._handshakes.incidents.total
+
+    def connections_from(self, client: str) -> int:
+        """How many connections from the IP address ``client`` are open now."""
+        return self._per_client[client]
+
     def counters(self) -> dict[str, int]:
         """What the server edge refused, for ``/stats`` (``http_refused``)."""
-        return {"too_many_connections": self.refused_connections, "out_of_descriptors": self.shed_connections,
-                "malformed_or_slow": self.rejected_requests}
+        counters = {"too_many_connections": self.refused_connections, "out_of_descriptors": self.shed_connections,
+                    "malformed_or_slow": self.rejected_requests, "too_many_from_client": self.crowded_connections}
+        if self._handshakes is not None:
+            counters["tls_handshake_failed"] = self.failed_handshakes
+        return counters
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """Accept on ``sockets`` with this server's accept handler (not ``tornado.netutil``'s)."""
@@ -268,8 +330,11 @@ class GuardedHTTPServer(HTTPServer):
         """Stop listening (as ``TCPServer.stop``), give the spare descriptor back, log what is unreported."""
         super().stop()
         self._reserve.close()
-        for incidents in (self._refused, self._shed, self._accept_errors, self._rejected):
+        for incidents in (self._refused, self._shed, self._accept_errors, self._rejected, self._crowded):
             incidents.flush()
+        if self._handshakes is not None:
+            logging.getLogger(_TORNADO_LOG).removeFilter(self._handshakes)
+            self._handshakes.incidents.flush()
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         """Serve ``stream`` with a ``GuardedServerConnection``."""
@@ -278,7 +343,18 @@ class GuardedHTTPServer(HTTPServer):
         if self.pressure is not None and stream.socket is not None:
             self.pressure.watch(stream.socket.fileno())
         self._connections.add(conn)
+        conn.client = _client_of(address)
+        self._per_client[conn.client] += 1
         conn.start_serving(self)
+
+    def on_close(self, server_conn: object) -> None:
+        """A connection ended: it no longer counts, in all or for its client."""
+        super().on_close(server_conn)
+        client = getattr(server_conn, "client", None)
+        if client is not None:
+            self._per_client[client] -= 1
+            if self._per_client[client] <= 0:
+                del self._per_client[client]  # the counter holds only clients with connections open
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
@@ -293,9 +369,27 @@ class GuardedHTTPServer(HTTPServer):
         if len(self._connections) >= self.cap:
             message = f"too many open connections ({len(self._connections)}); retry later"
             self._refused.record(self.cap)  # counted before the client can see the answer
-            _refuse_socket(connection, error_response(503, message, ("Retry-After", "1")))
+            self._refuse(connection, error_response(503, message, ("Retry-After", "1")))
             return
-        self._handle_connection(connection, address)
+        client = _client_of(address)
+        open_from_client = self._per_client[client]
+        if open_from_client >= self.limits.max_connections_per_client:
+            message = f"too many open connections from {client} ({open_from_client}); close some or retry later"
+            self._crowded.record(client, open_from_client)
+            self._refuse(connection, error_response(429, message, ("Retry-After", "1")))
+            return
+        try:
+            self._handle_connection(connection, address)
+        except (OSError, ssl.SSLError) as error:  # TLS: the socket could not even be wrapped (reset at once)
+            connection.close()
+            self._accept_errors.record(error)
+
+    def _refuse(self, connection: socket.socket, response: bytes) -> None:
+        """Answer ``response`` and close; over TLS just close (an answer would need the handshake)."""
+        if self.ssl_options is None:
+            _refuse_socket(connection, response)
+        else:
+            connection.close()
 
     def _accept_failed(self, listener: socket.socket, error: OSError) -> bool:
         """Deal with a failed ``accept()``; False if accepting should pause."""
@@ -315,8 +409,13 @@ class GuardedHTTPServer(HTTPServer):
                 return False
             self._shed.record(os.strerror(error.errno), self.descriptor_limit)
             message = "server out of file descriptors; retry later"
-            _refuse_socket(connection, error_response(503, message, ("Retry-After", "1")))
+            self._refuse(connection, error_response(503, message, ("Retry-After", "1")))
         return True
 
     def _report(self, refusal: Refusal, context: object) -> None:
         self._rejected.record(context, refusal.status, refusal.message)
+
+
+def _client_of(address: Any) -> str:
+    """The IP address of a connection's remote ``address`` (what the per-client cap counts)."""
+    return str(address[0]) if isinstance(address, tuple) and address else ""

@@ -77,6 +77,11 @@ def _latest_stats(node: Node) -> dict[str, Any]:
     return stats
 
 
+def detail_body(handler: JsonHandler, nodes: NodeRegistry, node: Node) -> dict[str, Any]:
+    """The ``node_detail`` of ``node`` now, with what its agent sent that was dropped as its own doing."""
+    return node_detail(node, nodes.state(node), handler.ingest_stats.agent_drops(node.name))
+
+
 class NodeAddressing:
     """How a handler finds the node its URL names: ``find_node`` (by name or IP address).
 
@@ -147,7 +152,7 @@ class NodesHandler(StreamedJsonHandler):
         self.ingest_stats.accept("hello")
         if not known:
             self.set_header("Location", self.location_of(node))
-        self.write_json(200 if known else 201, node_detail(node, self.nodes.state(node)))
+        self.write_json(200 if known else 201, detail_body(self, self.nodes, node))
 
     def location_of(self, node: Node) -> str:
         """The URL path of a node just registered."""
@@ -166,7 +171,7 @@ class NodeHandler(NodeAddressing, StreamedJsonHandler):
 
     def get(self, raw_id: str) -> None:
         node = self.find(raw_id)
-        self.write_json(200, node_detail(node, self.nodes.state(node)))
+        self.write_json(200, detail_body(self, self.nodes, node))
 
     def put(self, raw_id: str) -> None:
         node = self.find(raw_id)
@@ -184,7 +189,7 @@ class NodeHandler(NodeAddressing, StreamedJsonHandler):
         except NodeRefused as refused:
             raise _refusal_error(refused) from None
         self.ingest_stats.accept("snapshot")
-        self.write_json(200, node_detail(updated, self.nodes.state(updated)))
+        self.write_json(200, detail_body(self, self.nodes, updated))
 
     def delete(self, raw_id: str) -> None:
         node = self.find(raw_id)

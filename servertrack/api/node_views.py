@@ -52,8 +52,9 @@ def node_entry(node: Node, state: str) -> dict[str, Any]:
     }
 
 
-def node_detail(node: Node, state: str) -> dict[str, Any]:
-    """The body of ``GET /nodes/{id}``: the entry, the hello fields and a digest of the latest stats.
+def node_detail(node: Node, state: str, dropped: dict[str, int] | None = None) -> dict[str, Any]:
+    """The body of ``GET /nodes/{id}``: the entry, the hello fields, a digest of the latest stats, and
+    ``dropped``: what its agent sent that was dropped as its own doing (``wrong_key``, ``over_budget``).
 
     The digest carries the names the node issue asked for: ``boottime`` (epoch
     seconds, a number; ``boot_time`` is the same instant as an ISO string),
@@ -82,6 +83,7 @@ def node_detail(node: Node, state: str) -> dict[str, Any]:
         # seconds the agent's clock is ahead of the collector's (negative: behind), from its last hello or snapshot
         "clock_skew_seconds": None if node.clock_skew is None else round(node.clock_skew, 3),
         "agent_key": node.owner_key,  # the CURVE public key that owns the name (null: plain ingest)
+        "dropped": dropped or {},
     }
 
 

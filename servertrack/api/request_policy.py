@@ -1,5 +1,5 @@
-"""Which requests the API serves at all: the ``Host`` it answers to, the ``Origin`` it takes writes
-from, and the media type of a message body.
+"""Which requests the API serves at all: who sent them (the bearer tokens, see ``access_tokens``), the
+``Host`` it answers to, the ``Origin`` it takes writes from, and the media type of a message body.
 
 A web page the user opens elsewhere can make the browser send requests to
 ServerTrack at 127.0.0.1: a cross-site ``POST`` with a ``text/plain`` body
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ..common.protocol import is_ip_address
 from ..common.text import ascii_escaped
+from .access_tokens import AccessTokens
 
 JSON_MEDIA_TYPE = "application/json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -37,18 +38,22 @@ def _bare_host(host: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RequestPolicy:
-    """The host names the API answers to besides IP addresses and ``localhost`` (``*``: any)."""
+    """The host names the API answers to besides IP addresses and ``localhost`` (``*``: any), and the
+    tokens that writes and reads need (default: none)."""
 
     allowed_hosts: frozenset[str] = frozenset()
+    tokens: AccessTokens = AccessTokens()
 
     @classmethod
-    def for_listener(cls, listen_host: str, allowed_hosts: Iterable[str] = ()) -> RequestPolicy:
-        """The policy of a service listening on ``listen_host`` with ``--allowed-hosts``."""
+    def for_listener(
+        cls, listen_host: str, allowed_hosts: Iterable[str] = (), tokens: AccessTokens = AccessTokens()
+    ) -> RequestPolicy:
+        """The policy of a service listening on ``listen_host`` with ``--allowed-hosts`` and ``tokens``."""
         names = {_bare_host(name) for name in allowed_hosts if name.strip()}
         if not is_ip_address(_bare_host(listen_host)):
             names.add(_bare_host(listen_host))
         names.discard("")
-        return cls(frozenset(names))
+        return cls(frozenset(names), tokens)
 
     def host_refusal(self, host_header: str | None) -> str | None:
         """Why a request with this ``Host`` header is refused, or None if it is served."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .aggregator import DEFAULT_MAX_SERVERS
 from .inventory import DEFAULT_FRAME_BUDGET
@@ -29,6 +29,7 @@ DEFAULT_LARGE_FRAME_SHARE = 0.8
 DEFAULT_MAX_CONNECTIONS = 4096
 DEFAULT_IDLE_TIMEOUT = 20.0  # seconds: an idle keep-alive connection, or a request's headers
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a request body
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256  # open HTTP connections from one IP address
 DAY = 86_400.0
 DEFAULT_KEEP_MINUTES = 7 * DAY
 DEFAULT_KEEP_HOURS = 400 * DAY
@@ -71,6 +72,15 @@ class ServeSettings:
     curve_secret: str | None = None
     allowed_agents: str | None = None
     agent_budget: float = DEFAULT_FRAME_BUDGET
+    # HTTP trust
+    # The tokens themselves (None: no token needed): writes need the write token, reads (if a read
+    # token is set) either token; /healthz needs none.
+    write_token: str | None = field(default=None, repr=False)
+    read_token: str | None = field(default=None, repr=False)
+    # HTTPS: both files (PEM) or neither.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +173,16 @@ class EnvironmentDefaults:
     stats_every: str = str(DEFAULT_STATS_EVERY)
     process_interval: str = str(DEFAULT_PROCESS_INTERVAL)
     url: str = DEFAULT_URL
+    # HTTP trust
+    # SERVERTRACK_WRITE_TOKEN, _READ_TOKEN and _TOKEN (the client's) hold the token itself, unlike the
+    # flags (--write-token FILE...), which name a file: a token on a command line shows in ps.
+    write_token: str | None = field(default=None, repr=False)
+    read_token: str | None = field(default=None, repr=False)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_connections_per_client: str = str(DEFAULT_MAX_CONNECTIONS_PER_CLIENT)
+    token: str | None = field(default=None, repr=False)
+    ca: str | None = None  # SERVERTRACK_CA: the CA file the client commands trust for https://
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> EnvironmentDefaults:
