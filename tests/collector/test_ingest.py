@@ -388,3 +388,32 @@ def test_a_request_seen_during_a_quiet_apply_shrinks_the_chunks_at_once(clock: F
     chunks = chunks_of_one_apply(clock, waiting_from_the_sixth_look, 4 * QUIET_APPLY_CHUNK)
     grown = chunks.index(max(chunks))
     assert max(chunks) > APPLY_CHUNK and max(chunks[grown + 1:]) <= APPLY_CHUNK
+
+
+def test_an_agent_with_a_skewed_clock_is_shown_and_its_samples_follow_the_one_window_policy(clock: FakeClock) -> None:
+    """Policy: a sample is taken on its own time inside the accepted window (24 h back, 60 s ahead) and
+    dropped as ``bad_timestamp`` outside it; hellos are taken from a clock up to a day off, so the node
+    shows its skew (``clock_skew_seconds``) even when its samples are dropped."""
+    from servertrack.api.node_views import node_detail
+    from servertrack.common.protocol import MAX_CLOCK_SKEW_SECONDS
+    from tests.node_fixtures import HELLO_INFO
+
+    async def scenario() -> None:
+        async with running_ingest(clock) as ingest:
+            ahead, behind = clock.now + 300.0, clock.now - 600.0
+            ingest.send(encode_hello("ahead.example", ahead, 0, ["10.1.2.3"], HELLO_INFO),
+                        sample(clock, "ahead.example", seq=1, ts=ahead),
+                        encode_hello("behind.example", behind, 0, ["10.1.2.4"], HELLO_INFO),
+                        sample(clock, "behind.example", seq=1, ts=behind, ip=["10.1.2.4"]),
+                        encode_hello("broken.example", clock.now + MAX_CLOCK_SKEW_SECONDS + 1, 0, ["10.1.2.5"],
+                                     HELLO_INFO))
+            await ingest.received(5)
+            ahead_node, behind_node = ingest.nodes.get("ahead.example"), ingest.nodes.get("behind.example")
+            assert ahead_node is not None and behind_node is not None and "broken.example" not in ingest.nodes
+            assert node_detail(ahead_node, "online")["clock_skew_seconds"] == 300.0
+            assert node_detail(behind_node, "online")["clock_skew_seconds"] == -600.0
+            assert ingest.stats.dropped["sample"] == {"bad_timestamp": 1}  # 5 minutes ahead: outside the window
+            assert ingest.stats.dropped["hello"] == {"bad_timestamp": 1}  # a day and a second off
+            names, ts, _, _ = ingest.batch.take()
+            assert names == ["behind.example"] and list(ts) == [behind]  # in the bucket of its own time
+    asyncio.run(scenario())
