@@ -175,3 +175,17 @@ def test_plain_serve_warns_once_that_ingest_is_unauthenticated() -> None:
         assert stop(plain.process) == 0
         log = plain.process.stderr.read()  # type: ignore[union-attr]
     assert log.count("is unauthenticated and unencrypted") == 1
+
+
+@pytest.mark.parametrize("command", [
+    ["serve", "--store", "memory", "--curve-secret", "{keys}/collector/collector.key", "--allowed-agents", "{keys}/allowed"],
+    ["serve", "--store", "memory", "--curve-secret", "{keys}/collector/collector.key_secret", "--allowed-agents",
+     "{keys}/missing"],
+    ["agent", "--name", "x.example", "--curve-secret", "{keys}/trusted/trusted.key_secret", "--collector-key",
+     "{keys}/missing.key"],
+    ["agent", "--name", "x.example", "--curve-secret", "{keys}/trusted/trusted.key_secret"],
+])
+def test_an_unusable_key_file_or_directory_is_one_line_and_exit_2(keys: Path, command: list[str]) -> None:
+    done = subprocess.run(servertrack_command(*(part.format(keys=keys) for part in command)),
+                          env=subprocess_env(), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and done.stderr.startswith("servertrack: error: ") and done.stderr.count("\n") == 1

@@ -65,9 +65,9 @@ def read_allowed_keys(directory: Path) -> set[str]:
     be read or a file in it is not a certificate."""
     try:
         found = zmq.auth.load_certificates(directory)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, UnicodeDecodeError) as error:
         raise TrustError(f"cannot read the allowed agents' keys in {directory}: {error}") from None
-    return {key.decode("ascii") for key in found}
+    return {key.decode("ascii", "replace") for key in found}
 
 
 class AllowedAgents:
@@ -85,7 +85,10 @@ class AllowedAgents:
         self._refused = IncidentLog(logger, logging.WARNING,
                                     "refused %d agent handshake(s) since the last report: key %s is not in %s",
                                     clock)
-        keys.replace(read_allowed_keys(directory))
+        try:
+            keys.replace(read_allowed_keys(directory))
+        except ValueError as error:
+            raise TrustError(f"in {directory}: {error}") from None
 
     def callback(self, domain: str, key: bytes) -> bool:
         """ZAP: whether the agent with public key ``key`` (Z85 bytes) may connect."""

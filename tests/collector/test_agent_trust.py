@@ -258,3 +258,30 @@ def test_one_agent_flooding_costs_the_others_nothing(keys: Keys, clock: FakeCloc
             assert _dropped(collector.stats, "over_budget") >= frames - 200
             assert collector.stats.agent_drops("flood-01")["over_budget"] >= frames - 200
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("content", [
+    'metadata\ncurve\n    public-key = "short"\n',
+    'metadata\ncurve\n    public-key = "' + "é" * 40 + '"\n',
+    b"\xff\xfe\x00garbage",
+])
+def test_a_key_file_that_is_not_a_key_is_a_trust_error_at_start_and_kept_out_on_reload(
+        keys: Keys, clock: FakeClock, content: str | bytes) -> None:
+    assert keys.collector is not None
+    keys.agent("web-01")
+    bad = keys.allowed / "bad.key"
+    bad.write_bytes(content if isinstance(content, bytes) else content.encode())
+    context = zmq.asyncio.Context()
+    try:
+        with pytest.raises(TrustError):
+            AgentTrust(context, keys.collector.agent, keys.allowed)
+    finally:
+        context.term()
+    bad.unlink()
+
+    async def scenario() -> None:
+        async with running_collector(keys, clock) as collector:
+            bad.write_bytes(content if isinstance(content, bytes) else content.encode())
+            assert not collector.trust.allowed.reload()
+            assert collector.trust.counters()["allowed_keys"] == 1
+    asyncio.run(scenario())
