@@ -189,3 +189,18 @@ def test_an_unusable_key_file_or_directory_is_one_line_and_exit_2(keys: Path, co
     done = subprocess.run(servertrack_command(*(part.format(keys=keys) for part in command)),
                           env=subprocess_env(), capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and done.stderr.startswith("servertrack: error: ") and done.stderr.count("\n") == 1
+
+
+def test_a_names_owner_is_kept_across_a_restart(keys: Path, tmp_path: Path) -> None:
+    flags = ("--store", "sqlite", "--data-dir", str(tmp_path / "data"), "--curve-secret",
+             str(keys / "collector" / "collector.key_secret"), "--allowed-agents", str(keys / "allowed"))
+    with running_service(*flags) as first:
+        with agent(first, keys, "trusted", "persist.example"):
+            wait_for(lambda: http("GET", f"{first.url}/nodes/persist.example")[0] == 200, START_SECONDS, "the node")
+            wait_for(lambda: samples_of(first, "persist.example") >= 2, START_SECONDS, "its samples")
+        assert stop(first.process) == 0
+    with running_service(*flags) as second:
+        with agent(second, keys, "thief", "persist.example"):
+            wait_for(lambda: stats(second)["dropped"].get("wrong_key", 0) >= 2, START_SECONDS, "wrong_key drops")
+        _, node = http("GET", f"{second.url}/nodes/persist.example")
+        assert node["agent_key"] in (keys / "trusted" / "trusted.key").read_text()
