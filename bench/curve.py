@@ -80,11 +80,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import zmq
 import zmq.auth
 
 import loadgen
 from peers import SenderProcess
+from profile_ingest import summarize
 
 TARGET_RATIO = 1.5
 IO_THREADS = 2
@@ -264,6 +266,7 @@ class RunResult:
     handshakes: dict[str, int] = field(default_factory=dict)
     load_average: float = 0.0
     drain_seconds: float = 0.0  # from the sender's last frame to /stats counting it
+    thread_us_per_sample: dict[str, float] = field(default_factory=dict)  # the service's CPU by thread name
 
     @property
     def clean(self) -> bool:
@@ -282,17 +285,42 @@ def sender_argv(endpoint: str, args: argparse.Namespace, keys: KeyFiles | None) 
     return argv
 
 
-def caught_up(service: harness.Service, sent: int) -> tuple[dict[str, Any], float, float]:
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of ``pid`` so far, summed by the thread's name
+    (``/proc/PID/task/TID/comm``; the main thread is ``main``): libzmq's are ``ZMQbg/IO/0`` (I/O,
+    CURVE's encryption) and ``ZMQbg/Reaper``; Python threads keep the process's name."""
+    totals: dict[str, float] = {}
+    for thread in psutil.Process(pid).threads():
+        if thread.id == pid:
+            name = "main"
+        else:
+            try:
+                name = Path(f"/proc/{pid}/task/{thread.id}/comm").read_text().strip()
+            except OSError:
+                name = "?"
+        totals[name] = totals.get(name, 0.0) + thread.user_time + thread.system_time
+    return totals
+
+
+def caught_up(service: harness.Service, sent: int) -> tuple[dict[str, Any], float, float, dict[str, float]]:
     """Wait (at most ``DRAIN_TIMEOUT``) until ``/stats`` counts ``sent`` frames received; return those
-    stats, the service's CPU seconds and ``time.monotonic()`` right then. Measuring from caught up to
+    stats, the service's CPU seconds, ``time.monotonic()`` and its threads' CPU right then. Measuring from caught up to
     caught up makes the window hold exactly the measured phase's samples (no backlog in or out)."""
     stats = service.wait_for(lambda s: s["received"] >= sent, timeout=DRAIN_TIMEOUT, poll=DRAIN_POLL)
-    return stats, service.cpu_seconds(), time.monotonic()
+    return stats, service.cpu_seconds(), time.monotonic(), thread_cpu(service.pid)
 
 
-def run_once(mode: str, round_: int, args: argparse.Namespace, keys: KeyFiles,
-             on_measuring: Callable[[harness.Service, SenderProcess], None] = lambda s, p: None) -> RunResult:
-    """One service (plain or CURVE), one sender, one measured phase."""
+def start_profiler(pid: int, out: str, seconds: float) -> harness.Process:
+    """py-spy (``pip install py-spy``) on ``pid`` for ``seconds``, collapsed stacks to ``out``; without
+    pausing the process (``--nonblocking``). It samples Python threads only: libzmq's I/O thread shows
+    in ``thread_us_per_sample`` instead."""
+    py_spy = shutil.which("py-spy") or os.path.join(os.path.dirname(harness.PYTHON), "py-spy")
+    return harness.Process([py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+                            "--nonblocking", "--format", "raw", "--output", out], name="py-spy")
+
+
+def run_once(mode: str, round_: int, args: argparse.Namespace, keys: KeyFiles, profile: str | None = None) -> RunResult:
+    """One service (plain or CURVE), one sender, one measured phase (profiled into ``profile`` if given)."""
     curve = mode == "curve"
     flags = ["--curve-secret", str(keys.collector_secret), "--allowed-agents", str(keys.allowed)] if curve else []
     with harness.Service(max_servers=args.max_servers, flags=flags) as service:
@@ -308,13 +336,18 @@ def run_once(mode: str, round_: int, args: argparse.Namespace, keys: KeyFiles,
             sent_total = probed
             sender.command({"rate": args.rate, "seconds": args.settle})
             sent_total += sender.reply(timeout=args.settle * 1.5 + 30)["sent"]
-            before_stats, before_cpu, before_at = caught_up(service, sent_total)
+            before_stats, before_cpu, before_at, before_threads = caught_up(service, sent_total)
             sender.command({"rate": args.rate, "seconds": args.seconds})
-            on_measuring(service, sender)
-            phase = sender.reply(timeout=args.seconds * 1.5 + 30)
+            profiler = start_profiler(service.pid, profile, args.seconds - 1) if profile else None
+            try:
+                phase = sender.reply(timeout=args.seconds * 1.5 + 30)
+            finally:
+                if profiler is not None:
+                    profiler.wait(timeout=10)
+                    profiler.stop()
             phase_end = time.monotonic()
             sent_total += phase["sent"]
-            after_stats, after_cpu, after_at = caught_up(service, sent_total)
+            after_stats, after_cpu, after_at, after_threads = caught_up(service, sent_total)
             final = service.wait_idle(timeout=60)
     received = after_stats["received"] - before_stats["received"]
     cpu = after_cpu - before_cpu
@@ -329,6 +362,8 @@ def run_once(mode: str, round_: int, args: argparse.Namespace, keys: KeyFiles,
         lost=final["lost"], dropped={k: v for k, v in final["dropped"].items() if v}, servers=final["servers"],
         handshakes=(final.get("curve") or {}).get("handshakes", {}), load_average=os.getloadavg()[0],
         drain_seconds=after_at - phase_end,
+        thread_us_per_sample={name: 1e6 * (seconds - before_threads.get(name, 0.0)) / max(received, 1)
+                              for name, seconds in sorted(after_threads.items())},
     )  # fmt: skip
 
 
@@ -345,6 +380,8 @@ def print_run(r: RunResult) -> None:
         + (f", handshakes {r.handshakes}" if r.handshakes else "")
         + f"; load average {r.load_average:.2f}" + ("" if r.valid else "  INVALID: the sender fell behind")
     )
+    print("           service CPU by thread, µs/sample: "
+          + ", ".join(f"{name} {us:.2f}" for name, us in r.thread_us_per_sample.items() if us >= 0.005))
 
 
 def summary(results: list[RunResult]) -> dict[str, Any]:
@@ -357,6 +394,8 @@ def summary(results: list[RunResult]) -> dict[str, Any]:
             "sender_rate": harness.median([r.sender_rate for r in runs]),
             "sender_cpu_percent": harness.median([r.sender_cpu_percent for r in runs]),
             "sender_cpu_us_per_sample": harness.median([r.sender_cpu_us_per_sample for r in runs]),
+            "thread_us_per_sample": {name: harness.median([r.thread_us_per_sample.get(name, 0.0) for r in runs])
+                                     for name in sorted({n for r in runs for n in r.thread_us_per_sample})},
         }
     out["ratio"] = out["curve"]["cpu_us_per_sample"] / out["plain"]["cpu_us_per_sample"]
     out["clean"] = all(r.clean for r in results)
@@ -373,6 +412,10 @@ def print_table(results: list[RunResult], medians: dict[str, Any]) -> None:
         per_run = ", ".join(f"{r.cpu_us_per_sample:.2f}" for r in results if r.mode == mode)
         print(f"  {mode:6} {m['cpu_us_per_sample']:14.2f} {m['cpu_percent']:12.0f} {m['sender_rate']:12,.0f} "
               f"{m['sender_cpu_percent']:10.0f}% {m['sender_cpu_us_per_sample']:17.2f}  {per_run}")
+    for mode in ("plain", "curve"):
+        threads = medians[mode]["thread_us_per_sample"]
+        print(f"  {mode:6} service CPU by thread, µs/sample: "
+              + ", ".join(f"{name} {us:.2f}" for name, us in threads.items() if us >= 0.005))
     ratios = [c.cpu_us_per_sample / p.cpu_us_per_sample
               for p, c in zip([r for r in results if r.mode == "plain"], [r for r in results if r.mode == "curve"])]
     print(f"  CURVE / plain per round: {', '.join(f'{x:.2f}' for x in ratios)}")
@@ -387,6 +430,9 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="unmeasured full-rate phase first (default %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="rounds of plain + CURVE (default %(default)s, <= 10)")
     parser.add_argument("--max-servers", type=int, default=200_000, help="serve --max-servers (default %(default)s)")
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="py-spy the service in round 1's measured phases into PREFIX-plain.txt / PREFIX-curve.txt "
+                             "(collapsed stacks; those rounds' figures include the profiler's cost)")
     parser.add_argument("--json", action="store_true", help="also print one JSON object with every run at the end")
     parser.add_argument("--sender", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -408,7 +454,8 @@ def main() -> int:
         for round_ in range(1, args.runs + 1):
             modes = ("plain", "curve") if round_ % 2 else ("curve", "plain")
             for mode in modes:
-                results.append(run_once(mode, round_, args, keys))
+                profile = f"{args.profile}-{mode}.txt" if args.profile and round_ == 1 else None
+                results.append(run_once(mode, round_, args, keys, profile))
                 print_run(results[-1])
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -421,6 +468,10 @@ def main() -> int:
     if not medians["valid"]:
         print("  INVALID: the sender fell behind its rate in some run (see above); the figures measured the sender")
         ok = False
+    if args.profile:
+        for mode in ("plain", "curve"):
+            print(f"-- py-spy of the {mode} service, round 1 ({args.profile}-{mode}.txt)")
+            summarize(f"{args.profile}-{mode}.txt", 20)
     print(f"  reproduce: {harness.reproduce_command()}")
     if args.json:
         print(json.dumps({"runs": [asdict(r) for r in results], "medians": medians}))
