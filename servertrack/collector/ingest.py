@@ -228,7 +228,7 @@ class IngestReader:
                 break
             handled += 1
             if allowed is not None:
-                key = allowed.get(frame.get("User-Id"), NO_OWNER)
+                key = allowed.get(frame.get(b"User-Id"), NO_OWNER)  # bytes: not encoded again per frame
                 frame = frame.bytes
                 if key == NO_OWNER:
                     stats.refuse(None, "revoked_key")
