@@ -5,7 +5,8 @@ Layout of ``DATA_DIR``::
     servertrack.lock      one serve per directory (flock; gone with the process)
     history.sqlite3       minute and hour blocks, nodes, snapshot history (``sqlite_store``)
     log/NNN.log           every applied chunk, in order (``batch_log``)
-    checkpoint/           the minute and hour rings at the last checkpoint (``checkpoint``)
+    checkpoint/           the minute and hour rings at the last checkpoint (``checkpoint``), and after
+                          a clean stop the agents' last seqs (``agent_seqs``, taken by the next start)
 
 Every chunk of samples is handed to the log thread before it is applied, and
 written at once (``kill -9`` cannot lose what reached the page cache; an
@@ -17,7 +18,9 @@ them, so a committed checkpoint never depends on history not yet written.
 On start: nodes, then the checkpoint, then the segment before it into the
 second ring only (checkpoints leave that ring out), then every chunk after
 it, applied again exactly as it was. Writing the blocks a replay closes a
-second time replaces them by key: nothing counts twice.
+second time replaces them by key: nothing counts twice. After a clean stop the
+agents' last seqs come back too, so what they sent while the collector was
+down is counted as lost, per agent (not after a crash: see ``agent_seqs``).
 
 The loop never waits on the disk: the two threads do all the I/O; their
 queues are bounded, and a failing disk is retried, counted and reported
@@ -44,11 +47,14 @@ import numpy as np
 from ..common.aggregator import Aggregator
 from ..common.buckets import from_fixed_point
 from ..common.errors import ServerTrackError
+from ..common.inventory import AgentInventory
 from ..common.node_records import decode_node, encode_node
 from ..common.nodes import Node, NodeRegistry
 from ..common.periods import HOUR_WIDTH, MINUTE_WIDTH, HistoryBlocks
 from ..common.seconds import SECOND_SLOTS
 from ..common.snapshots import StoredSnapshot, unpack_snapshot
+from .agent_seqs import FILE_NAME as AGENT_SEQS_FILE
+from .agent_seqs import AgentSeqs, take_agent_seqs, write_agent_seqs
 from .batch_log import BatchLog, LogReplay, read_segments
 from .checkpoint import CorruptCheckpoint, load_checkpoint, write_checkpoint
 from .lock import DataDirLock
@@ -94,6 +100,7 @@ class Recovery:
     torn_bytes: int = 0
     corrupt_segments: int = 0
     dropped_parts: int = 0
+    agent_seqs: int = 0  # agents whose last seq came back (after a clean stop; 0 after a crash)
     seconds: float = 0.0
 
 
@@ -118,6 +125,7 @@ class DurableStore:
         self._store_worker: StoreWorker | None = None
         self._aggregator: Aggregator | None = None
         self._nodes: NodeRegistry | None = None
+        self._inventory: AgentInventory | None = None
         self._next_chunk = 1
         self._log_dirty = False
         self._last_logged: Future[Any] | None = None  # the log's job for the last chunk
@@ -155,23 +163,27 @@ class DurableStore:
             self._lock.release()
             raise StoreUnavailable(f"cannot open the store in {self.directory}: {error}") from None
 
-    def recover(self, aggregator: Aggregator, nodes: NodeRegistry) -> Recovery:
-        """Bring ``aggregator`` and ``nodes`` (both fresh) back to where the last run left them; then start
-        the writer threads. Blocking: the service calls it before it serves. ``StoreUnavailable`` (and the
-        directory unlocked) when what is there cannot be read: a newer format, a damaged checkpoint."""
+    def recover(self, aggregator: Aggregator, nodes: NodeRegistry,
+                inventory: AgentInventory | None = None) -> Recovery:
+        """Bring ``aggregator`` and ``nodes`` (both fresh) back to where the last run left them, and the
+        agents' last seqs into ``inventory`` when the last run stopped cleanly (``close`` keeps them for the
+        next start); then start the writer threads. Blocking: the service calls it before it serves.
+        ``StoreUnavailable`` (and the directory unlocked) when what is there cannot be read: a newer
+        format, a damaged checkpoint."""
         try:
-            return self._recover(aggregator, nodes)
+            return self._recover(aggregator, nodes, inventory)
         except (ServerTrackError, OSError, sqlite3.Error) as error:
             self._release()
             if isinstance(error, StoreUnavailable):
                 raise
             raise StoreUnavailable(f"cannot recover the store in {self.directory}: {error}") from None
 
-    def _recover(self, aggregator: Aggregator, nodes: NodeRegistry) -> Recovery:
+    def _recover(self, aggregator: Aggregator, nodes: NodeRegistry, inventory: AgentInventory | None) -> Recovery:
         assert self._sqlite is not None and self._log is not None, "open() first"
         started = time.perf_counter()
-        self._aggregator, self._nodes = aggregator, nodes
+        self._aggregator, self._nodes, self._inventory = aggregator, nodes, inventory
         recovery = self.recovery
+        self._restore_seqs(inventory)
         restored: list[Node] = []
         for name, record in self._sqlite.load_nodes():
             try:
@@ -225,6 +237,18 @@ class DurableStore:
         self._next_snapshots = now + self.retention.snapshot_every
         recovery.seconds = time.perf_counter() - started
         return recovery
+
+    def _restore_seqs(self, inventory: AgentInventory | None) -> None:
+        """The agents' seqs the last clean stop kept, into ``inventory``; the file goes either way (a crash
+        after this start must not find seqs older than what its log replays)."""
+        try:
+            kept = take_agent_seqs(self.directory / "checkpoint" / AGENT_SEQS_FILE)
+        except ValueError as error:
+            LOG.warning("store: the agents' last seqs are not used (%s): the gap of this restart is not counted",
+                        error)
+            return
+        if kept is not None and inventory is not None:
+            self.recovery.agent_seqs = inventory.restore_seqs(kept.names, kept.seqs, kept.lost)
 
     def _rebuild_seconds(self, aggregator: Aggregator, batches: Iterable[LoggedBatch], first_chunk: int,
                          oldest_second: int) -> None:
@@ -389,7 +413,17 @@ class DurableStore:
         await loop.run_in_executor(None, self._store_worker.close, CLOSE_TIMEOUT_SECONDS)
         await loop.run_in_executor(None, self._log_worker.close, CLOSE_TIMEOUT_SECONDS)
         self._log_worker = self._store_worker = None
+        if self._inventory is not None:
+            await loop.run_in_executor(None, self._keep_seqs, self._inventory.export_seqs())
         self._release()
+
+    def _keep_seqs(self, seqs: tuple[list[str], np.ndarray, np.ndarray]) -> None:
+        """Write the agents' last seqs for the next start (the last thing a clean stop writes)."""
+        try:
+            write_agent_seqs(self.directory / "checkpoint" / AGENT_SEQS_FILE, AgentSeqs(*seqs))
+        except OSError as error:
+            LOG.error("store: the agents' last seqs were not kept (%s): the next start will not count the gap",
+                      error)
 
     def _release(self) -> None:
         if self._log is not None:
@@ -428,6 +462,7 @@ class DurableStore:
                          "torn_bytes": self.recovery.torn_bytes,
                          "corrupt_segments": self.recovery.corrupt_segments,
                          "dropped_parts": self.recovery.dropped_parts,
+                         "agent_seqs": self.recovery.agent_seqs,
                          "seconds": round(self.recovery.seconds, 3)},
         }
         for worker in workers:
