@@ -71,6 +71,10 @@ PURGE_STEP = 5_000  # blocks deleted per job: other writes run between two steps
 LOG_QUEUE_BYTES = 512 * 1024 * 1024
 STORE_QUEUE_BYTES = 512 * 1024 * 1024
 CLOSE_TIMEOUT_SECONDS = 30.0
+# How long the applier waits for the log to rotate at a checkpoint: an fsync. A log retrying a failing disk
+# takes longer; the checkpoint is then finished by a later ``after_apply``, once the rotation is done, so
+# ingest never waits for the disk.
+ROTATE_WAIT_SECONDS = 0.5
 
 
 class StoreUnavailable(ServerTrackError):
@@ -135,6 +139,7 @@ class DurableStore:
         self._next_snapshots = 0.0
         self._snapshot_seen: dict[str, float] = {}
         self._checkpointing = False
+        self._rotating: Future[Any] | None = None  # a checkpoint's log rotation not done yet
         self.pending = PendingBlocks()
         self.checkpoints = 0
         self.checkpoint_bytes = 0
@@ -214,6 +219,8 @@ class DurableStore:
         else:
             after = list(read_segments(log_directory, 0, replay))
         for batch in after:
+            if batch.batch_id < first_chunk:
+                continue  # applied before the checkpoint copied the rings (its rotation was late): in it already
             cpu, ram = from_fixed_point(batch.cpu_fixed), from_fixed_point(batch.ram_fixed)
             aggregator.apply(batch.names, batch.seconds.astype(np.float64), cpu, ram, chunk_id=batch.batch_id,
                              now=batch.applied_at)
@@ -317,9 +324,11 @@ class DurableStore:
         if now >= self._next_purge:
             self._next_purge = now + PURGE_EVERY_SECONDS
             self._purge(now)
-        if now >= self._next_checkpoint and not self._checkpointing:
+        if self._rotating is not None and not self._checkpointing:
+            await self.checkpoint(0.0)  # the one whose rotation the log was behind with, if it is done now
+        elif now >= self._next_checkpoint and not self._checkpointing:
             self._next_checkpoint = now + self.checkpoint_every
-            await self.checkpoint()
+            await self.checkpoint(ROTATE_WAIT_SECONDS)
 
     def _save_nodes(self, changed: Iterable[tuple[str, Node | None]]) -> None:
         assert self._store_worker is not None and self._sqlite is not None
@@ -363,17 +372,32 @@ class DurableStore:
 
         worker.submit(step)
 
-    async def checkpoint(self) -> None:
-        """Rotate the log, copy the rings' changes, and have them written after the history queued before."""
+    async def checkpoint(self, wait: float | None = None) -> None:
+        """Rotate the log, copy the rings' changes, and have them written after the history queued before.
+
+        When the log has not rotated within ``wait`` seconds (None: however long it takes) the checkpoint
+        is left half done: the next call copies the rings once the rotation is done. Chunks applied in
+        between are then in both the checkpoint and the new segment; a restart skips those (their ids are
+        below the checkpoint's ``next_chunk``), so nothing counts twice."""
         assert self._log_worker is not None and self._store_worker is not None and self._log is not None
         assert self._aggregator is not None and self._nodes is not None and self._sqlite is not None
         self._checkpointing = True
         try:
             log = self._log
-            rotated = self._log_worker.submit(log.rotate)
-            if rotated is None:
-                return
-            segment = await asyncio.wrap_future(rotated)
+            if self._rotating is None:
+                self._rotating = self._log_worker.submit(log.rotate)
+                if self._rotating is None:
+                    return
+            rotated = self._rotating
+            if not rotated.done():
+                if wait == 0.0:
+                    return
+                try:
+                    await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(rotated)), wait)
+                except asyncio.TimeoutError:
+                    return  # the log is behind (retrying a failing disk): finished by a later call
+            self._rotating = None
+            segment = rotated.result()
             changes = self._aggregator.export_changes()
             node_records = [(node.name, encode_node(node)) for node in self._nodes.all_nodes()]
             next_chunk, written_at = self._next_chunk, self._clock()
@@ -405,7 +429,10 @@ class DurableStore:
         if self._log_worker is None or self._store_worker is None:
             self._release()
             return
-        await self.checkpoint()
+        await self.checkpoint(CLOSE_TIMEOUT_SECONDS)
+        if self._rotating is not None:
+            LOG.error("store: no last checkpoint: the log did not rotate within %.0f s (%s); a restart replays "
+                      "the log", CLOSE_TIMEOUT_SECONDS, self._log_worker.last_error or "busy")
         log, sqlite = self._log, self._sqlite
         assert log is not None and sqlite is not None
         self._log_worker.submit(log.sync)
