@@ -199,6 +199,7 @@ def measure(variant: str, args: argparse.Namespace) -> Run:
                 for process in running:
                     process.wait(10)
             stats = service.wait_idle(timeout=60)
+            client.close()  # idle for a while: the service may have closed it (the next request reconnects)
             results = []
             for name, is_alive in zip(names, alive):
                 after = minute_window(client, name)

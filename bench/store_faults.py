@@ -17,7 +17,9 @@ What is reported (per run, and the medians)
       ``applied``; the warm-up's few frames count as applied, so a loss below them would
       hide, but ``lost``, the gaps in seq, would not), ``lost`` and drops (all should
       be 0: the store's failure must not cost ingest anything);
-      whether windows kept growing over HTTP while the disk was full;
+      whether windows kept growing over HTTP while the disk was full, and the longest
+      time ``applied`` stood still meanwhile (the applier stalled: about 1 s is one
+      apply interval);
     - the counters: ``store`` ``failing`` seen, per worker ``failures``, ``refused``,
       the most ``queued_jobs`` / ``queued_bytes`` seen, the service's RSS before and
       at most during the fault (memory stays bounded);
@@ -121,6 +123,8 @@ class Run:
     lost: int
     dropped: int
     windows_grew: bool
+    longest_stall: float
+    max_pending: int
     failing_seen: bool
     failures: dict[str, int]
     refused: dict[str, int]
@@ -140,6 +144,18 @@ class Run:
 def total_dropped(stats: dict[str, Any]) -> int:
     dropped = stats.get("dropped", {})
     return sum(sum(reasons.values()) if isinstance(reasons, dict) else int(reasons) for reasons in dropped.values())
+
+
+def longest_stall(samples: list[dict[str, Any]]) -> float:
+    """The longest time ``applied`` stood still (seconds): between two polls that saw it grow, or from the
+    last growth to the last poll."""
+    longest, since, applied = 0.0, None, None
+    for stats in samples:
+        if since is not None:
+            longest = max(longest, stats["at"] - since)
+        if applied is None or stats["applied"] > applied:
+            since, applied = stats["at"], stats["applied"]
+    return longest
 
 
 def measure(args: argparse.Namespace, mount: Path) -> Run:
@@ -187,6 +203,7 @@ def measure(args: argparse.Namespace, mount: Path) -> Run:
         run_stats = dict(
             sent=sent["sent"], applied=int(stats["applied"]), lost=int(stats["lost"]),
             dropped=total_dropped(stats), windows_grew=all(b > a for a, b in zip(held_before, held_during)),
+            longest_stall=longest_stall(during), max_pending=max((int(s["pending"]) for s in during), default=0),
             failing_seen=any(durable.store_of(s).get("store") == "failing" for s in during),
             failures={w: durable.store_counter(stats, w, "failures") for w in ("log", "history")},
             refused={w: durable.store_counter(stats, w, "refused") for w in ("log", "history")},
@@ -212,7 +229,8 @@ def measure(args: argparse.Namespace, mount: Path) -> Run:
 
 def print_run(number: int, r: Run) -> None:
     print(f"  run {number}: sent {r.sent:,}, applied {r.applied:,} (ingest loss {max(0, r.sent - r.applied):,}), lost {r.lost}, "
-          f"dropped {r.dropped}; windows grew while full: {r.windows_grew}")
+          f"dropped {r.dropped}; windows grew while full: {r.windows_grew}, applies stood still {r.longest_stall:.2f} s "
+          f"at most (pending up to {r.max_pending:,})")
     print(f"    store failing seen: {r.failing_seen}; failures {r.failures}, refused {r.refused}; most queued "
           f"{r.max_queued_jobs:,} jobs / {r.max_queued_bytes / 1e6:,.1f} MB; RSS {r.rss_before / 1e6:,.0f} MB before, "
           f"at most {r.rss_max_during / 1e6:,.0f} MB while full; log lines '{RETRY_LINE}': {r.log_lines}; "
@@ -248,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print_run(number, run)
         runs.append(run)
     harness.print_runs("ingest loss (sent - applied)", [max(0, r.sent - r.applied) for r in runs], "samples")
+    harness.print_runs("longest apply stall while full", [r.longest_stall for r in runs], "s")
     harness.print_runs("freed -> store ok", [r.recover_ok_seconds for r in runs], "s")
     harness.print_runs("freed -> queues empty", [r.drained_seconds for r in runs], "s")
     harness.print_runs("RSS growth while full", [(r.rss_max_during - r.rss_before) / 1e6 for r in runs], "MB")
@@ -256,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     ok &= durable.verdict_all("failing reported, counted, windows served from memory meanwhile",
                               all(r.failing_seen and sum(r.failures.values()) > 0 and r.windows_grew for r in runs),
                               "every run")
+    ok &= harness.verdict("longest apply stall while full, worst run", max(r.longest_stall for r in runs), 2.0, "s",
+                          higher_is_better=False)
     ok &= durable.verdict_all("log rate-limited (<= 1 line a minute per worker)",
                               all(r.log_lines <= 2 * (1 + int(args.hold // 60)) for r in runs), "every run")
     ok &= harness.verdict("freed -> queues empty (median)", harness.median([r.drained_seconds for r in runs]), 10.0,
