@@ -121,7 +121,7 @@ class Monitor:
                 raise StartupError(str(error)) from None
         try:
             self.store.open()
-            self.recovery = self.store.recover(self.aggregator, self.nodes)
+            self.recovery = self.store.recover(self.aggregator, self.nodes, self.inventory)
         except ServerTrackError as error:
             raise StartupError(str(error)) from None
         try:

@@ -117,6 +117,7 @@ def make_app(
         log_function=_log_failures,
         compress_response=False,
         stats=stats,
+        inventory=inventory,  # each agent's seq and loss, shown by GET /nodes/{id}
         policy=policy if policy is not None else RequestPolicy(),
         # 401s: one warning line per interval, with a count (see JsonHandler.write_error)
         unauthorized_log=IncidentLog(_log, logging.WARNING,

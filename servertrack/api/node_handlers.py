@@ -16,6 +16,7 @@ from typing import Any
 from ..common.aggregator import Aggregator
 from ..common.errors import InvalidSample
 from ..common.node_messages import HELLO_FIELDS, STATS
+from ..common.inventory import AgentInventory
 from ..common.node_schema import MAX_PID, MAX_TOP_PROCESSES
 from ..common.nodes import NODE_STATES, AmbiguousAddress, Node, NodeRefused, NodeRegistry, UnknownNode
 from ..common.protocol import NameCache, check_ips, is_ip_address
@@ -78,8 +79,13 @@ def _latest_stats(node: Node) -> dict[str, Any]:
 
 
 def detail_body(handler: JsonHandler, nodes: NodeRegistry, node: Node) -> dict[str, Any]:
-    """The ``node_detail`` of ``node`` now, with what its agent sent that was dropped as its own doing."""
-    return node_detail(node, nodes.state(node), handler.ingest_stats.agent_drops(node.name))
+    """The ``node_detail`` of ``node`` now, with what its agent sent that was dropped as its own doing,
+    and its seq and loss (from the application's ``inventory`` setting, when there is one)."""
+    inventory: AgentInventory | None = handler.application.settings.get("inventory")
+    seq = lost = None
+    if inventory is not None:
+        seq, lost = inventory.last_seq(node.name), inventory.lost_of(node.name)
+    return node_detail(node, nodes.state(node), handler.ingest_stats.agent_drops(node.name), seq, lost)
 
 
 class NodeAddressing:

@@ -52,9 +52,12 @@ def node_entry(node: Node, state: str) -> dict[str, Any]:
     }
 
 
-def node_detail(node: Node, state: str, dropped: dict[str, int] | None = None) -> dict[str, Any]:
-    """The body of ``GET /nodes/{id}``: the entry, the hello fields, a digest of the latest stats, and
-    ``dropped``: what its agent sent that was dropped as its own doing (``wrong_key``, ``over_budget``).
+def node_detail(node: Node, state: str, dropped: dict[str, int] | None = None, seq: int | None = None,
+                lost: int | None = None) -> dict[str, Any]:
+    """The body of ``GET /nodes/{id}``: the entry, the hello fields, a digest of the latest stats,
+    ``dropped``: what its agent sent that was dropped as its own doing (``wrong_key``, ``over_budget``),
+    and ``seq`` / ``lost``: the last sequence number seen from its agent and the messages it sent that
+    never arrived (gaps in seq; across a clean restart of the collector too), null if not known.
 
     The digest carries the names the node issue asked for: ``boottime`` (epoch
     seconds, a number; ``boot_time`` is the same instant as an ISO string),
@@ -84,6 +87,8 @@ def node_detail(node: Node, state: str, dropped: dict[str, int] | None = None) -
         "clock_skew_seconds": None if node.clock_skew is None else round(node.clock_skew, 3),
         "agent_key": node.owner_key,  # the CURVE public key that owns the name (null: plain ingest)
         "dropped": dropped or {},
+        "seq": seq,
+        "lost": lost,
     }
 
 

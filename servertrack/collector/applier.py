@@ -97,8 +97,12 @@ class BatchApplier:
         return QUIET_CHUNK_SECONDS, QUIET_APPLY_CHUNK
 
     async def apply_pending(self, yield_between_chunks: bool = False) -> int:
-        """Apply the whole pending batch now; return how many samples were stored."""
+        """Apply the whole pending batch now; return how many samples were stored.
+
+        Cancelled between two chunks (the service stopping), it applies the rest of the batch it took
+        at once, then lets the cancellation through: what was taken is never dropped."""
         names, ts, cpu, ram = self._batch.take()
+        cancelled = False
         applied = refused = 0
         busy = 0.0  # time spent applying, not waiting for other tasks between chunks
         start, chunk = 0, FIRST_CHUNK
@@ -128,12 +132,16 @@ class BatchApplier:
             elif spent < chunk_seconds / 2:
                 chunk = min(largest, chunk * 2)
             if yield_between_chunks and start < len(names):
-                await asyncio.sleep(0)
-                if self._http_waiting():
-                    self._http_seen = self._timer()
-                    chunk_seconds, largest = CHUNK_SECONDS, APPLY_CHUNK
-                    chunk = min(chunk, APPLY_CHUNK)
-                    await give_way(self._http_waiting, self._timer)
+                try:
+                    await asyncio.sleep(0)
+                    if self._http_waiting():
+                        self._http_seen = self._timer()
+                        chunk_seconds, largest = CHUNK_SECONDS, APPLY_CHUNK
+                        chunk = min(chunk, APPLY_CHUNK)
+                        await give_way(self._http_waiting, self._timer)
+                except asyncio.CancelledError:
+                    cancelled, yield_between_chunks = True, False  # the rest now, in one go
+                    chunk = QUIET_APPLY_CHUNK
         stats = self._stats
         stats.applied["sample"] += applied
         if refused:
@@ -148,5 +156,7 @@ class BatchApplier:
                 self._nodes.forget_silent()
         stats.last_batch_size = len(names)
         stats.last_batch_seconds = busy
+        if cancelled:
+            raise asyncio.CancelledError  # the stop's own apply_pending and close do the store's duties
         await store.after_apply(now)
         return applied

@@ -2,11 +2,16 @@
 owns its name, and how much of its frame budget it has used.
 
 Agents are numbered (one dict from canonical name to index); per index the
-last seq, the owner key's number and the budget's state live in numpy arrays
-and the IP list in a plain list, so an agent costs one dict entry, 21 bytes of
-arrays and a list slot beside its addresses, and a whole turn of samples is
+last seq, the messages lost, the owner key's number and the budget's state live
+in numpy arrays and the IP list in a plain list, so an agent costs one dict
+entry, 29 bytes of arrays and a list slot beside its addresses, and a whole turn of samples is
 accounted in a few array operations (``observe_many``, ``owned_by``,
 ``within_budget_many``) instead of a Python call per sample.
+
+**Restarts**: the last seq and the loss of each agent can be taken out
+(``export_seqs``) when the collector stops and put back (``restore_seqs``)
+when it starts again, before any message: the first message after the
+restart then counts what the agent sent while the collector was down.
 
 **Ownership** (CURVE ingest): the first key that sends for a name owns it; a
 message for that name under another key is refused (``wrong_key``) until an
@@ -46,7 +51,7 @@ class AgentInventory:
     Holds at most ``max_agents`` agents; beyond that new agents are not tracked.
     """
 
-    __slots__ = ("_index", "_free", "_seq", "_seen", "_owner", "_due", "ips", "max_agents", "lost",
+    __slots__ = ("_index", "_free", "_seq", "_seen", "_lost", "_owner", "_due", "ips", "max_agents", "lost",
                  "frame_interval", "budget_tolerance")
 
     def __init__(self, max_agents: int, frame_budget: float = DEFAULT_FRAME_BUDGET) -> None:
@@ -56,6 +61,7 @@ class AgentInventory:
         self._free: list[int] = []
         self._seq = np.zeros(0, dtype=np.uint64)  # by index: the last seq seen...
         self._seen = np.zeros(0, dtype=np.bool_)  # ...if one was (a new agent's first message sets it)
+        self._lost = np.zeros(0, dtype=np.uint64)  # by index: messages lost since the agent was first seen
         self._owner = np.zeros(0, dtype=np.uint32)  # by index: the number of the key owning the name
         self._due = np.zeros(0, dtype=np.float64)  # by index: the budget's theoretical arrival time
         self.ips: list[list[str]] = []  # by index; a free index holds an empty list
@@ -79,6 +85,31 @@ class AgentInventory:
         index = self._index.get(name)
         return None if index is None or not self._seen[index] else int(self._seq[index])
 
+    def lost_of(self, name: str) -> int | None:
+        """Messages of agent ``name`` lost in transit (restored across restarts), or None if not tracked."""
+        index = self._index.get(name)
+        return None if index is None else int(self._lost[index])
+
+    def export_seqs(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Every agent with a seq: names, last seqs (uint64) and losses (uint64), for ``restore_seqs``."""
+        names = [name for name, index in self._index.items() if self._seen[index]]
+        indexes = np.fromiter(map(self._index.__getitem__, names), dtype=np.int64, count=len(names))
+        return names, self._seq[indexes].copy(), self._lost[indexes].copy()
+
+    def restore_seqs(self, names: Sequence[str], seqs: Sequence[int] | np.ndarray,
+                     lost: Sequence[int] | np.ndarray) -> int:
+        """Take agents' last seqs and losses back (at start, before any message), as many as there is
+        room for; return how many were taken. Their next message counts the gap as lost."""
+        taken = 0
+        for name, seq, lost_before in zip(names, np.asarray(seqs, dtype=np.uint64).tolist(),
+                                          np.asarray(lost, dtype=np.uint64).tolist()):
+            index = self.admit(name)
+            if index is None:
+                break
+            self._seq[index], self._seen[index], self._lost[index] = seq, True, lost_before
+            taken += 1
+        return taken
+
     def indexes(self, names: Sequence[str]) -> list[int | None]:
         """The index of each agent (None: not tracked yet)."""
         return list(map(self._index.get, names))
@@ -100,11 +131,12 @@ class AgentInventory:
             self.ips.append(_NO_IPS)
             if index >= self._seq.size:
                 size = max(1024, 2 * self._seq.size)
-                self._seq, self._seen, self._owner, self._due = (
+                self._seq, self._seen, self._lost, self._owner, self._due = (
                     np.concatenate((array, np.zeros(size - array.size, dtype=array.dtype)))
-                    for array in (self._seq, self._seen, self._owner, self._due))
+                    for array in (self._seq, self._seen, self._lost, self._owner, self._due))
         self._index[name] = index
         self._seen[index] = False
+        self._lost[index] = 0
         self._owner[index] = NO_OWNER
         self._due[index] = 0.0
         return index
@@ -138,6 +170,7 @@ class AgentInventory:
         gap = seq - previous - 1
         if 0 < gap <= MAX_COUNTED_GAP:
             self.lost += gap
+            self._lost[index] += np.uint64(gap)
             return gap
         return 0
 
@@ -152,7 +185,10 @@ class AgentInventory:
             previous = self._seq[agents]
             forward = self._seen[agents] & (values > previous)
             gaps = values[forward] - previous[forward] - np.uint64(1)
-            lost = int(gaps[(gaps > 0) & (gaps <= MAX_COUNTED_GAP)].sum())
+            counted = (gaps > 0) & (gaps <= MAX_COUNTED_GAP)
+            lost = int(gaps[counted].sum())
+            if lost:
+                self._lost[agents[forward][counted]] += gaps[counted]  # each agent once: no repeats
             self._seq[agents] = values
             self._seen[agents] = True
             self.lost += lost
@@ -169,7 +205,10 @@ class AgentInventory:
         counted[first] = self._seen[agents[first]]  # an agent's first message ever sets its seq, losing nothing
         forward = counted & (values > previous)
         gaps = values[forward] - previous[forward] - np.uint64(1)
-        lost = int(gaps[(gaps > 0) & (gaps <= MAX_COUNTED_GAP)].sum())
+        kept = (gaps > 0) & (gaps <= MAX_COUNTED_GAP)
+        lost = int(gaps[kept].sum())
+        if lost:
+            np.add.at(self._lost, agents[forward][kept], gaps[kept])  # an agent may lose twice in a run
         last = np.empty(agents.size, dtype=np.bool_)
         last[-1] = True
         last[:-1] = first[1:]

@@ -5,7 +5,8 @@ Layout of ``DATA_DIR``::
     servertrack.lock      one serve per directory (flock; gone with the process)
     history.sqlite3       minute and hour blocks, nodes, snapshot history (``sqlite_store``)
     log/NNN.log           every applied chunk, in order (``batch_log``)
-    checkpoint/           the minute and hour rings at the last checkpoint (``checkpoint``)
+    checkpoint/           the minute and hour rings at the last checkpoint (``checkpoint``), and after
+                          a clean stop the agents' last seqs (``agent_seqs``, taken by the next start)
 
 Every chunk of samples is handed to the log thread before it is applied, and
 written at once (``kill -9`` cannot lose what reached the page cache; an
@@ -17,7 +18,9 @@ them, so a committed checkpoint never depends on history not yet written.
 On start: nodes, then the checkpoint, then the segment before it into the
 second ring only (checkpoints leave that ring out), then every chunk after
 it, applied again exactly as it was. Writing the blocks a replay closes a
-second time replaces them by key: nothing counts twice.
+second time replaces them by key: nothing counts twice. After a clean stop the
+agents' last seqs come back too, so what they sent while the collector was
+down is counted as lost, per agent (not after a crash: see ``agent_seqs``).
 
 The loop never waits on the disk: the two threads do all the I/O; their
 queues are bounded, and a failing disk is retried, counted and reported
@@ -44,11 +47,14 @@ import numpy as np
 from ..common.aggregator import Aggregator
 from ..common.buckets import from_fixed_point
 from ..common.errors import ServerTrackError
+from ..common.inventory import AgentInventory
 from ..common.node_records import decode_node, encode_node
 from ..common.nodes import Node, NodeRegistry
 from ..common.periods import HOUR_WIDTH, MINUTE_WIDTH, HistoryBlocks
 from ..common.seconds import SECOND_SLOTS
 from ..common.snapshots import StoredSnapshot, unpack_snapshot
+from .agent_seqs import FILE_NAME as AGENT_SEQS_FILE
+from .agent_seqs import AgentSeqs, take_agent_seqs, write_agent_seqs
 from .batch_log import BatchLog, LogReplay, read_segments
 from .checkpoint import CorruptCheckpoint, load_checkpoint, write_checkpoint
 from .lock import DataDirLock
@@ -65,6 +71,10 @@ PURGE_STEP = 5_000  # blocks deleted per job: other writes run between two steps
 LOG_QUEUE_BYTES = 512 * 1024 * 1024
 STORE_QUEUE_BYTES = 512 * 1024 * 1024
 CLOSE_TIMEOUT_SECONDS = 30.0
+# How long the applier waits for the log to rotate at a checkpoint: an fsync. A log retrying a failing disk
+# takes longer; the checkpoint is then finished by a later ``after_apply``, once the rotation is done, so
+# ingest never waits for the disk.
+ROTATE_WAIT_SECONDS = 0.5
 
 
 class StoreUnavailable(ServerTrackError):
@@ -94,6 +104,7 @@ class Recovery:
     torn_bytes: int = 0
     corrupt_segments: int = 0
     dropped_parts: int = 0
+    agent_seqs: int = 0  # agents whose last seq came back (after a clean stop; 0 after a crash)
     seconds: float = 0.0
 
 
@@ -118,6 +129,7 @@ class DurableStore:
         self._store_worker: StoreWorker | None = None
         self._aggregator: Aggregator | None = None
         self._nodes: NodeRegistry | None = None
+        self._inventory: AgentInventory | None = None
         self._next_chunk = 1
         self._log_dirty = False
         self._last_logged: Future[Any] | None = None  # the log's job for the last chunk
@@ -127,6 +139,7 @@ class DurableStore:
         self._next_snapshots = 0.0
         self._snapshot_seen: dict[str, float] = {}
         self._checkpointing = False
+        self._rotating: Future[Any] | None = None  # a checkpoint's log rotation not done yet
         self.pending = PendingBlocks()
         self.checkpoints = 0
         self.checkpoint_bytes = 0
@@ -155,23 +168,27 @@ class DurableStore:
             self._lock.release()
             raise StoreUnavailable(f"cannot open the store in {self.directory}: {error}") from None
 
-    def recover(self, aggregator: Aggregator, nodes: NodeRegistry) -> Recovery:
-        """Bring ``aggregator`` and ``nodes`` (both fresh) back to where the last run left them; then start
-        the writer threads. Blocking: the service calls it before it serves. ``StoreUnavailable`` (and the
-        directory unlocked) when what is there cannot be read: a newer format, a damaged checkpoint."""
+    def recover(self, aggregator: Aggregator, nodes: NodeRegistry,
+                inventory: AgentInventory | None = None) -> Recovery:
+        """Bring ``aggregator`` and ``nodes`` (both fresh) back to where the last run left them, and the
+        agents' last seqs into ``inventory`` when the last run stopped cleanly (``close`` keeps them for the
+        next start); then start the writer threads. Blocking: the service calls it before it serves.
+        ``StoreUnavailable`` (and the directory unlocked) when what is there cannot be read: a newer
+        format, a damaged checkpoint."""
         try:
-            return self._recover(aggregator, nodes)
+            return self._recover(aggregator, nodes, inventory)
         except (ServerTrackError, OSError, sqlite3.Error) as error:
             self._release()
             if isinstance(error, StoreUnavailable):
                 raise
             raise StoreUnavailable(f"cannot recover the store in {self.directory}: {error}") from None
 
-    def _recover(self, aggregator: Aggregator, nodes: NodeRegistry) -> Recovery:
+    def _recover(self, aggregator: Aggregator, nodes: NodeRegistry, inventory: AgentInventory | None) -> Recovery:
         assert self._sqlite is not None and self._log is not None, "open() first"
         started = time.perf_counter()
-        self._aggregator, self._nodes = aggregator, nodes
+        self._aggregator, self._nodes, self._inventory = aggregator, nodes, inventory
         recovery = self.recovery
+        self._restore_seqs(inventory)
         restored: list[Node] = []
         for name, record in self._sqlite.load_nodes():
             try:
@@ -202,6 +219,8 @@ class DurableStore:
         else:
             after = list(read_segments(log_directory, 0, replay))
         for batch in after:
+            if batch.batch_id < first_chunk:
+                continue  # applied before the checkpoint copied the rings (its rotation was late): in it already
             cpu, ram = from_fixed_point(batch.cpu_fixed), from_fixed_point(batch.ram_fixed)
             aggregator.apply(batch.names, batch.seconds.astype(np.float64), cpu, ram, chunk_id=batch.batch_id,
                              now=batch.applied_at)
@@ -225,6 +244,18 @@ class DurableStore:
         self._next_snapshots = now + self.retention.snapshot_every
         recovery.seconds = time.perf_counter() - started
         return recovery
+
+    def _restore_seqs(self, inventory: AgentInventory | None) -> None:
+        """The agents' seqs the last clean stop kept, into ``inventory``; the file goes either way (a crash
+        after this start must not find seqs older than what its log replays)."""
+        try:
+            kept = take_agent_seqs(self.directory / "checkpoint" / AGENT_SEQS_FILE)
+        except ValueError as error:
+            LOG.warning("store: the agents' last seqs are not used (%s): the gap of this restart is not counted",
+                        error)
+            return
+        if kept is not None and inventory is not None:
+            self.recovery.agent_seqs = inventory.restore_seqs(kept.names, kept.seqs, kept.lost)
 
     def _rebuild_seconds(self, aggregator: Aggregator, batches: Iterable[LoggedBatch], first_chunk: int,
                          oldest_second: int) -> None:
@@ -293,9 +324,11 @@ class DurableStore:
         if now >= self._next_purge:
             self._next_purge = now + PURGE_EVERY_SECONDS
             self._purge(now)
-        if now >= self._next_checkpoint and not self._checkpointing:
+        if self._rotating is not None and not self._checkpointing:
+            await self.checkpoint(0.0)  # the one whose rotation the log was behind with, if it is done now
+        elif now >= self._next_checkpoint and not self._checkpointing:
             self._next_checkpoint = now + self.checkpoint_every
-            await self.checkpoint()
+            await self.checkpoint(ROTATE_WAIT_SECONDS)
 
     def _save_nodes(self, changed: Iterable[tuple[str, Node | None]]) -> None:
         assert self._store_worker is not None and self._sqlite is not None
@@ -339,17 +372,32 @@ class DurableStore:
 
         worker.submit(step)
 
-    async def checkpoint(self) -> None:
-        """Rotate the log, copy the rings' changes, and have them written after the history queued before."""
+    async def checkpoint(self, wait: float | None = None) -> None:
+        """Rotate the log, copy the rings' changes, and have them written after the history queued before.
+
+        When the log has not rotated within ``wait`` seconds (None: however long it takes) the checkpoint
+        is left half done: the next call copies the rings once the rotation is done. Chunks applied in
+        between are then in both the checkpoint and the new segment; a restart skips those (their ids are
+        below the checkpoint's ``next_chunk``), so nothing counts twice."""
         assert self._log_worker is not None and self._store_worker is not None and self._log is not None
         assert self._aggregator is not None and self._nodes is not None and self._sqlite is not None
         self._checkpointing = True
         try:
             log = self._log
-            rotated = self._log_worker.submit(log.rotate)
-            if rotated is None:
-                return
-            segment = await asyncio.wrap_future(rotated)
+            if self._rotating is None:
+                self._rotating = self._log_worker.submit(log.rotate)
+                if self._rotating is None:
+                    return
+            rotated = self._rotating
+            if not rotated.done():
+                if wait == 0.0:
+                    return
+                try:
+                    await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(rotated)), wait)
+                except asyncio.TimeoutError:
+                    return  # the log is behind (retrying a failing disk): finished by a later call
+            self._rotating = None
+            segment = rotated.result()
             changes = self._aggregator.export_changes()
             node_records = [(node.name, encode_node(node)) for node in self._nodes.all_nodes()]
             next_chunk, written_at = self._next_chunk, self._clock()
@@ -381,7 +429,10 @@ class DurableStore:
         if self._log_worker is None or self._store_worker is None:
             self._release()
             return
-        await self.checkpoint()
+        await self.checkpoint(CLOSE_TIMEOUT_SECONDS)
+        if self._rotating is not None:
+            LOG.error("store: no last checkpoint: the log did not rotate within %.0f s (%s); a restart replays "
+                      "the log", CLOSE_TIMEOUT_SECONDS, self._log_worker.last_error or "busy")
         log, sqlite = self._log, self._sqlite
         assert log is not None and sqlite is not None
         self._log_worker.submit(log.sync)
@@ -389,7 +440,17 @@ class DurableStore:
         await loop.run_in_executor(None, self._store_worker.close, CLOSE_TIMEOUT_SECONDS)
         await loop.run_in_executor(None, self._log_worker.close, CLOSE_TIMEOUT_SECONDS)
         self._log_worker = self._store_worker = None
+        if self._inventory is not None:
+            await loop.run_in_executor(None, self._keep_seqs, self._inventory.export_seqs())
         self._release()
+
+    def _keep_seqs(self, seqs: tuple[list[str], np.ndarray, np.ndarray]) -> None:
+        """Write the agents' last seqs for the next start (the last thing a clean stop writes)."""
+        try:
+            write_agent_seqs(self.directory / "checkpoint" / AGENT_SEQS_FILE, AgentSeqs(*seqs))
+        except OSError as error:
+            LOG.error("store: the agents' last seqs were not kept (%s): the next start will not count the gap",
+                      error)
 
     def _release(self) -> None:
         if self._log is not None:
@@ -428,6 +489,7 @@ class DurableStore:
                          "torn_bytes": self.recovery.torn_bytes,
                          "corrupt_segments": self.recovery.corrupt_segments,
                          "dropped_parts": self.recovery.dropped_parts,
+                         "agent_seqs": self.recovery.agent_seqs,
                          "seconds": round(self.recovery.seconds, 3)},
         }
         for worker in workers:

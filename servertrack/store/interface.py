@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..common.aggregator import Aggregator
 from ..common.buckets import BucketWindow
+from ..common.inventory import AgentInventory
 from ..common.nodes import NodeRegistry
 from ..common.periods import HistoryBlocks
 from .records import LoggedBatch
@@ -59,8 +60,9 @@ class Store(Protocol):
         """Take the store (its lock, files or connection); ``ServerTrackError`` with one clear line if not."""
         ...
 
-    def recover(self, aggregator: Aggregator, nodes: NodeRegistry) -> object:
-        """Load what the last run left into a fresh aggregator and registry; returns a report."""
+    def recover(self, aggregator: Aggregator, nodes: NodeRegistry, inventory: AgentInventory | None = None) -> object:
+        """Load what the last run left into a fresh aggregator and registry (and, when the backend keeps
+        them, the agents' last seqs into ``inventory``, so a restart's gap counts as lost); a report."""
         ...
 
     def new_chunk_id(self) -> int:

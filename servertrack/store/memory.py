@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..common.aggregator import Aggregator
+from ..common.inventory import AgentInventory
 from ..common.nodes import NodeRegistry
 from ..common.periods import HistoryBlocks
 from .records import LoggedBatch
@@ -22,7 +23,7 @@ class MemoryStore:
     def open(self) -> None:
         """Nothing to open."""
 
-    def recover(self, aggregator: Aggregator, nodes: NodeRegistry) -> None:
+    def recover(self, aggregator: Aggregator, nodes: NodeRegistry, inventory: AgentInventory | None = None) -> None:
         """Nothing to recover."""
 
     def new_chunk_id(self) -> int:

@@ -132,7 +132,7 @@ def test_registering_answers_201_with_the_native_detail_named_after_the_hostname
         "uptime_seconds": 3600, "os": "Linux 6.1.0", "platform": "x86_64", "cpu_count": 2,
         "memory_total": 16 * 2**30, "agent_version": "cluster-stats-1", "interval": 10.0,
         "loadavg": None, "cpu_usage_percent": None, "memory_usage_percent": None, "stats_at": None,
-        "paused": False, "clock_skew_seconds": None, "agent_key": None, "dropped": {},
+        "paused": False, "clock_skew_seconds": None, "agent_key": None, "dropped": {}, "seq": None, "lost": None,
     }
     assert get_json(api, "/nodes/web-01.example") == reply.json  # one registry
     assert get_json(api, "/cluster/nodes") == ["192.168.2.10"]

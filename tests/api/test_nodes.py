@@ -67,7 +67,7 @@ def test_registering_a_node_answers_201_with_its_summary(api: LiveApi) -> None:
         "os": "Linux 6.1.0", "platform": "x86_64", "cpu_count": 2, "memory_total": 16 * 2**30,
         "agent_version": "0.2.0", "interval": 10.0,
         "loadavg": None, "cpu_usage_percent": None, "memory_usage_percent": None, "stats_at": None,
-        "paused": False, "clock_skew_seconds": None, "agent_key": None, "dropped": {},
+        "paused": False, "clock_skew_seconds": None, "agent_key": None, "dropped": {}, "seq": None, "lost": None,
     }
     node = api.nodes.get("node01.example")
     assert node is not None and node.info == HELLO and node.ips == ["10.0.0.5", "fd00::2"]

@@ -58,7 +58,7 @@ def test_a_node_summary_digests_the_latest_snapshot(nodes_api: LiveApi, clock: F
         "os": "Linux 6.1.0", "platform": "x86_64", "cpu_count": 2, "memory_total": 16 * 2**30,
         "agent_version": "0.2.0", "interval": 10.0,
         "loadavg": [0.5, 0.4, 0.3], "cpu_usage_percent": [20.0, 30.0], "memory_usage_percent": 37.5,
-        "stats_at": START_ISO, "paused": False, "clock_skew_seconds": None, "agent_key": None, "dropped": {},
+        "stats_at": START_ISO, "paused": False, "clock_skew_seconds": None, "agent_key": None, "dropped": {}, "seq": None, "lost": None,
     }
 
 

@@ -133,3 +133,32 @@ def test_no_budget_keeps_every_frame() -> None:
     inventory = AgentInventory(4, frame_budget=0.0)
     inventory.admit("a")
     assert all(inventory.refusal("a", 0, 5.0) is None for _ in range(10_000))
+
+
+@settings(max_examples=200, deadline=None)
+@given(run=st.lists(st.tuples(st.sampled_from("abcde"), SEQS), min_size=1, max_size=40))
+def test_each_agents_loss_adds_up_to_the_total_one_by_one_and_at_once(run: list[tuple[str, int]]) -> None:
+    one_by_one, at_once = AgentInventory(10), AgentInventory(10)
+    for name, seq in run:
+        one_by_one.observe_seq(name, seq)
+    at_once.observe_many([at_once.admit(name) for name, _ in run], [seq for _, seq in run])  # type: ignore[misc]
+    for inventory in (one_by_one, at_once):
+        assert sum(inventory.lost_of(name) or 0 for name in "abcde") == inventory.lost
+    assert [at_once.lost_of(name) for name in "abcde"] == [one_by_one.lost_of(name) for name in "abcde"]
+
+
+def test_seqs_restored_after_a_restart_count_the_gap_per_agent() -> None:
+    before = AgentInventory(10)
+    before.observe_many([before.admit("a"), before.admit("b")], [10, 20])  # type: ignore[list-item]
+    before.observe_seq("a", 12)  # 11 lost
+    before.admit("c")  # no message yet: nothing to keep
+    names, seqs, lost = before.export_seqs()
+    assert (names, seqs.tolist(), lost.tolist()) == (["a", "b"], [12, 20], [1, 0])
+    after = AgentInventory(10)
+    assert after.restore_seqs(names, seqs, lost) == 2
+    assert after.observe_many([after.admit("a"), after.admit("b")], [17, 21]) == 4  # type: ignore[list-item]
+    assert after.observe_seq("c", 5) == 0  # new: its first message sets the seq
+    assert (after.lost, after.lost_of("a"), after.lost_of("b"), after.lost_of("c")) == (4, 5, 0, 0)
+    assert after.lost_of("zzz") is None
+    full = AgentInventory(1)
+    assert full.restore_seqs(names, seqs, lost) == 1 and full.last_seq("a") == 12 and full.last_seq("b") is None
