@@ -16,6 +16,7 @@ counted per agent (``by_agent``), for at most ``MAX_AGENTS_COUNTED`` agents.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from typing import Any
 
@@ -119,5 +120,5 @@ class IngestStats:
         }
 
     def _most_dropped(self) -> list[dict[str, Any]]:
-        ranked = sorted(self.by_agent.items(), key=lambda item: (-sum(item[1].values()), item[0]))
-        return [{"name": name, "dropped": self.agent_drops(name)} for name, _ in ranked[:AGENTS_SHOWN]]
+        ranked = heapq.nsmallest(AGENTS_SHOWN, self.by_agent.items(), key=lambda item: (-item[1].total(), item[0]))
+        return [{"name": name, "dropped": self.agent_drops(name)} for name, _ in ranked]
