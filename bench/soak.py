@@ -68,6 +68,7 @@ Usage
     python bench/soak.py --minutes 10                   # the CI-sized variant
     python bench/soak.py --minutes 2 --out /tmp/soak-check   # a quick check of the script
     python bench/soak.py --minutes 10 --store memory --no-prefill
+    python bench/soak.py --replot /tmp/soak-check --minutes 2     # the PNG again from the CSVs
 """
 
 from __future__ import annotations
@@ -209,6 +210,7 @@ class Series:
     """What the soak has measured so far, and where it writes it."""
 
     out: str
+    flat_from: int = 10  # the minute RSS growth is judged from: the PNG shades the 2 % above it
     rows: list[Minute] = field(default_factory=list)
     batches: list[Batch] = field(default_factory=list)
     plot_note: str = ""
@@ -219,6 +221,21 @@ class Series:
         for path, fields in ((self.minutes_csv, MINUTE_FIELDS), (self.batches_csv, BATCH_FIELDS)):
             with open(path, "w", newline="") as file:
                 csv.writer(file).writerow(fields)
+
+    @classmethod
+    def read(cls, out: str, flat_from: int) -> Series:
+        """The series a run wrote under ``out`` (to draw its PNG again: ``--replot``); its CSVs are left as
+        they are."""
+        series = cls.__new__(cls)
+        series.out, series.flat_from, series.plot_note, series.before = out, flat_from, "", {}
+        types = {f.name: f.type for f in dataclasses.fields(Minute)}
+        with open(series.minutes_csv, newline="") as file:
+            series.rows = [Minute(**{k: v if types[k] == "str" else float(v) if types[k] == "float" else int(v)
+                                     for k, v in row.items()}) for row in csv.DictReader(file)]
+        with open(series.batches_csv, newline="") as file:
+            series.batches = [Batch(float(row["at"]), float(row["seconds"]), int(row["size"]))
+                              for row in csv.DictReader(file)]
+        return series
 
     @property
     def minutes_csv(self) -> str:
@@ -257,7 +274,15 @@ class Series:
             return
         figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
         minutes = [row.elapsed_s / 60.0 for row in self.rows]
-        top.plot(minutes, [row.rss_mib for row in self.rows], marker=".", color="tab:blue")
+        rss = [row.rss_mib for row in self.rows]
+        top.plot(minutes, rss, marker=".", color="tab:blue")
+        base = [row.rss_mib for row in self.rows if row.minute == self.flat_from]
+        if base:  # the target's band; and never a scale so fine that noise looks like growth
+            top.axhspan(base[0], base[0] * (1 + TARGET_RSS_GROWTH_PERCENT / 100), color="tab:green", alpha=0.12,
+                        label=f"< {TARGET_RSS_GROWTH_PERCENT:g} % above minute {self.flat_from}")
+            top.legend(loc="lower right", fontsize="small")
+        low, high = top.get_ylim()
+        top.set_ylim(min(low, min(rss) * 0.97), max(high, max(rss) * 1.03))
         top.set_ylabel("service RSS (MiB)")
         top.set_title(os.path.basename(self.out))
         top.grid(True, alpha=0.3)
@@ -421,7 +446,7 @@ def soak(args: argparse.Namespace) -> bool:
         with harness.Service(max_servers=args.max_servers, flags=flags) as service:
             print(f"  service {service.url} ingest {service.ingest} ({args.store}"
                   f"{f' in {data_dir}' if args.store == 'sqlite' else ''}); idle RSS {service.rss() / MIB:,.1f} MiB")
-            series = Series(args.out)
+            series = Series(args.out, flat_from=args.flat_from)
             if args.prefill:
                 accepted, seconds = durable.fill_windows(service, args.servers, patience=PREFILL_PATIENCE)
                 idle = service.wait_for(settled, timeout=PREFILL_PATIENCE)
@@ -459,7 +484,14 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between /stats polls (default %(default)s)")
     parser.add_argument("--max-servers", type=int, default=200_000, help="serve --max-servers (default %(default)s)")
     parser.add_argument("--out", default=None, help="prefix of the CSV and PNG files (default /tmp/soak-DATE-TIME)")
+    parser.add_argument("--replot", metavar="OUT", help="only draw OUT.png again from OUT's CSVs (no run)")
     args = parser.parse_args()
+    if args.replot:
+        flat_from = args.flat_from if args.flat_from is not None else flat_from_default(args.minutes, args.prefill)
+        series = Series.read(args.replot, flat_from)
+        series.plot()
+        print(series.plot_note or f"{series.png}: {len(series.rows)} minutes, {len(series.batches):,} batches")
+        return 0
     if not 1 <= args.minutes <= HARD_LIMIT_MINUTES or args.rate < 1 or args.servers < 1 or args.poll <= 0:
         parser.error(f"need 1 <= --minutes <= {HARD_LIMIT_MINUTES}, --rate >= 1, --servers >= 1, --poll > 0")
     if args.flat_from is None:

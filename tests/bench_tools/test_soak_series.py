@@ -85,3 +85,10 @@ def test_series_appends_a_row_a_minute_to_its_csvs(tmp_path: Path) -> None:
     assert rows[0] == MINUTE_FIELDS and [row[0] for row in rows[1:]] == ["1", "2"]
     with open(series.batches_csv, newline="") as file:
         assert [row[1] for row in csv.reader(file)] == ["seconds", "0.05", "0.06", "0.07"]
+
+
+def test_a_series_reads_back_what_it_wrote(tmp_path: Path) -> None:
+    series = Series(str(tmp_path / "soak"), flat_from=1, plot_note="no plot in this test")
+    series.add_minute(minute(1, 10.5), [Batch(1.0, 0.05, 100)])
+    again = Series.read(series.out, flat_from=1)
+    assert again.rows == series.rows and again.batches == series.batches
