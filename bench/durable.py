@@ -492,8 +492,9 @@ def fill_bodies(servers: int, now: float, rng: random.Random) -> Iterator[tuple[
         yield len(items), ("[" + ",".join(items) + "]").encode()
 
 
-def fill_windows(service: harness.Service, servers: int) -> tuple[int, float]:
-    """Post the 24 h fill; return ``(samples accepted, seconds)``. 503s are retried (bounded)."""
+def fill_windows(service: harness.Service, servers: int, patience: float = 50.0) -> tuple[int, float]:
+    """Post the 24 h fill; return ``(samples accepted, seconds)``. 503s are retried for up to ``patience``
+    seconds per body."""
     now = time.time()
     if 3600 - now % 3600 < 45:  # the oldest hour must not leave the window while it is being posted
         time.sleep(3600 - now % 3600 + 1)
@@ -502,9 +503,10 @@ def fill_windows(service: harness.Service, servers: int) -> tuple[int, float]:
     started, accepted = time.monotonic(), 0
     try:
         for count, body in fill_bodies(servers, now, random.Random(7)):
-            for _attempt in range(200):
+            give_up = time.monotonic() + patience
+            while True:
                 status, answer = client.request("POST", "/loads", body)
-                if status != 503:
+                if status != 503 or time.monotonic() >= give_up:
                     break
                 time.sleep(0.25)
             if status != 202:

@@ -6,7 +6,7 @@
 - ``Process``: the same start/stop discipline for any helper subprocess
   (load generator, agent).
 - ``http_json``: tiny HTTP client for 127.0.0.1 that never uses a proxy.
-- ``median``, ``verdict``, ``reproduce_command``: how every script reports.
+- ``median``, ``percentile``, ``verdict``, ``reproduce_command``: how every script reports.
 
 Every subprocess is started with ``REPO`` on ``PYTHONPATH`` and the same
 interpreter as the benchmark, and every start is paired with a stop in a
@@ -18,6 +18,7 @@ Import it before ``servertrack``: it puts this checkout on ``sys.path``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import selectors
@@ -226,6 +227,14 @@ def last_json_line(process: Process, timeout: float) -> dict[str, Any]:
 def median(values: Sequence[float]) -> float:
     """The median (NaN for no values)."""
     return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """Nearest-rank percentile (``share`` in 0..1) of ``values``; NaN for none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))]
 
 
 def verdict(label: str, value: float, target: float, unit: str, higher_is_better: bool) -> bool:

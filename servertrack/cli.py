@@ -262,6 +262,9 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     serve.add_argument("--max-connections-per-client", type=_connections, default=env.max_connections_per_client,
                        metavar="N", help="open HTTP connections from one IP address at most; more are answered "
                                          "429 (default %(default)s)")
+    serve.add_argument("--write-timeout", type=_timeout, default=env.write_timeout, metavar="SECONDS",
+                       help="close an HTTP connection whose response is not read in full within this time "
+                            "(a slow reader; default %(default)s)")
     serve.add_argument("--store", choices=("sqlite", "memory"), default=env.store,
                        help="where history lives: sqlite in --data-dir, or memory (nothing on disk; "
                             "default %(default)s)")
@@ -392,7 +395,8 @@ def _run_serve(args: argparse.Namespace) -> int:
                              curve_secret=args.curve_secret, allowed_agents=args.allowed_agents,
                              agent_budget=args.agent_budget,
                              write_token=args.write_token, read_token=args.read_token, tls_cert=args.tls_cert,
-                             tls_key=args.tls_key, max_connections_per_client=args.max_connections_per_client)
+                             tls_key=args.tls_key, max_connections_per_client=args.max_connections_per_client,
+                             write_timeout=args.write_timeout)
     try:
         loop_name, _ = loop_factory(settings.event_loop)
     except ValueError as error:  # from SERVERTRACK_EVENT_LOOP: argparse checks only what is typed

@@ -198,7 +198,8 @@ class Monitor:
             raise StartupError(f"cannot listen on {self.settings.host}:{self.settings.port}: {error}") from None
         limits = HttpLimits(max_connections=self.settings.max_connections, idle_timeout=self.settings.idle_timeout,
                             body_timeout=self.settings.body_timeout,
-                            max_connections_per_client=self.settings.max_connections_per_client)
+                            max_connections_per_client=self.settings.max_connections_per_client,
+                            write_timeout=self.settings.write_timeout)
         self._server = GuardedHTTPServer(self.app, limits, descriptor_limit=raise_descriptor_limit(),
                                          pressure=self.pressure, ssl_options=self._tls)
         self.app.settings["http_counters"] = self._server.counters

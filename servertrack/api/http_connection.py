@@ -6,7 +6,9 @@ steps that raise it so that the error becomes a ``Refusal``, answered with
 ``{"error": "..."}``, ``Content-Type: application/json`` and ``Connection:
 close`` (``400``, ``408`` for a slow body, ``413``, ``431``), after which the
 rest of the request is read and discarded for up to ``LINGER_SECONDS`` so that
-closing does not reset the connection and destroy the answer.
+closing does not reset the connection and destroy the answer. A response not
+written in full within ``write_timeout`` of its headers (a client reading it
+slower than that, or not at all) closes the connection, counted as overdue.
 ``GuardedServerConnection`` runs Tornado's request loop with it, and
 ``AppGuard`` answers what the application's ``headers_received`` raises.
 """
@@ -21,6 +23,8 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from tornado import gen, httputil, iostream
+from tornado.concurrent import Future
+from tornado.ioloop import IOLoop
 from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters, HTTP1ServerConnection
 from tornado.log import gen_log
 
@@ -64,6 +68,12 @@ def malformed(error: Exception) -> Refusal:
 
 
 Reporter = Callable[[Refusal, object], None]
+# Told of a connection closed because its response was not written in full in time (its context).
+OverdueReporter = Callable[[object], None]
+
+
+def _ignore_overdue(context: object) -> None:
+    """The ``overdue`` of a connection nobody counts them for."""
 
 
 class GuardedConnection(HTTP1Connection):
@@ -83,17 +93,24 @@ class GuardedConnection(HTTP1Connection):
         limits: HttpLimits,
         report: Reporter,
         pressure: HttpPressure | None = None,
+        overdue: OverdueReporter = _ignore_overdue,
     ) -> None:
         super().__init__(stream, False, params, context)
         self._limits = limits
         self._report = report
         self._pressure = pressure
+        self._overdue = overdue
         self._answering = False  # counted in pressure.answering: the headers are in, the answer is not done
+        self._write_deadline: object | None = None  # the timeout handle, from the response's headers on
+        self._overdue_closed = False
 
     async def read_response(self, delegate: httputil.HTTPMessageDelegate) -> bool:
-        """Read one request (see ``HTTP1Connection.read_response``); answer a refused one and close."""
+        """Read one request (see ``HTTP1Connection.read_response``); answer a refused one and close.
+
+        False (no next request) once the connection is closed for an overdue response: the requests its
+        client pipelined are still in the stream's buffer, and answering them would be work for nobody."""
         try:
-            return await super().read_response(delegate)
+            return await super().read_response(delegate) and not self._overdue_closed
         except Refusal as refusal:
             await self._answer(refusal)
             return False
@@ -108,6 +125,36 @@ class GuardedConnection(HTTP1Connection):
         phrase = http.HTTPStatus(refusal.status).phrase
         self.write_headers(httputil.ResponseStartLine("HTTP/1.1", refusal.status, phrase), headers, body)
         self.finish()  # the request is not read yet: Tornado closes once this is written
+
+    def write_headers(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> Future[None]:
+        """Write the response's headers (see ``HTTP1Connection.write_headers``); the write deadline starts."""
+        if self._write_deadline is None and not self._finish_future.done():
+            self._write_deadline = self.stream.io_loop.call_later(self._limits.write_timeout, self._write_overdue)
+            self._finish_future.add_done_callback(self._cancel_write_deadline)
+        return super().write_headers(start_line, headers, chunk)
+
+    def finish(self) -> None:
+        """The response is complete (see ``HTTP1Connection.finish``): what is left is the socket's to write,
+        so the request no longer presses on bulk work, however slowly its client reads."""
+        super().finish()
+        self.answered()
+
+    def _cancel_write_deadline(self, finished: Future[None]) -> None:
+        if self._write_deadline is not None:  # (the stream may be detached by now)
+            IOLoop.current().remove_timeout(self._write_deadline)
+            self._write_deadline = None
+
+    def _write_overdue(self) -> None:
+        if self._finish_future.done() or self.stream is None or self.stream.closed():
+            return
+        self._overdue_closed = True
+        self._overdue(self.context)
+        self.close()
 
     def answered(self) -> None:
         """The request is over (answered, refused or its connection lost): it no longer presses."""
@@ -204,11 +251,13 @@ class GuardedServerConnection(HTTP1ServerConnection):
         limits: HttpLimits,
         report: Reporter,
         pressure: HttpPressure | None = None,
+        overdue: OverdueReporter = _ignore_overdue,
     ) -> None:
         super().__init__(stream, params, context)
         self._limits = limits
         self._report = report
         self._pressure = pressure
+        self._overdue = overdue
         self.client: str | None = None  # the remote IP address, as the server's per-client cap counts it
 
     async def _server_request_loop(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
@@ -216,7 +265,7 @@ class GuardedServerConnection(HTTP1ServerConnection):
         try:
             while True:
                 conn = GuardedConnection(self.stream, self.params, self.context, self._limits, self._report,
-                                         self._pressure)
+                                         self._pressure, self._overdue)
                 request_delegate = delegate.start_request(self, conn)
                 try:
                     ret = await conn.read_response(request_delegate)

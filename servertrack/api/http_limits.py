@@ -56,10 +56,13 @@ class HttpLimits:
     max_body_bytes: int = MAX_BODY_BYTES
     # Open connections from one IP address at most.
     max_connections_per_client: int = 256
+    # Seconds for a response to be written in full once its headers are (a client that reads it slower
+    # is closed: its connection and the rest of the answer are not held for ever).
+    write_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "idle_timeout", "body_timeout", "max_header_bytes", "max_body_bytes",
-                     "max_connections_per_client"):
+                     "max_connections_per_client", "write_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"HttpLimits.{name} must be positive, not {getattr(self, name)!r}")
 

@@ -28,7 +28,12 @@ malformed request on one; ``http_limits`` holds the limits and the incident log.
 - **Deadlines.** A request's headers must be complete within ``idle_timeout``
   (also how long an idle keep-alive connection is kept; Tornado's
   ``idle_connection_timeout`` is its header timeout), its body within
-  ``body_timeout``.
+  ``body_timeout``, and its response must be written in full within
+  ``write_timeout`` of the response's headers: Tornado has no write timeout,
+  and a client that reads slowly (or not at all) would otherwise hold its
+  connection, and the part of the answer its socket buffers cannot take, for
+  as long as it likes. Such a connection is closed, counted as
+  ``slow_reader`` and logged once per interval.
 - **JSON for parser-level errors.** What Tornado answers with an empty
   ``400``, a reset or nothing gets ``{"error": "..."}``, ``Content-Type:
   application/json`` and ``Connection: close``: ``400`` for a malformed request
@@ -265,6 +270,11 @@ class GuardedHTTPServer(HTTPServer):
             logger, logging.WARNING,
             "refused %d connection(s) since the last report: %s had %d open, the cap per client", clock,
         )
+        self._slow_readers = IncidentLog(
+            logger, logging.INFO,
+            f"closed %d connection(s) since the last report whose response was not read within "
+            f"{limits.write_timeout:g} s; latest from %s", clock,
+        )
         self._handshakes: HandshakeFailures | None = None
         if ssl_options is not None:
             self._handshakes = HandshakeFailures(IncidentLog(
@@ -301,6 +311,11 @@ class GuardedHTTPServer(HTTPServer):
         return self._crowded.total
 
     @property
+    def slow_readers(self) -> int:
+        """Connections closed because their response was not written in full within ``write_timeout``."""
+        return self._slow_readers.total
+
+    @property
     def failed_handshakes(self) -> int:
         """TLS handshakes that failed with a protocol error (0 without TLS)."""
         return 0 if self._handshakes is None else self._handshakes.incidents.total
@@ -312,7 +327,8 @@ class GuardedHTTPServer(HTTPServer):
     def counters(self) -> dict[str, int]:
         """What the server edge refused, for ``/stats`` (``http_refused``)."""
         counters = {"too_many_connections": self.refused_connections, "out_of_descriptors": self.shed_connections,
-                    "malformed_or_slow": self.rejected_requests, "too_many_from_client": self.crowded_connections}
+                    "malformed_or_slow": self.rejected_requests, "too_many_from_client": self.crowded_connections,
+                    "slow_reader": self.slow_readers}
         if self._handshakes is not None:
             counters["tls_handshake_failed"] = self.failed_handshakes
         return counters
@@ -330,7 +346,8 @@ class GuardedHTTPServer(HTTPServer):
         """Stop listening (as ``TCPServer.stop``), give the spare descriptor back, log what is unreported."""
         super().stop()
         self._reserve.close()
-        for incidents in (self._refused, self._shed, self._accept_errors, self._rejected, self._crowded):
+        for incidents in (self._refused, self._shed, self._accept_errors, self._rejected, self._crowded,
+                          self._slow_readers):
             incidents.flush()
         if self._handshakes is not None:
             logging.getLogger(_TORNADO_LOG).removeFilter(self._handshakes)
@@ -339,7 +356,8 @@ class GuardedHTTPServer(HTTPServer):
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         """Serve ``stream`` with a ``GuardedServerConnection``."""
         context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
-        conn = GuardedServerConnection(stream, self.conn_params, context, self.limits, self._report, self.pressure)
+        conn = GuardedServerConnection(stream, self.conn_params, context, self.limits, self._report, self.pressure,
+                                       self._slow_readers.record)
         if self.pressure is not None and stream.socket is not None:
             self.pressure.watch(stream.socket.fileno())
         self._connections.add(conn)

@@ -30,6 +30,7 @@ DEFAULT_MAX_CONNECTIONS = 4096
 DEFAULT_IDLE_TIMEOUT = 20.0  # seconds: an idle keep-alive connection, or a request's headers
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a request body
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256  # open HTTP connections from one IP address
+DEFAULT_WRITE_TIMEOUT = 30.0  # seconds to write a response in full (a slow reader is closed)
 DAY = 86_400.0
 DEFAULT_KEEP_MINUTES = 7 * DAY
 DEFAULT_KEEP_HOURS = 400 * DAY
@@ -81,6 +82,7 @@ class ServeSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +185,7 @@ class EnvironmentDefaults:
     max_connections_per_client: str = str(DEFAULT_MAX_CONNECTIONS_PER_CLIENT)
     token: str | None = field(default=None, repr=False)
     ca: str | None = None  # SERVERTRACK_CA: the CA file the client commands trust for https://
+    write_timeout: str = str(DEFAULT_WRITE_TIMEOUT)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> EnvironmentDefaults:

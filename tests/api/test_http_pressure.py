@@ -111,3 +111,47 @@ def test_the_server_counts_a_request_from_its_headers_to_its_end_however_it_ends
             pressure.close()
 
     asyncio.run(scenario())
+
+
+def test_a_finished_answer_its_client_reads_slowly_no_longer_presses() -> None:
+    import tornado.netutil
+    import tornado.web
+
+    from servertrack.api import make_app
+    from servertrack.api.http_server import GuardedHTTPServer, HttpLimits
+    from servertrack.common.aggregator import Aggregator
+    from servertrack.common.batch import PendingBatch
+    from servertrack.common.inventory import AgentInventory
+    from servertrack.common.stats import IngestStats
+
+    class BigAnswer(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.write(b"x" * (8 * 1024 * 1024))  # far more than the socket buffers hold
+
+    async def scenario() -> None:
+        pressure = HttpPressure()
+        app = make_app(Aggregator(100), PendingBatch(), AgentInventory(100), IngestStats())
+        app.add_handlers(r".*", [(r"/big", BigAnswer)])
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+        server = GuardedHTTPServer(app, HttpLimits(), descriptor_limit=10_000, pressure=pressure)
+        server.add_sockets(sockets)
+        slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        slow.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(slow, sockets[0].getsockname())
+            slow.send(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            deadline = time.monotonic() + 5
+            while server.open_connections != 1 or pressure.answering != 0 or pressure.waiting():
+                assert time.monotonic() < deadline, (server.open_connections, pressure.answering)
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            # the answer is still being written to a client that reads nothing, and nothing presses
+            assert server.open_connections == 1 and not pressure.waiting()
+        finally:
+            slow.close()
+            server.stop()
+            await server.close_all_connections()
+            pressure.close()
+
+    asyncio.run(scenario())

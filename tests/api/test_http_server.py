@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import pytest
 import tornado.ioloop
 import tornado.netutil
+import tornado.web
 
 from servertrack.api import MAX_BODY_BYTES, make_app
 from servertrack.api.http_server import (
@@ -288,13 +289,14 @@ class DescriptorFlood:
 def test_limits_default_to_the_documented_values() -> None:
     assert HttpLimits() == HttpLimits(
         max_connections=4096, idle_timeout=20.0, body_timeout=30.0,
-        max_header_bytes=64 * 1024, max_body_bytes=MAX_BODY_BYTES,
+        max_header_bytes=64 * 1024, max_body_bytes=MAX_BODY_BYTES, max_connections_per_client=256,
+        write_timeout=30.0,
     )
     assert MAX_BODY_BYTES == 1024 * 1024
 
 
 @pytest.mark.parametrize("field", ["max_connections", "idle_timeout", "body_timeout", "max_header_bytes",
-                                   "max_body_bytes"])
+                                   "max_body_bytes", "max_connections_per_client", "write_timeout"])
 def test_limits_must_be_positive(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         HttpLimits(**{field: 0})
@@ -536,6 +538,84 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(serve: C
         started = time.monotonic()
         assert client.rest() == b""
         assert 0.4 <= time.monotonic() - started <= 1.0
+
+
+BIG_ANSWER = 8 * 1024 * 1024  # more than any socket buffers between the server and a slow reader hold
+
+
+class BigAnswerHandler(tornado.web.RequestHandler):
+    """An answer far larger than the kernel buffers (the API's largest pages are ~1 MB); counts its calls."""
+
+    answered = 0
+
+    def get(self) -> None:
+        BigAnswerHandler.answered += 1
+        self.write(b"x" * BIG_ANSWER)
+
+
+def serve_big_answers(api: ServedApi) -> None:
+    """Add ``GET /big`` to the app ``api`` serves."""
+    app = api.server.request_callback
+    assert isinstance(app, tornado.web.Application)
+    api.on_loop(lambda: app.add_handlers(r".*", [(r"/big", BigAnswerHandler)]))
+
+
+def slow_reader(port: int, requests: int = 1) -> Client:
+    """A client with a small receive window that asks for ``/big`` (``requests`` times, pipelined) and reads
+    nothing."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connecting: the window it offers
+    sock.connect(("127.0.0.1", port))
+    client = Client(port, sock)
+    client.send(f"GET /big HTTP/1.1\r\n{HOST}\r\n" * requests)
+    return client
+
+
+def test_a_response_not_read_within_the_write_timeout_closes_its_connection_and_is_counted(
+    serve: Callable[..., ServedApi], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    api = serve(write_timeout=0.5)
+    serve_big_answers(api)
+    readers = [slow_reader(api.port) for _ in range(5)]
+    try:
+        started = time.monotonic()
+        with Client(api.port) as other:  # served meanwhile
+            assert other.get().status == 200
+            assert time.monotonic() - started < 0.3
+        api.wait_for_open_connections(at_most=len(readers))
+        api.wait_for_open_connections(at_most=0)  # within 2 s of the write timeout's 0.5 s
+        assert 0.4 <= time.monotonic() - started
+        assert api.on_loop(lambda: api.server.counters()["slow_reader"]) == len(readers)
+        assert len(server_records(caplog, "not read within 0.5 s")) == 1  # one line for the five
+        with Client(api.port) as after:
+            assert after.get().status == 200
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def test_requests_pipelined_behind_an_overdue_response_are_not_answered(serve: Callable[..., ServedApi]) -> None:
+    api = serve(write_timeout=0.5)
+    serve_big_answers(api)
+    BigAnswerHandler.answered = 0
+    with slow_reader(api.port, requests=4):
+        api.wait_for_open_connections(at_most=0)
+        time.sleep(0.2)  # time enough to answer the next request, were it read
+    assert api.on_loop(lambda: BigAnswerHandler.answered) == 1
+    assert api.on_loop(lambda: api.server.counters()["slow_reader"]) == 1
+
+
+def test_a_large_answer_read_at_full_speed_is_not_cut_by_the_write_timeout(serve: Callable[..., ServedApi]) -> None:
+    api = serve(write_timeout=0.5, idle_timeout=5.0)
+    serve_big_answers(api)
+    with Client(api.port) as client:
+        for _ in range(3):  # keep-alive: each response has its own deadline
+            reply = client.get("/big")
+            assert reply.status == 200 and len(reply.body) == BIG_ANSWER
+        time.sleep(0.6)  # past the deadlines of the responses already written
+        assert client.get().status == 200
+    assert api.on_loop(lambda: api.server.counters()["slow_reader"]) == 0
 
 
 @pytest.mark.parametrize(
