@@ -26,6 +26,7 @@ from .handlers import (
     ServersHandler,
     StatsHandler,
 )
+from .openapi import OpenApiHandler
 from .perf_handlers import PerfHandler, PerfWindowHandler, ServerHistoryHandler
 from .cluster_handlers import cluster_routes
 from .history_handlers import (
@@ -90,6 +91,7 @@ def make_app(
             (r"/loads", BatchLoadsHandler, dict(batch=batch, stats=stats, names=names, clock=clock)),
             (r"/servers", ServersHandler, dict(aggregator=aggregator, inventory=inventory, names=names)),
             (r"/healthz", HealthHandler),
+            (r"/openapi\.json", OpenApiHandler),  # the document of every route here (see openapi)
             (r"/stats", StatsHandler,
              dict(aggregator=aggregator, inventory=inventory, batch=batch, stats=stats, nodes=nodes)),
             # A node is addressed by name or IP address (IPv6 colons are fine in a path segment).
