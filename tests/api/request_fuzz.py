@@ -174,7 +174,7 @@ def route_paths(draw: st.DrawFn, pattern: str, *known: st.SearchStrategy[str]) -
             options = known[min(free, len(known) - 1)]
             free += 1
         return quote(draw(SEGMENTS if draw(st.integers(0, 3)) == 0 else options))
-    path = _GROUP.sub(segment, pattern)
+    path = _GROUP.sub(segment, pattern.replace("\\.", "."))  # an escaped dot: /openapi\.json
     if path.endswith("/?"):
         path = path[:-2] + draw(st.sampled_from(["", "/"]))
     return path
