@@ -81,3 +81,13 @@ def test_each_app_has_its_own_registry(api: LiveApi) -> None:
     series = scraped(api)
     assert value(series, "servertrack_batch_apply_seconds_count") == 0
     assert b"servertrack_received_total" not in other.exposition()
+
+
+def test_only_applies_of_something_are_observed(api: LiveApi) -> None:
+    api.apply()
+    api.record("web-01", cpu=1.0, ram=1.0)
+    api.apply()
+    api.apply()
+    series = scraped(api)
+    assert value(series, "servertrack_batch_apply_seconds_count") == 1
+    assert value(series, "servertrack_batch_apply_seconds_sum") > 0
