@@ -18,7 +18,7 @@ import tornado.netutil
 import zmq
 import zmq.asyncio
 
-from .api import make_app
+from .api import ServiceMetrics, make_app
 from .api.http_pressure import HttpPressure
 from .api.access_tokens import AccessTokens
 from .api.http_server import GuardedHTTPServer, HttpLimits, raise_descriptor_limit
@@ -81,14 +81,16 @@ class Monitor:
                                   on_mismatch=self.control.reassert, on_remove=self.inventory.release)
         # requests go first: bulk work on the loop steps aside while HTTP work waits
         self.pressure = HttpPressure()
+        self.metrics = ServiceMetrics()  # GET /metrics: the applier observes each batch's time in it
         self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock=clock,
-                                    nodes=self.nodes, store=self.store, http_waiting=self.pressure.waiting)
+                                    nodes=self.nodes, store=self.store, http_waiting=self.pressure.waiting,
+                                    on_applied=self.metrics.observe_batch)
         kept_for = {60: retention.minutes, 3600: retention.hours} if self.store.logs_chunks else None
         self.history = LoadHistory(self.aggregator, self.nodes, self.store.open_reader, kept_for, clock)
         tokens = AccessTokens.of(settings.write_token, settings.read_token)
         policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts, tokens)
         self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes,
-                            policy, control=self.control, history=self.history)
+                            policy, control=self.control, history=self.history, metrics=self.metrics)
         self.app.settings["store"] = self.store
         self.http_url = ""
         self.ingest_endpoint = ""

@@ -16,6 +16,7 @@ from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache
 from ..common.stats import IngestStats
 from ..common.incidents import IncidentLog
+from .metrics import MetricsHandler, RoutePatterns, ServiceCollector, ServiceMetrics, request_observer
 from .request_policy import RequestPolicy
 from .control_handlers import ControlPublisher, FleetControlHandler, NoControlChannel, NodeControlHandler
 from .handlers import (
@@ -67,6 +68,7 @@ def make_app(
     policy: RequestPolicy | None = None,
     control: ControlPublisher | None = None,
     history: HistoryReader | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> tornado.web.Application:
     """Build the HTTP API over the service's shared objects.
 
@@ -76,13 +78,16 @@ def make_app(
     resume); without it, desired states are recorded but nothing is sent.
     ``history`` answers the range queries (``?from=&to=``, see ``history_handlers``):
     the service always passes one; without it, those requests fail (500).
+    ``metrics`` is the registry ``GET /metrics`` shows (default: a new one, its batch histogram left
+    empty); the app adds the ``/stats`` figures to it and observes every request's time.
     """
     names = names if names is not None else NameCache()
     nodes = nodes if nodes is not None else NodeRegistry(aggregator.max_servers, clock)
     control = control if control is not None else NoControlChannel()
     loads = dict(aggregator=aggregator, batch=batch, stats=stats, names=names, clock=clock)
     node_lookup = dict(nodes=nodes, names=names)
-    return tornado.web.Application(
+    metrics = metrics if metrics is not None else ServiceMetrics()
+    app = tornado.web.Application(
         [
             # Without ?from/to/step the windows; with them, a range from ``history`` (see history_handlers).
             (r"/servers/([^/]+)/loads", ServerLoadsHistoryHandler, loads),
@@ -94,6 +99,7 @@ def make_app(
             (r"/openapi\.json", OpenApiHandler),  # the document of every route here (see openapi)
             (r"/stats", StatsHandler,
              dict(aggregator=aggregator, inventory=inventory, batch=batch, stats=stats, nodes=nodes)),
+            (r"/metrics", MetricsHandler, dict(metrics=metrics)),  # the same figures for Prometheus
             # A node is addressed by name or IP address (IPv6 colons are fine in a path segment).
             (r"/nodes", NodesHandler, dict(node_lookup, clock=clock)),
             (r"/nodes/([^/]+)", NodeHandler, dict(node_lookup, clock=clock)),
@@ -116,7 +122,6 @@ def make_app(
             *cluster_routes(node_lookup, clock),
         ],
         default_handler_class=NotFoundHandler,
-        log_function=_log_failures,
         compress_response=False,
         stats=stats,
         inventory=inventory,  # each agent's seq and loss, shown by GET /nodes/{id}
@@ -128,4 +133,14 @@ def make_app(
         control=control,
         history=history,  # the range reader (store.interface.HistoryReader), read by history_handlers
         started_at=clock(),  # when this service started (pindrop's service_start_time)
+        metrics=metrics,
     )
+    metrics.register(ServiceCollector(aggregator, inventory, batch, stats, nodes, app.settings))
+    observe = request_observer(metrics, RoutePatterns(app.wildcard_router.rules))
+
+    def log_request(handler: tornado.web.RequestHandler) -> None:
+        observe(handler)
+        _log_failures(handler)
+
+    app.settings["log_function"] = log_request
+    return app

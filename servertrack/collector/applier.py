@@ -57,11 +57,13 @@ class BatchApplier:
         http_waiting: Callable[[], bool] = nothing_waits,
         timer: Callable[[], float] = time.monotonic,
         work_timer: Callable[[], float] = time.thread_time,
+        on_applied: Callable[[float], None] | None = None,
     ) -> None:
         """``store`` keeps each chunk (before it is applied) and the blocks it closes; default: nothing kept.
         ``http_waiting`` says whether requests wait (``HttpPressure.waiting``): between chunks they go first.
         Chunks are sized by ``work_timer`` (this thread's CPU seconds): on a busy machine, time the process
-        is preempted would otherwise shrink them to where their fixed cost dominates."""
+        is preempted would otherwise shrink them to where their fixed cost dominates.
+        ``on_applied`` is called with the seconds each non-empty apply spent (``/metrics``' histogram)."""
         self._batch = batch
         self._aggregator = aggregator
         self._inventory = inventory
@@ -75,6 +77,7 @@ class BatchApplier:
         self._timer = timer
         self._work_timer = work_timer
         self._http_seen = -HTTP_QUIET_SECONDS  # when, by ``timer``, a request was last seen waiting
+        self._on_applied = on_applied
 
     async def run(self) -> None:
         """Apply the batch every ``interval`` seconds, on absolute deadlines, until cancelled."""
@@ -156,6 +159,8 @@ class BatchApplier:
                 self._nodes.forget_silent()
         stats.last_batch_size = len(names)
         stats.last_batch_seconds = busy
+        if names and self._on_applied is not None:
+            self._on_applied(busy)
         if cancelled:
             raise asyncio.CancelledError  # the stop's own apply_pending and close do the store's duties
         await store.after_apply(now)

@@ -29,7 +29,7 @@ import tornado.netutil
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from servertrack.api import MAX_BODY_BYTES, make_app
+from servertrack.api import MAX_BODY_BYTES, ServiceMetrics, make_app
 from servertrack.api.perf_views import perf_window
 from servertrack.api.views import server_loads
 from servertrack.collector.applier import BatchApplier
@@ -166,7 +166,9 @@ class LiveApi:
         self.stats = IngestStats()
         self.names = NameCache()
         self.nodes = NodeRegistry(max_servers, clock)
-        self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock, nodes=self.nodes)
+        self.metrics = ServiceMetrics()  # as the service wires it: the applier observes each batch
+        self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, self.stats, clock, nodes=self.nodes,
+                                    on_applied=self.metrics.observe_batch)
         self.history = LoadHistory(self.aggregator, self.nodes, lambda: None, None, clock) if with_history else None
         self.loop = asyncio.new_event_loop()
         self.port = 0
@@ -183,7 +185,7 @@ class LiveApi:
         self._io_loop = tornado.ioloop.IOLoop.current()
         history = {} if self.history is None else {"history": self.history}
         app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, self.clock, self.nodes,
-                       **history)
+                       metrics=self.metrics, **history)
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
         self._server = tornado.httpserver.HTTPServer(app, max_body_size=SERVER_MAX_BODY)
         self._server.add_sockets(sockets)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,7 +60,10 @@ def check_read(api: LiveApi, url: str) -> None:
     before, counted = stored(api), api.counters()
     reply = api.get(url)
     check_answer(reply, url)
-    if reply.status < 300:
+    if reply.status < 300 and url.partition("?")[0] == "/metrics":  # Prometheus' text format, not JSON
+        assert reply.content_type == "text/plain", (url, reply.headers.get("Content-Type"))
+        assert list(text_string_to_metric_families(reply.raw.decode()))
+    elif reply.status < 300:
         assert reply.content_type == "application/json", (url, reply.headers.get("Content-Type"))
         orjson.loads(reply.raw)
     if reply.status >= 300 or not _CONTROL_READS.fullmatch(url.partition("?")[0]):
