@@ -86,6 +86,8 @@ SCHEMAS: dict[str, Any] = {
                              **{"from": _TIME, "to": _TIME}),
     "ServerPage": _object(("servers", "next_after"), servers={"type": "array", "items": _OBJECT},
                           next_after={"type": ["string", "null"], "description": "give as ?after= for the next page"}),
+    "Metrics": {"type": "string", "description": "Prometheus text exposition format 0.0.4 (see the README's "
+                                                 "Prometheus section)"},
     "Health": _object(("status",), status={"const": "ok"}, store={"type": "string"}),
     "Stats": _object(("received", "applied", "dropped", "lost", "kinds"), received={"type": "integer"},
                      applied={"type": "integer"}, dropped={"type": "object",
@@ -161,6 +163,7 @@ class Operation:
     body: str | None = None  # the name of the schema of the JSON (or, with form, form-encoded) body
     form: bool = False
     errors: tuple[int, ...] = (400, 404)
+    media: str = "application/json"  # the answer's media type
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,8 @@ ROUTES: dict[str, Route] = {
     r"/healthz": Route("service", (), {"GET": Operation("the process is up (never needs a token)", "Health",
                                                         errors=())}),
     r"/stats": Route("service", (), {"GET": Operation("ingest counters", "Stats", errors=())}),
+    r"/metrics": Route("service", (), {"GET": Operation("the same figures in the Prometheus text format", "Metrics",
+                                                       errors=(), media="text/plain; version=0.0.4")}),
     r"/openapi\.json": Route("service", (), {"GET": Operation("this document", "Document", errors=())}),
     r"/nodes": Route("nodes", (), {
         "GET": Operation("the node inventory", "NodeList", query=("state",), errors=(400,)),
@@ -296,7 +301,7 @@ def _operation(template: str, method: str, operation: Operation, route: Route,
                    for name in operation.query]
     answer: dict[str, Any] = {"description": operation.summary}
     if operation.response != "Empty":
-        answer["content"] = {"application/json": {"schema": _ref(operation.response)}}
+        answer["content"] = {operation.media: {"schema": _ref(operation.response)}}
     responses: dict[str, Any] = {str(operation.status): answer}
     errors = set(operation.errors) | {403}
     security: list[dict[str, list[str]]] = [{}]
