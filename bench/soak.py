@@ -462,6 +462,8 @@ def soak(args: argparse.Namespace) -> bool:
                 line = loadgen.read_line(timeout=120)
                 if line != "measuring":
                     raise RuntimeError(f"unexpected line from loadgen: {line!r}")
+                # without the prefill the first queries would ask for servers not seen yet (404)
+                service.wait_for(lambda s: s["servers"] >= args.servers, timeout=60)
                 Soak(service, loadgen, args, series).run()
                 generator = harness.last_json_line(loadgen, timeout=seconds + 120)
             final = service.wait_idle(timeout=60)

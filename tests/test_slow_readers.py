@@ -27,7 +27,8 @@ RATE = 10_000
 LOAD_SECONDS = 12.0
 TIMEOUT = 2.0  # the service's --idle-timeout and --write-timeout here
 SMALL_READERS = 50  # one GET /servers/NAME/loads each (~6 KB: the socket buffers take it at once)
-LARGE_READERS = 5  # 16 pipelined GET /servers?limit=5000 each (~6 MB: more than the socket buffers take)
+LARGE_READERS = 5  # pipelined GET /servers?limit=5000 (~370 KB each) beyond what the socket buffers take
+PAGE_BYTES = 370_000
 SLOW_SECONDS = 6.0
 
 
@@ -37,6 +38,14 @@ def test_write_timeout_defaults_to_30_s_and_comes_from_the_flag_or_the_variable(
     assert parse(["serve"], env).write_timeout == 5.0
     assert parse(["serve", "--write-timeout", "2.5"], env).write_timeout == 2.5
     assert main(["serve", "--write-timeout", "0"]) == 2
+
+
+def pages_past_the_buffers() -> int:
+    """How many pages to pipeline so that the answers outgrow the largest send buffer TCP autotunes to
+    (``tcp_wmem``'s maximum; loopback reaches it) and the rest waits in the service's own buffer."""
+    with open("/proc/sys/net/ipv4/tcp_wmem") as file:
+        largest = int(file.read().split()[2])
+    return largest // PAGE_BYTES + 6
 
 
 def slow_reader(address: tuple[str, int], request: bytes) -> socket.socket:
@@ -58,6 +67,7 @@ def held(serve: psutil.Process, port: int, readers: list[socket.socket]) -> int:
 
 def test_slow_readers_are_closed_in_time_while_ingest_and_a_normal_client_go_on() -> None:
     timeouts = ("--idle-timeout", str(TIMEOUT), "--write-timeout", str(TIMEOUT))
+    pages = pages_past_the_buffers()
     with running_service("--max-servers", "10000", *timeouts) as service:
         serve = psutil.Process(service.process.pid)
         host, port = urlsplit(service.url).hostname or "", urlsplit(service.url).port or 0
@@ -73,7 +83,7 @@ def test_slow_readers_are_closed_in_time_while_ingest_and_a_normal_client_go_on(
             for index in range(SMALL_READERS):
                 readers.append(slow_reader((host, port), f"GET /servers/srv-{index:06d}.bench/loads {head}".encode()))
             for _ in range(LARGE_READERS):
-                readers.append(slow_reader((host, port), f"GET /servers?limit={SERVERS} {head}".encode() * 16))
+                readers.append(slow_reader((host, port), f"GET /servers?limit={SERVERS} {head}".encode() * pages))
             started = time.monotonic()
             client = http.client.HTTPConnection(host, port, timeout=5)
             latencies: list[tuple[float, float, int]] = []  # (since the slow readers came, seconds, status)
