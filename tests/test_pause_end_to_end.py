@@ -19,7 +19,7 @@ from servertrack.common.control_messages import encode_control
 from servertrack.common.node_messages import NodeHello, decode_message
 from servertrack.common.protocol import NameCache, Sample
 from tests.conftest import servertrack_command, subprocess_env
-from tests.test_end_to_end import START_SECONDS, http, read_line, stop, wait_for
+from tests.test_end_to_end import START_SECONDS, http, read_line, spawned, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -57,18 +57,8 @@ def serving(*flags: str) -> Iterator[Served]:
 @contextlib.contextmanager
 def agent(*flags: str) -> Iterator[subprocess.Popen[str]]:
     """A real ``servertrack agent`` named ``NAME`` sampling every ``INTERVAL``; killed on exit if still running."""
-    process = subprocess.Popen(
-        servertrack_command("agent", "--name", NAME, "--interval", str(INTERVAL), *flags),
-        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    try:
+    with spawned("agent", "--name", NAME, "--interval", str(INTERVAL), *flags, stdout=subprocess.DEVNULL) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def counters(service: Served) -> dict[str, Any]:
