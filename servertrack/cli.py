@@ -19,7 +19,7 @@ from . import __version__
 from .common.errors import InvalidSample
 from .common.nodes import NODE_STATES
 from .common.protocol import normalize_name
-from .common.settings import AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for, parse_duration
+from .common.settings import DEFAULT_EXPORTED_SERVERS, AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for, parse_duration
 from .common.tokens import token_problem
 from .event_loop import EVENT_LOOPS, loop_factory
 from .event_loop import run as run_on_loop
@@ -84,6 +84,7 @@ _mebibytes = _whole_number(0, 1_048_576, "MiB")
 _core_share = _number(0.0, 1.0, "the share of a core")
 _connections = _whole_number(1, 1_000_000, "connections")
 _frame_budget = _number(0.0, 1_000_000.0, "frames a second")
+_exported_servers = _whole_number(1, 1_000_000, "servers exported")
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _HOST_NAME = re.compile(r"(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?)\Z")
 
@@ -265,6 +266,10 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     serve.add_argument("--write-timeout", type=_timeout, default=env.write_timeout, metavar="SECONDS",
                        help="close an HTTP connection whose response is not read in full within this time "
                             "(a slow reader; default %(default)s)")
+    serve.add_argument("--export-servers", type=_exported_servers, nargs="?", const=DEFAULT_EXPORTED_SERVERS,
+                       default=env.export_servers, metavar="N",
+                       help="GET /metrics also shows each server's cpu and ram load (its average over the "
+                            f"last 60 s), for the first N servers by name (default N: {DEFAULT_EXPORTED_SERVERS})")
     serve.add_argument("--store", choices=("sqlite", "memory"), default=env.store,
                        help="where history lives: sqlite in --data-dir, or memory (nothing on disk; "
                             "default %(default)s)")
@@ -396,7 +401,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                              agent_budget=args.agent_budget,
                              write_token=args.write_token, read_token=args.read_token, tls_cert=args.tls_cert,
                              tls_key=args.tls_key, max_connections_per_client=args.max_connections_per_client,
-                             write_timeout=args.write_timeout)
+                             write_timeout=args.write_timeout, export_servers=args.export_servers or 0)
     try:
         loop_name, _ = loop_factory(settings.event_loop)
     except ValueError as error:  # from SERVERTRACK_EVENT_LOOP: argparse checks only what is typed

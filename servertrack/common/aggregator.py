@@ -68,6 +68,16 @@ class AggregatorChanges(NamedTuple):
     rings: dict[str, RingChanges]
 
 
+class CurrentLoads(NamedTuple):
+    """The servers with samples in the last 60 seconds, in name order (at most a limit of them): their
+    average cpu and ram load over those seconds, weighted by samples, and how many the limit left out."""
+
+    names: list[str]
+    cpu: np.ndarray
+    ram: np.ndarray
+    left_out: int
+
+
 class ServerWindows:
     """A server's second window (60), minute window (60 buckets) and hour window (24 buckets),
     oldest first, as of one instant.
@@ -129,6 +139,8 @@ class Aggregator:
         self._names: list[str | None] = []
         self._free_rows: list[int] = []
         self._sorted_names: list[str] | None = None
+        # the rows of ``_sorted_names`` (the list object they were computed for, and the rows)
+        self._sorted_rows: tuple[list[str], np.ndarray] | None = None
         self._last_seen = zeroed_cells((max_servers,), np.float64)
         self._seconds = SecondRing(max_servers)
         self._minutes = BucketRing(max_servers, MINUTE_SECONDS, MINUTE_SLOTS, MINUTES_SHOWN,
@@ -290,6 +302,29 @@ class Aggregator:
         last_seen = self._last_seen
         rows = self._rows
         return [(name, float(last_seen[rows[name]])) for name in names[start:stop]]
+
+    def current_loads(self, limit: int, now: float | None = None) -> CurrentLoads:
+        """The servers with samples in the 60 seconds ending with ``now``'s (default: the clock's), the first
+        ``limit`` of them by name, with their average loads over those seconds (see ``CurrentLoads``).
+
+        Read from the second ring's arrays for all servers at once; servers without a sample in those
+        seconds are not in it (no zeros made up). The name order is the one ``servers`` keeps, so the
+        same servers stay in across calls while their number is over ``limit``.
+        """
+        current = int((self._clock() if now is None else now) // 1)
+        samples, cpu, ram = self._seconds.recent(len(self._names), current)
+        if self._sorted_names is None:
+            self._sorted_names = sorted(self._rows)
+        names = self._sorted_names
+        if self._sorted_rows is None or self._sorted_rows[0] is not names:
+            self._sorted_rows = (names, self._rows_of(names))
+        rows = self._sorted_rows[1]
+        positions = np.flatnonzero(samples[rows] > 0)
+        left_out = max(0, positions.size - limit)
+        positions = positions[:limit]
+        chosen = rows[positions]
+        return CurrentLoads([names[position] for position in positions.tolist()], cpu[chosen], ram[chosen],
+                            left_out)
 
     def evict_silent(self) -> list[str]:
         """Forget servers with no sample applied for 24 h; return their names."""
