@@ -133,6 +133,7 @@ class JsonHandler(tornado.web.RequestHandler):
             message = error.message
         elif status_code == 405:
             message = f"method {self.request.method} not allowed on {self.request.path}"
+            self.set_header("Allow", ", ".join(self.allowed_methods()))  # RFC 9110 15.5.6: a 405 names them
         elif status_code >= 500:
             message = "internal error"
         else:
@@ -146,6 +147,12 @@ class JsonHandler(tornado.web.RequestHandler):
             reason = reason or ("internal_error" if status_code >= 500 else _REASON_OF_STATUS.get(status_code))
             self.ingest_stats.refuse(self.message_kind, reason or f"http_{status_code}", self.message_count)
         self.finish(orjson.dumps({"error": message}))
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The methods this handler implements (what a 405's ``Allow`` header lists)."""
+        return [method for method in cls.SUPPORTED_METHODS
+                if getattr(cls, method.lower(), None) is not getattr(tornado.web.RequestHandler, method.lower(), None)]
 
     def _refused_unauthorized(self, error: Unauthorized) -> None:
         """Challenge the client, count the message it carried as dropped, log (once per interval)."""
