@@ -28,6 +28,7 @@ import tornado.web
 
 from .. import __version__
 from ..common.nodes import NODE_STATES
+from ..common.protocol import MAX_NAME_LENGTH
 from .handlers import DEFAULT_PAGE, MAX_PAGE, JsonHandler
 from .load_bodies import MAX_BATCH_ITEMS
 from .node_handlers import DEFAULT_SUMMARY_WINDOW, SUMMARY_WINDOWS
@@ -45,6 +46,12 @@ _NULLABLE_NUMBER = {"type": ["number", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _LOAD = {"type": "number", "minimum": 0, "maximum": 100}
 _OBJECT = {"type": "object"}  # a shape documented in the README (node sections, snapshots)
+# A server or node name as protocol.normalize_name takes it: its characters, at least one letter or digit
+# (one name that reads as an IPv4 address, such as 10.0.0.5, is refused too, which a pattern cannot say).
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*$", "maxLength": MAX_NAME_LENGTH,
+         "description": "1 to 253 of A-Z a-z 0-9 . _ - with a letter or digit, compared without case"}
+_ADDRESS = {"oneOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]}
+_NODE_ID = {"anyOf": [_NAME, _ADDRESS], "description": "a node's name or IP address"}
 
 
 def _object(required: tuple[str, ...] = (), **properties: Any) -> dict[str, Any]:
@@ -63,7 +70,7 @@ SCHEMAS: dict[str, Any] = {
     "Accepted": _object(("accepted",), accepted={"type": "integer", "minimum": 0}),
     "Sample": _object(("cpu", "ram"), cpu=_LOAD, ram=_LOAD,
                       ts={"type": "number", "description": "epoch seconds; default: when it is received"}),
-    "BatchSample": {"allOf": [_ref("Sample"), _object(("server",), server={"type": "string"})]},
+    "BatchSample": {"allOf": [_ref("Sample"), _object(("server",), server=_NAME)]},
     "MinMaxAvg": _object(("avg", "min", "max"), avg=_NUMBER, min=_NUMBER, max=_NUMBER),
     "Bucket": _object(("start", "samples", "cpu", "ram"), start=_TIME, samples={"type": "integer"},
                       cpu=_nullable("MinMaxAvg"), ram=_nullable("MinMaxAvg")),
@@ -102,12 +109,11 @@ SCHEMAS: dict[str, Any] = {
         boottime=_NULLABLE_NUMBER, boot_time={"type": ["string", "null"]}, uptime=_NULLABLE_NUMBER,
         loadavg={"type": ["array", "null"]}, cpu_usage_percent={"type": ["array", "null"]},
         memory_usage_percent=_NULLABLE_NUMBER, paused={"type": "boolean"})]},
-    "Hello": _object(("name", "ip"), name={"type": "string"}, ip={"type": "array", "items": {"type": "string"}},
+    "Hello": _object(("name", "ip"), name=_NAME, ip={"type": "array", "items": _ADDRESS},
                      hostname={"type": "string"}, boot_time=_NUMBER, os={"type": "string"},
                      platform={"type": "string"}, cpu_count={"type": "integer"}, memory_total={"type": "integer"},
                      agent_version={"type": "string"}, interval=_NUMBER),
-    "ClusterHello": _object(("ip",), ip={"oneOf": [{"type": "string"},
-                                                   {"type": "array", "items": {"type": "string"}, "maxItems": 32}]},
+    "ClusterHello": _object(("ip",), ip={"oneOf": [_ADDRESS, {"type": "array", "items": _ADDRESS, "maxItems": 32}]},
                             hostname={"type": "string"}, name={"type": "string"}, boottime=_NUMBER,
                             boot_time=_NUMBER),
     "Snapshot": {**_OBJECT, "description": "the snapshot shape of the README (cpu, memory, disks, network, processes)"},
@@ -139,12 +145,12 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
              "schema": {"enum": ["minute", "hour"]}},
     "limit": {"description": "page size",
               "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}},
-    "after": {"description": "the next_after of the previous page", "schema": {"type": "string"}},
+    "after": {"description": "the next_after of the previous page (a server name)", "schema": _NAME},
     "state": {"description": "only the nodes in this state",
               "schema": {"enum": list(NODE_STATES)}},
     "window": {"description": "the live window (not with from/to)", "schema": {"enum": list(SUMMARY_WINDOWS), "default": DEFAULT_SUMMARY_WINDOW}},
     "node": {"description": "a node's name or IP address (optional while exactly one node is known, or for "
-                            "/start and /stop: every node)", "schema": {"type": "string"}},
+                            "/start and /stop: every node)", "schema": _NODE_ID},
 }
 
 ERROR_TEXTS = {400: "invalid request", 401: "no valid token (WWW-Authenticate: Bearer)", 403: "foreign Host or Origin",
@@ -265,7 +271,7 @@ SCHEMAS.update({
     "SectionOrHistory": {"oneOf": [_ref("Section"), _ref("SnapshotHistory")]},
 })
 _PATH_SCHEMAS = {"pid": {"type": "integer", "minimum": 0, "maximum": 4294967295},
-                 "mode": {"enum": list(PERF_MODES)}}
+                 "mode": {"enum": list(PERF_MODES)}, "name": _NAME, "id": _NODE_ID, "ip": _ADDRESS}
 
 _GROUP = re.compile(r"\(([^()]*)\)")
 _LITERALS = re.compile(r"[A-Za-z_]+(\|[A-Za-z_]+)*")
