@@ -33,7 +33,7 @@ from schemathesis.schemas import BaseSchema
 from servertrack.api.openapi import ROUTES, path_templates
 from tests.test_end_to_end import Service, running_service
 
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 10
 CHECKS = [
     st_checks.not_a_server_error,
     st_checks.status_code_conformance,
