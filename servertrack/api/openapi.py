@@ -170,6 +170,9 @@ class Operation:
     form: bool = False
     errors: tuple[int, ...] = (400, 404)
     media: str = "application/json"  # the answer's media type
+    # Where a route's literal group has choices, the paths that take ``query`` by their last segment
+    # (None: all of them); the others take no query parameter.
+    query_on: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,8 @@ ROUTES: dict[str, Route] = {
         "GET": Operation("a node's summary, by name or IP address", "NodeDetail", errors=_NODE_READ), **_NODE_WRITES}),
     r"/nodes/([^/]+)/(cpu|memory|disks|network|processes)": Route("nodes", ("id",), {
         "GET": Operation("a section of the latest snapshot; cpu and memory take a range (from/to)",
-                         "SectionOrHistory", query=("from", "to"), errors=_NODE_READ)}),
+                         "SectionOrHistory", query=("from", "to"), query_on=("cpu", "memory"),
+                         errors=_NODE_READ)}),
     r"/nodes/([^/]+)/processes/([^/]+)": Route("nodes", ("id", "pid"), {
         "GET": Operation("one of the top processes", "Process", errors=_NODE_READ)}),
     r"/nodes/([^/]+)/proc": Route("nodes", ("id",), _PROCESS_IDS),
@@ -303,8 +307,9 @@ def _operation(template: str, method: str, operation: Operation, route: Route,
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS.get(name, {"type": "string"})}
         for name in route.names]
-    parameters += [{"name": name, "in": "query", "required": False, **QUERY_PARAMETERS[name]}
-                   for name in operation.query]
+    if operation.query_on is None or template.rsplit("/", 1)[-1] in operation.query_on:
+        parameters += [{"name": name, "in": "query", "required": False, **QUERY_PARAMETERS[name]}
+                       for name in operation.query]
     answer: dict[str, Any] = {"description": operation.summary}
     if operation.response != "Empty":
         answer["content"] = {operation.media: {"schema": _ref(operation.response)}}
