@@ -318,6 +318,11 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     show = commands.add_parser("show", help="print a server's minute and hour windows")
     show.add_argument("name", type=_server_name, help="server name")
     _add_client_flags(show, env)
+    show.add_argument("--json", action="store_true", dest="as_json",
+                      help="print the API's answer as one JSON document, for scripts")
+    show.add_argument("--ascii", action="store_true",
+                      help="draw the sparklines in ASCII (the default where the terminal cannot show blocks, "
+                           "or LANG / LC_ALL is C or POSIX)")
 
     nodes = commands.add_parser("nodes", help="list the node inventory")
     _add_client_flags(nodes, env)
@@ -453,8 +458,10 @@ def _trust(args: argparse.Namespace) -> Trust:
 
 def _run_show(args: argparse.Namespace) -> int:
     from .console import show_server
+    from .sparklines import glyphs_for
 
-    return show_server(args.url, args.name, sys.stdout, _trust(args))
+    glyphs = glyphs_for(getattr(sys.stdout, "encoding", None), os.environ, args.ascii)
+    return show_server(args.url, args.name, sys.stdout, _trust(args), glyphs, args.as_json, sys.stderr)
 
 
 def _run_nodes(args: argparse.Namespace) -> int:
