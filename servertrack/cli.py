@@ -1,5 +1,5 @@
-"""The ``servertrack`` command: argument parsing and wiring only (serve, agent, demo, show, nodes, node,
-pause, resume, keys)."""
+"""The ``servertrack`` command: argument parsing and wiring only (serve, agent, demo, show, top, nodes,
+node, pause, resume, keys)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,8 @@ _mebibytes = _whole_number(0, 1_048_576, "MiB")
 _core_share = _number(0.0, 1.0, "the share of a core")
 _connections = _whole_number(1, 1_000_000, "connections")
 _frame_budget = _number(0.0, 1_000_000.0, "frames a second")
+_refresh = _number(0.1, 3600.0, "interval (seconds)")
+_page = _whole_number(1, 1_000, "limit")
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _HOST_NAME = re.compile(r"(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?)\Z")
 
@@ -324,6 +326,13 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
                       help="draw the sparklines in ASCII (the default where the terminal cannot show blocks, "
                            "or LANG / LC_ALL is C or POSIX)")
 
+    top = commands.add_parser("top", help="a live view of the fleet, busiest first (q quits)")
+    _add_client_flags(top, env)
+    top.add_argument("--interval", type=_refresh, default=2.0, metavar="SECONDS",
+                     help="seconds between two refreshes (default %(default)s)")
+    top.add_argument("--limit", type=_page, default=50, metavar="N",
+                     help="servers read per refresh: the first N by name, sorted here (default %(default)s)")
+
     nodes = commands.add_parser("nodes", help="list the node inventory")
     _add_client_flags(nodes, env)
     nodes.add_argument("--state", choices=NODE_STATES, help="only nodes in this state")
@@ -464,6 +473,20 @@ def _run_show(args: argparse.Namespace) -> int:
     return show_server(args.url, args.name, sys.stdout, _trust(args), glyphs, args.as_json, sys.stderr)
 
 
+def _run_top(args: argparse.Namespace) -> int:
+    from .client import ServerTrackClient
+    from .console import REQUEST_TIMEOUT_SECONDS
+    from .fleet_feed import FleetFeed
+    from .sparklines import glyphs_for
+    from .top_terminal import run_top
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CommandLineError("top needs a terminal (for a script: GET /servers, or servertrack show NAME --json)")
+    client = ServerTrackClient.trusting(args.url, _trust(args), timeout=REQUEST_TIMEOUT_SECONDS)
+    ascii_only = glyphs_for(getattr(sys.stdout, "encoding", None), os.environ).ascii
+    return run_top(FleetFeed(client, args.limit, args.interval), args.url, ascii_only)
+
+
 def _run_nodes(args: argparse.Namespace) -> int:
     from .console import list_nodes, wants_colour
 
@@ -495,6 +518,7 @@ _COMMANDS = {
     "agent": _run_agent,
     "demo": _run_demo,
     "show": _run_show,
+    "top": _run_top,
     "nodes": _run_nodes,
     "node": _run_node,
     "pause": _run_pause,
