@@ -13,6 +13,7 @@ gets ASCII (``fleet_top.shown``).
 from __future__ import annotations
 
 import curses
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,8 +27,16 @@ _SORT_KEYS = {ord("c"): "cpu", ord("C"): "cpu", ord("m"): "ram", ord("M"): "ram"
 _QUIT_KEYS = frozenset((ord("q"), ord("Q")))
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP: leave through ``curses.wrapper``, which restores the terminal, with 128 + signum."""
+    raise SystemExit(128 + signum)
+
+
 def run_top(feed: FleetFeed, url: str, ascii_only: bool = False, clock: Callable[[], float] = time.time) -> int:
-    """Show the fleet until ``q``; return the exit code. The terminal is restored whatever happens."""
+    """Show the fleet until ``q`` (or Ctrl-C, SIGTERM, SIGHUP); return the exit code. The terminal is
+    restored whatever happens."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminated)
     feed.start()
     try:
         code: int = curses.wrapper(_screen_loop, feed, url, ascii_only, clock)

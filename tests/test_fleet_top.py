@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from servertrack.cli import main, parse
 from servertrack.client import ClientError, ServerTrackClient, ServerUnreachable
+from servertrack.common.settings import EnvironmentDefaults
 from servertrack.fleet_feed import FleetFeed, map_in_threads
 from servertrack.fleet_top import (
     FleetRow,
@@ -198,3 +201,14 @@ def test_map_in_threads_keeps_the_order_and_raises_the_first_error() -> None:
         assert str(error) == "three"
     else:
         raise AssertionError("no error raised")
+
+
+def test_top_without_a_terminal_or_with_a_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["top", "--url", "http://127.0.0.1:9"]) == 2  # pytest's stdin and stdout are no terminal
+    assert capsys.readouterr().err == ("servertrack: error: top needs a terminal (for a script: GET /servers, or "
+                                       "servertrack show NAME --json)\n")
+    for flags in (["--limit", "0"], ["--limit", "1001"], ["--interval", "0.01"], ["--interval", "soon"]):
+        assert main(["top", *flags]) == 2
+        assert capsys.readouterr().err.startswith("servertrack: error: argument --")
+    args = parse(["top"], EnvironmentDefaults())
+    assert (args.interval, args.limit) == (2.0, 50)

@@ -6,8 +6,10 @@ said so on screen and ``q`` still quits."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -76,10 +78,10 @@ def top_command(url: str) -> str:
     return shlex.join(servertrack_command("top", "--url", url, "--interval", "0.3")) + AFTER_TOP
 
 
-def assert_restored(pane: Pane) -> None:
+def assert_restored(pane: Pane, code: int = 0) -> None:
     text = pane.wait_for("\ndone\n")
     lines = [line for line in text.splitlines() if line.strip()]
-    assert lines[-4:] == ["top exited 0", "icanon", "echo", "done"], text  # canonical mode and echo are back on
+    assert lines[-4:] == [f"top exited {code}", "icanon", "echo", "done"], text  # canonical mode and echo are back on
     assert "LAST SEEN" not in text and "servertrack top" not in text, text  # the alternate screen is gone
 
 
@@ -115,3 +117,13 @@ def test_top_says_the_api_is_unreachable_and_still_quits_on_q() -> None:
         assert "Connection refused" in text and "retrying every 0.3 s" in text
         pane.run("send-keys", "q")
         assert_restored(pane)
+
+
+def test_sigterm_restores_the_terminal_too() -> None:
+    with tmux_pane(top_command(f"http://127.0.0.1:{free_port()}")) as pane:
+        pane.wait_for("API unreachable")
+        shell = int(pane.run("list-panes", "-F", "#{pane_pid}").strip())
+        top = subprocess.run(["pgrep", "-P", str(shell)], check=True, capture_output=True, text=True).stdout.split()
+        assert len(top) == 1
+        os.kill(int(top[0]), signal.SIGTERM)
+        assert_restored(pane, 128 + signal.SIGTERM)
