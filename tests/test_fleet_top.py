@@ -107,7 +107,7 @@ ROWS = st.builds(FleetRow, st.text(max_size=40), st.one_of(st.none(), st.text(ma
                  st.one_of(st.none(), st.text(max_size=25)))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.lists(ROWS, max_size=30), st.sampled_from(["cpu", "ram", "name"]), st.integers(0, 200),
        st.integers(0, 40), st.booleans())
 def test_any_fleet_fits_any_terminal(rows: list[FleetRow], key: str, width: int, height: int,
