@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servertrack.sparklines import (
@@ -29,6 +29,7 @@ def reference_level(value: float) -> int:
     return min(7, math.floor(value / 12.5))
 
 
+@settings(max_examples=50)
 @given(BUCKETS, st.sampled_from([UNICODE, ASCII]))
 def test_one_character_a_bucket_and_a_gap_exactly_where_none(values: list[float | None], glyphs: object) -> None:
     assert glyphs in (UNICODE, ASCII)
@@ -42,6 +43,7 @@ def test_one_character_a_bucket_and_a_gap_exactly_where_none(values: list[float 
             assert char != GAP
 
 
+@settings(max_examples=50)
 @given(PERCENT, PERCENT)
 def test_the_mapping_is_monotonic(first: float, second: float) -> None:
     low, high = sorted((first, second))

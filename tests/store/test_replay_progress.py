@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servertrack.store.replay_progress import ReplayProgress, samples_text
@@ -45,6 +45,7 @@ def test_nothing_replayed_says_nothing_and_one_chunk_says_two_lines() -> None:
     assert lines == ["replaying the log: 100% (12 of 12 samples, 0.5 s)", "replayed the log: 12 samples in 1 chunk, 0.5 s"]
 
 
+@settings(max_examples=50)
 @given(st.lists(st.tuples(st.floats(0.0, 3.0), st.integers(0, 50_000)), max_size=200))
 def test_never_more_than_a_line_a_second(steps: list[tuple[float, int]]) -> None:
     clock, told = FakeClock(), []
