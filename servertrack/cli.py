@@ -317,7 +317,7 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     demo.add_argument("--agents", type=_agent_count, default=3, help="local agents to start (default %(default)s)")
     demo.add_argument("--port", type=_port, default=env.port, help="HTTP port (default %(default)s)")
 
-    show = commands.add_parser("show", help="print a server's minute and hour windows")
+    show = commands.add_parser("show", help="print a server's minute and hour windows, with sparklines")
     show.add_argument("name", type=_server_name, help="server name")
     _add_client_flags(show, env)
     show.add_argument("--json", action="store_true", dest="as_json",
