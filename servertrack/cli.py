@@ -85,7 +85,7 @@ _core_share = _number(0.0, 1.0, "the share of a core")
 _connections = _whole_number(1, 1_000_000, "connections")
 _frame_budget = _number(0.0, 1_000_000.0, "frames a second")
 _refresh = _number(0.1, 3600.0, "interval (seconds)")
-_page = _whole_number(1, 1_000, "limit")
+_page = _whole_number(1, 500, "limit")  # GET /fleet's page at most (common.fleet.MAX_LIMIT)
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _HOST_NAME = re.compile(r"(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?)\Z")
 
@@ -331,7 +331,8 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     top.add_argument("--interval", type=_refresh, default=2.0, metavar="SECONDS",
                      help="seconds between two refreshes (default %(default)s)")
     top.add_argument("--limit", type=_page, default=50, metavar="N",
-                     help="servers read per refresh: the first N by name, sorted here (default %(default)s)")
+                     help="rows read per refresh: the first N of the whole fleet by the sort key, sorted by "
+                          "the service (default %(default)s)")
 
     nodes = commands.add_parser("nodes", help="list the node inventory")
     _add_client_flags(nodes, env)
@@ -481,7 +482,7 @@ def _run_top(args: argparse.Namespace) -> int:
     from .top_terminal import run_top
 
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise CommandLineError("top needs a terminal (for a script: GET /servers, or servertrack show NAME --json)")
+        raise CommandLineError("top needs a terminal (for a script: GET /fleet, or servertrack show NAME --json)")
     client = ServerTrackClient.trusting(args.url, _trust(args), timeout=REQUEST_TIMEOUT_SECONDS)
     ascii_only = glyphs_for(getattr(sys.stdout, "encoding", None), os.environ).ascii
     return run_top(FleetFeed(client, args.limit, args.interval), args.url, ascii_only)

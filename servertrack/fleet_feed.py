@@ -1,70 +1,34 @@
 """``servertrack top``'s data: one bounded page of the fleet read over the HTTP API, refreshed by a
 background thread so the screen answers keys while a refresh is under way.
 
-The API lists servers by name only (``GET /servers?limit=N``), so a refresh
-reads the first ``limit`` servers by name and sorts *that page* by cpu: in
-a fleet larger than the page the busiest server may not be in it (the
-status line says so). Per server, ``GET /servers/NAME/seconds`` gives the
-current cpu and ram (its newest second with samples) and
-``GET /nodes/NAME`` its state (a 404: a server that only posts loads, no
-state). A refresh thus costs ``2 * limit + 1`` requests, sent from a small
-pool of threads; each waits at most ``timeout`` seconds.
+A refresh is one ``GET /fleet?sort=KEY&limit=N`` (see ``api.fleet_handlers``): the service sorts the whole
+fleet (cpu or ram highest first, or by name) and answers its first ``N`` rows with their state, current
+cpu and ram (the newest second with samples) and last seen, so the busiest servers are shown whatever the
+fleet's size. Changing the sort key refreshes at once. Each request waits at most ``timeout`` seconds.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
 
-from .client import ClientError, ServerTrackClient, node_path, server_seconds_path
+from .client import ClientError, ServerTrackClient
+from .common.fleet import MAX_LIMIT
 from .common.text import escape_unprintable
-from .fleet_top import FleetRow, FleetView
+from .fleet_top import SORT_KEYS, FleetRow, FleetView
 
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 1_000
-FETCH_THREADS = 8
-T = TypeVar("T")
-R = TypeVar("R")
 
 
-def map_in_threads(function: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
-    """``[function(item) for item in items]`` computed by up to ``threads`` daemon threads (a quitting
-    process never waits for them, unlike a ``ThreadPoolExecutor``'s); the first exception is re-raised."""
-    results: list[Any] = [None] * len(items)
-    errors: list[BaseException] = []
-    taken = iter(range(len(items)))
-    lock = threading.Lock()
-
-    def work() -> None:
-        while not errors:
-            with lock:
-                index = next(taken, None)
-            if index is None:
-                return
-            try:
-                results[index] = function(items[index])
-            except Exception as error:  # noqa: BLE001 - re-raised by the caller's thread
-                errors.append(error)
-
-    workers = [threading.Thread(target=work, daemon=True) for _ in range(min(threads, len(items)))]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise errors[0]
-    return results
+def _load(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _newest(seconds: list[dict[str, Any]]) -> tuple[float | None, float | None]:
-    """``(cpu, ram)`` of the newest second with samples, or ``(None, None)``."""
-    for bucket in reversed(seconds):
-        if bucket.get("samples") and isinstance(bucket.get("cpu"), (int, float)):
-            ram = bucket.get("ram")
-            return float(bucket["cpu"]), float(ram) if isinstance(ram, (int, float)) else None
-    return None, None
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _problem(error: ClientError) -> str:
@@ -84,48 +48,42 @@ class FleetFeed:
         self.limit = limit
         self.interval = interval
         self._clock = clock
+        self.sort_key = "cpu"
         self._view = FleetView(limit=limit)
+        self._wake = threading.Event()  # a new sort key: refresh now
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._changed = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _row(self, entry: dict[str, Any]) -> FleetRow:
-        name = str(entry.get("server"))
-        cpu = ram = None
-        state = None
-        try:
-            seconds = self.client.call("GET", server_seconds_path(name))
-            if isinstance(seconds, dict) and isinstance(seconds.get("seconds"), list):
-                cpu, ram = _newest(seconds["seconds"])
-        except ClientError as error:
-            if error.status is None:
-                raise
-        try:
-            node = self.client.call("GET", node_path(name))
-            if isinstance(node, dict) and node.get("state") is not None:
-                state = str(node["state"])
-        except ClientError as error:
-            if error.status is None:
-                raise
-        last_seen = entry.get("last_seen")
-        return FleetRow(name, state, cpu, ram, None if last_seen is None else str(last_seen))
+    def set_sort(self, key: str) -> None:
+        """Sort by ``key`` (one of ``SORT_KEYS``) from the next refresh on, which starts at once."""
+        if key not in SORT_KEYS:
+            raise ValueError(f"sort key must be one of {', '.join(SORT_KEYS)}, got {key!r}")
+        self.sort_key = key
+        self._wake.set()
 
     def read(self) -> FleetView:
-        """One refresh: the page of servers and each one's figures, or the last rows with the problem."""
+        """One refresh: the first page of the fleet by the sort key, or the last rows with the problem."""
         now = time.strftime("%H:%M:%S", time.gmtime(self._clock()))
+        key = self.sort_key
+        query = urlencode({"sort": key, "order": "asc" if key == "name" else "desc", "limit": self.limit})
         try:
-            page = self.client.call("GET", f"/servers?limit={self.limit}")
-            entries = page.get("servers") if isinstance(page, dict) else None
+            page = self.client.call("GET", f"/fleet?{query}")
+            entries = page.get("rows") if isinstance(page, dict) else None
             if not isinstance(entries, list):
-                raise ClientError(200, "GET /servers did not answer a list of servers")
-            entries = [entry for entry in entries[:self.limit] if isinstance(entry, dict)]
-            rows = tuple(map_in_threads(self._row, entries, FETCH_THREADS))
+                raise ClientError(200, "GET /fleet did not answer a page of rows")
+            rows = tuple(FleetRow(str(entry.get("name")), _text(entry.get("state")), _load(entry.get("cpu")),
+                                  _load(entry.get("ram")), _text(entry.get("last_seen")))
+                         for entry in entries[:self.limit] if isinstance(entry, dict))
+            matched = page.get("matched")
+            total = matched if isinstance(matched, int) and not isinstance(matched, bool) else len(rows)
         except ClientError as error:
             with self._lock:
                 last = self._view
-            return FleetView(last.rows, last.more, _problem(error), last.fetched_at, self.limit)
-        return FleetView(rows, page.get("next_after") is not None, None, now, self.limit)
+            return FleetView(last.rows, last.more, _problem(error), last.fetched_at, self.limit, last.total,
+                             last.sorted_by)
+        return FleetView(rows, total > len(rows), None, now, self.limit, total, key)
 
     def latest(self) -> FleetView:
         """The newest view read (an empty one before the first refresh ends)."""
@@ -144,11 +102,12 @@ class FleetFeed:
                 view = self.read()
             except Exception as error:  # noqa: BLE001 - a traceback must not land on the curses screen
                 view = FleetView(self._view.rows, self._view.more, f"unexpected answer: {error!r}",
-                                 self._view.fetched_at, self.limit)
+                                 self._view.fetched_at, self.limit, self._view.total, self._view.sorted_by)
             with self._lock:
                 self._view = view
             self._changed.set()
-            self._stopping.wait(self.interval)
+            self._wake.wait(self.interval)
+            self._wake.clear()
 
     def start(self) -> None:
         """Refresh in a daemon thread (it never holds the process up when the screen quits)."""
@@ -158,3 +117,4 @@ class FleetFeed:
     def stop(self) -> None:
         """Stop refreshing; a refresh under way is not waited for (its requests time out by themselves)."""
         self._stopping.set()
+        self._wake.set()

@@ -37,15 +37,17 @@ class FleetRow:
 
 @dataclass(frozen=True, slots=True)
 class FleetView:
-    """What one refresh found: the rows of one page of ``GET /servers`` (``more``: the fleet has servers
-    after it), ``problem`` when the API could not be read (``rows`` are then the last ones read), and
-    ``fetched_at`` (``HH:MM:SS`` UTC) of the last successful refresh."""
+    """What one refresh found: the first rows of ``GET /fleet`` sorted by ``sorted_by`` (``more``: the
+    fleet has ``total`` entries, more than shown), ``problem`` when the API could not be read (``rows`` are
+    then the last ones read), and ``fetched_at`` (``HH:MM:SS`` UTC) of the last successful refresh."""
 
     rows: tuple[FleetRow, ...] = ()
     more: bool = False
     problem: str | None = None
     fetched_at: str | None = None
     limit: int = 0
+    total: int = 0
+    sorted_by: str | None = None
 
 
 def sorted_rows(rows: Sequence[FleetRow], key: str) -> list[FleetRow]:
@@ -122,8 +124,12 @@ def render_top(view: FleetView, sort_key: str, width: int, height: int, url: str
         status = "no servers" if view.fetched_at else "reading the API..."
     else:
         count = f"{len(rows)} server{'' if len(rows) == 1 else 's'}"
-        page = f"the first {count} by name, of more" if view.more else f"all {count}"
-        status = f"{page}; sorted by {sort_key} here (the API pages by name)"
+        if not view.more:
+            status = f"all {count}"
+        elif view.sorted_by in (sort_key, None):
+            status = f"the first {count} of {view.total:,} by {sort_key}"
+        else:  # the key changed since this page was read: its refresh is on the way
+            status = f"the first {count} of {view.total:,} by {view.sorted_by}; reading by {sort_key}..."
     names = [shown(row.name, ascii_only) for row in rows]
     fixed = sum(size + 2 for _, size in _FIXED)
     name_width = max([MIN_NAME_WIDTH, len("NAME"), *(columns(name) for name in names)])

@@ -81,4 +81,5 @@ def _screen_loop(screen: Any, feed: FleetFeed, url: str, ascii_only: bool, clock
             dirty = True
         elif key in _SORT_KEYS:
             sort_key = _SORT_KEYS[key]
+            feed.set_sort(sort_key)  # the service sorts the whole fleet by it: refresh now
             dirty = True

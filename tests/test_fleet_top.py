@@ -1,6 +1,6 @@
 """``servertrack top``'s screen, pure: sorting, the layout within the terminal's size, hostile text,
-an ASCII-only terminal; and ``FleetFeed`` against a stub client (one bounded page, 404s, an
-unreachable API that keeps the last rows)."""
+an ASCII-only terminal; and ``FleetFeed`` against a stub client (one bounded page of ``GET /fleet`` in the
+chosen order, an unreachable API that keeps the last rows)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from servertrack.cli import main, parse
 from servertrack.client import ClientError, ServerTrackClient, ServerUnreachable
 from servertrack.common.settings import EnvironmentDefaults
-from servertrack.fleet_feed import FleetFeed, map_in_threads
+from servertrack.fleet_feed import FleetFeed
 from servertrack.fleet_top import (
     FleetRow,
     FleetView,
@@ -48,7 +48,7 @@ def test_the_screen_at_120_by_30() -> None:
     lines = render_top(VIEW, "cpu", 120, 30, "http://127.0.0.1:8080", "12:00:02")
     assert lines[0] == ("servertrack top  http://127.0.0.1:8080  12:00:02 UTC  every 2 s  sort: cpu  "
                         "(c cpu  m ram  n name  q quit)")
-    assert lines[1] == "all 4 servers; sorted by cpu here (the API pages by name)"
+    assert lines[1] == "all 4 servers"
     assert lines[2] == "NAME      STATE     CPU %   RAM %  LAST SEEN (UTC)"
     assert lines[3] == "app-01    online     75.5    50.0  2026-12-03T12:00:00Z"
     assert lines[6] == "idle-01   -             -       -  2026-12-03T12:00:00Z"
@@ -58,11 +58,14 @@ def test_the_screen_at_120_by_30() -> None:
 
 def test_rows_beyond_the_screen_are_not_made_and_a_tiny_terminal_is_cut() -> None:
     fleet = tuple(row(f"server-{index:05d}", index % 100) for index in range(10_000))
-    lines = render_top(FleetView(fleet, more=True, fetched_at="12:00:01"), "cpu", 20, 5)
+    lines = render_top(FleetView(fleet, more=True, fetched_at="12:00:01", total=250_000, sorted_by="cpu"), "cpu",
+                       20, 5)
     assert len(lines) == 5 and all(len(line) <= 20 for line in lines)
     assert lines[3].startswith("server-~  ")  # the name's column shrinks to 8 first
-    status = render_top(FleetView(fleet, more=True, fetched_at="12:00:01"), "cpu", 200, 5)[1]
-    assert status.startswith("the first 10000 servers by name, of more")
+    view = FleetView(fleet, more=True, fetched_at="12:00:01", total=250_000, sorted_by="cpu")
+    assert render_top(view, "cpu", 200, 5)[1] == "the first 10000 servers of 250,000 by cpu"
+    # the key just changed: the page on screen is still the old order's until the refresh lands
+    assert render_top(view, "ram", 200, 5)[1] == "the first 10000 servers of 250,000 by cpu; reading by ram..."
     assert render_top(VIEW, "cpu", 0, 5) == render_top(VIEW, "cpu", 80, 0) == []
     assert render_top(VIEW, "cpu", 80, 2)[1].startswith("all 4")
 
@@ -140,43 +143,46 @@ class StubClient:
         return answer
 
 
-def seconds(*values: tuple[float, float] | None) -> dict[str, Any]:
-    return {"seconds": [{"start": "", "samples": 0, "cpu": None, "ram": None} if value is None else
-                        {"start": "", "samples": 1, "cpu": value[0], "ram": value[1]} for value in values]}
+def fleet_page(*entries: dict[str, Any], matched: int | None = None) -> dict[str, Any]:
+    return {"total": 9, "matched": len(entries) if matched is None else matched, "rows": list(entries)}
 
 
-def test_the_feed_reads_one_bounded_page_and_each_servers_newest_second() -> None:
+def test_the_feed_reads_one_page_of_the_fleet_in_its_sort_order() -> None:
     stub = StubClient({
-        "/servers?limit=2": {"servers": [{"server": "a", "last_seen": "T1"}, {"server": "b", "last_seen": "T2"}],
-                             "next_after": "b"},
-        "/servers/a/seconds": seconds((10.0, 20.0), (30.0, 40.0), None),  # the current second is empty
-        "/servers/b/seconds": seconds(None, None),
-        "/nodes/a": {"name": "a", "state": "stale"},
+        "/fleet?sort=cpu&order=desc&limit=2": fleet_page(
+            {"name": "b", "state": "online", "cpu": 30.0, "ram": 40.0, "last_seen": "T2"},
+            {"name": "a", "state": "stale", "cpu": None, "ram": None, "last_seen": "T1"}, matched=7),
+        "/fleet?sort=name&order=asc&limit=2": fleet_page(
+            {"name": "a", "state": "stale", "cpu": True, "ram": "40", "last_seen": None}),
     })
     feed = FleetFeed(cast(ServerTrackClient, stub), limit=2, clock=lambda: 43_200.0)
     view = feed.read()
-    assert view == FleetView((FleetRow("a", "stale", 30.0, 40.0, "T1"), FleetRow("b", None, None, None, "T2")),
-                             more=True, problem=None, fetched_at="12:00:00", limit=2)
-    assert sorted(stub.paths) == ["/nodes/a", "/nodes/b", "/servers/a/seconds", "/servers/b/seconds",
-                                  "/servers?limit=2"]
+    assert view == FleetView((FleetRow("b", "online", 30.0, 40.0, "T2"), FleetRow("a", "stale", None, None, "T1")),
+                             more=True, problem=None, fetched_at="12:00:00", limit=2, total=7, sorted_by="cpu")
+    feed.set_sort("name")
+    view = feed.read()  # a boolean or a string is no load
+    assert view.rows == (FleetRow("a", "stale", None, None, None),) and not view.more and view.sorted_by == "name"
+    assert stub.paths == ["/fleet?sort=cpu&order=desc&limit=2", "/fleet?sort=name&order=asc&limit=2"]
+    with pytest.raises(ValueError):
+        feed.set_sort("disk")
 
 
 def test_an_unreachable_api_is_a_problem_that_keeps_the_last_rows() -> None:
-    stub = StubClient({"/servers?limit=5": {"servers": [{"server": "a", "last_seen": "T1"}], "next_after": None},
-                       "/servers/a/seconds": seconds((5.0, 6.0))})
+    path = "/fleet?sort=cpu&order=desc&limit=5"
+    stub = StubClient({path: fleet_page({"name": "a", "cpu": 5.0, "ram": 6.0})})
     feed = FleetFeed(cast(ServerTrackClient, stub), limit=5, interval=0.01)
     feed._view = feed.read()  # what the refresh thread keeps
-    stub.answers["/servers?limit=5"] = ServerUnreachable("cannot reach http://x: refused", "http://x", "refused")
+    stub.answers[path] = ServerUnreachable("cannot reach http://x: refused", "http://x", "refused")
     down = feed.read()
     assert down.problem == "cannot reach http://x: refused" and down.rows == feed._view.rows
-    stub.answers["/servers?limit=5"] = ClientError(401, "a token is needed\x1b[2J")
+    stub.answers[path] = ClientError(401, "a token is needed\x1b[2J")
     assert feed.read().problem == "HTTP 401: a token is needed\\x1b[2J"
-    stub.answers["/servers?limit=5"] = ["not", "an", "object"]
-    assert feed.read().problem == "HTTP 200: GET /servers did not answer a list of servers"
+    stub.answers[path] = ["not", "an", "object"]
+    assert feed.read().problem == "HTTP 200: GET /fleet did not answer a page of rows"
 
 
 def test_the_refresh_thread_publishes_views_until_stopped() -> None:
-    stub = StubClient({"/servers?limit=5": {"servers": [], "next_after": None}})
+    stub = StubClient({"/fleet?sort=cpu&order=desc&limit=5": fleet_page()})
     feed = FleetFeed(cast(ServerTrackClient, stub), limit=5, interval=0.01)
     feed.start()
     try:
@@ -186,28 +192,11 @@ def test_the_refresh_thread_publishes_views_until_stopped() -> None:
         feed.stop()
 
 
-def test_map_in_threads_keeps_the_order_and_raises_the_first_error() -> None:
-    assert map_in_threads(lambda value: value * 2, list(range(100)), 8) == [value * 2 for value in range(100)]
-    assert map_in_threads(lambda value: value, [], 8) == []
-
-    def failing(value: int) -> int:
-        if value == 3:
-            raise ValueError("three")
-        return value
-
-    try:
-        map_in_threads(failing, list(range(10)), 4)
-    except ValueError as error:
-        assert str(error) == "three"
-    else:
-        raise AssertionError("no error raised")
-
-
 def test_top_without_a_terminal_or_with_a_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["top", "--url", "http://127.0.0.1:9"]) == 2  # pytest's stdin and stdout are no terminal
-    assert capsys.readouterr().err == ("servertrack: error: top needs a terminal (for a script: GET /servers, or "
+    assert capsys.readouterr().err == ("servertrack: error: top needs a terminal (for a script: GET /fleet, or "
                                        "servertrack show NAME --json)\n")
-    for flags in (["--limit", "0"], ["--limit", "1001"], ["--interval", "0.01"], ["--interval", "soon"]):
+    for flags in (["--limit", "0"], ["--limit", "501"], ["--interval", "0.01"], ["--interval", "soon"]):
         assert main(["top", *flags]) == 2
         assert capsys.readouterr().err.startswith("servertrack: error: argument --")
     args = parse(["top"], EnvironmentDefaults())

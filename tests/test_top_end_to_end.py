@@ -74,8 +74,8 @@ def table_names(lines: list[str]) -> list[str]:
     return [line.split()[0] for line in lines[header + 1:] if line.strip()]
 
 
-def top_command(url: str) -> str:
-    return shlex.join(servertrack_command("top", "--url", url, "--interval", "0.3")) + AFTER_TOP
+def top_command(url: str, *flags: str) -> str:
+    return shlex.join(servertrack_command("top", "--url", url, "--interval", "0.3", *flags)) + AFTER_TOP
 
 
 def assert_restored(pane: Pane, code: int = 0) -> None:
@@ -87,19 +87,26 @@ def assert_restored(pane: Pane, code: int = 0) -> None:
 
 def test_top_shows_the_fleet_busiest_first_resorts_resizes_and_quits_on_q() -> None:
     with running_service() as service:
-        fleet = {"top-a.example": (10.0, 90.0), "top-b.example": (95.5, 5.0), "top-c.example": (50.0, 50.0)}
+        fleet = {"top-a.example": (10.0, 90.0), "top-b.example": (95.5, 5.0), "top-c.example": (50.0, 50.0),
+                 "top-d.example": (1.0, 1.0)}
         loads = [{"server": name, "cpu": cpu, "ram": ram} for name, (cpu, ram) in fleet.items()]
         assert http("POST", f"{service.url}/loads", loads)[0] == 202
-        with tmux_pane(top_command(service.url)) as pane:  # started while the samples wait to be applied
-            pane.wait_for("all 3 servers")  # a refresh after the apply: the rows, with their current cpu
+        # three rows a page: the service sorts the whole fleet, so the busiest are shown, not the first by name
+        with tmux_pane(top_command(service.url, "--limit", "3")) as pane:  # started before the samples apply
+            pane.wait_for("the first 3 servers of 4 by cpu")  # a refresh after the apply
             lines = pane.lines()
             assert lines[0].startswith(f"servertrack top  {service.url}")
-            assert lines[1].startswith("all 3 servers; sorted by cpu")
             assert table_names(lines) == ["top-b.example", "top-c.example", "top-a.example"]
-            assert lines[3].split()[1:4] == ["-", "95.5", "5.0"]  # no node state: it only posts loads
+            # judged from its last sample as if it sampled every second: online, then stale
+            assert lines[3].split()[1] in ("online", "stale") and lines[3].split()[2:4] == ["95.5", "5.0"]
             pane.run("send-keys", "m")
-            pane.wait_for("sort: ram")
+            pane.wait_for("the first 3 servers of 4 by ram")
             assert table_names(pane.lines()) == ["top-a.example", "top-c.example", "top-b.example"]
+            pane.run("send-keys", "n")
+            pane.wait_for("the first 3 servers of 4 by name")
+            assert table_names(pane.lines()) == ["top-a.example", "top-b.example", "top-c.example"]
+            pane.run("send-keys", "m")
+            pane.wait_for("the first 3 servers of 4 by ram")
             pane.run("resize-window", "-x", "30", "-y", "5")
             wait_for(lambda: len(pane.lines()) == 5 and pane.lines()[3].startswith("top-a.e~"), WAIT_SECONDS,
                      "the screen redrawn at 30x5")
