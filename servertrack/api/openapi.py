@@ -27,6 +27,7 @@ import tornado.routing
 import tornado.web
 
 from .. import __version__
+from ..common.fleet import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MAX_TEXT, SORT_KEYS
 from ..common.nodes import NODE_STATES
 from ..common.protocol import MAX_NAME_LENGTH
 from .handlers import DEFAULT_PAGE, MAX_PAGE, JsonHandler
@@ -134,6 +135,23 @@ SCHEMAS: dict[str, Any] = {
     "ServerHistory": _object(("last_60_minutes", "last_24_hours"), last_60_minutes=_OBJECT, last_24_hours=_OBJECT),
     "GetStats": _object(("current_stat", "past_stat"), current_stat={"type": ["object", "null"]}, past_stat=_OBJECT),
     "Addresses": {"type": "array", "items": {"type": "string"}},
+    "FleetRow": _object(("name", "node", "state", "last_seen", "cpu", "ram", "spark"), name={"type": "string"},
+                        node={"type": "boolean", "description": "an agent reports it (else: loads over HTTP only)"},
+                        state={"enum": list(NODE_STATES)}, last_seen={"type": ["string", "null"]},
+                        cpu={**_LOAD, "type": ["number", "null"], "description": "its newest second of the last 60"},
+                        ram={**_LOAD, "type": ["number", "null"]},
+                        spark={"oneOf": [{"type": "null"}, _object(
+                            ("start", "step", "cpu", "ram"), start=_TIME, step={"const": 60},
+                            cpu={"type": "array", "items": _NULLABLE_NUMBER, "minItems": 60, "maxItems": 60},
+                            ram={"type": "array", "items": _NULLABLE_NUMBER, "minItems": 60, "maxItems": 60})]}),
+    "FleetPage": _object(("now", "total", "matched", "offset", "limit", "sort", "order", "states", "rows"),
+                         now=_TIME, total={"type": "integer"}, matched={"type": "integer"},
+                         offset={"type": "integer"}, limit={"type": "integer"}, sort={"enum": list(SORT_KEYS)},
+                         order={"enum": ["asc", "desc"]},
+                         states=_object(tuple(NODE_STATES), **{state: {"type": "integer"} for state in NODE_STATES}),
+                         rows={"type": "array", "items": _ref("FleetRow")}),
+    "Html": {"type": "string", "description": "the dashboard's page"},
+    "UiFile": {"type": "string", "description": "a file of the dashboard (script, styles, chart library, icon)"},
     "Document": {**_OBJECT, "description": "this OpenAPI document"},
 }
 
@@ -149,6 +167,21 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "state": {"description": "only the nodes in this state",
               "schema": {"enum": list(NODE_STATES)}},
     "window": {"description": "the live window (not with from/to)", "schema": {"enum": list(SUMMARY_WINDOWS), "default": DEFAULT_SUMMARY_WINDOW}},
+    "q": {"description": "only the entries whose name contains this", "schema": {"type": "string", "maxLength": MAX_TEXT}},
+    "fleet_name": {"name": "name", "description": "only the entry of exactly this name", "schema": {"type": "string"}},
+    "fleet_state": {"name": "state", "description": "only the entries in this state",
+                    "schema": {"enum": list(NODE_STATES)}},
+    "min_cpu": {"description": "only the entries whose current cpu is at least this",
+                "schema": {"type": "number", "minimum": 0, "maximum": 100}},
+    "min_ram": {"description": "only the entries whose current ram is at least this",
+                "schema": {"type": "number", "minimum": 0, "maximum": 100}},
+    "sort": {"description": "sort key (ties in name order; entries without a value last)",
+             "schema": {"enum": list(SORT_KEYS), "default": "name"}},
+    "order": {"description": "default: asc by name, desc by anything else", "schema": {"enum": ["asc", "desc"]}},
+    "offset": {"description": "entries to skip", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET,
+                                                            "default": 0}},
+    "fleet_limit": {"name": "limit", "description": "page size",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
     "node": {"description": "a node's name or IP address (optional while exactly one node is known, or for "
                             "/start and /stop: every node)", "schema": _NODE_ID},
 }
@@ -210,6 +243,18 @@ ROUTES: dict[str, Route] = {
     r"/servers": Route("servers", (), {
         "GET": Operation("known servers sorted by name, paged", "ServerPage", query=("limit", "after"),
                          errors=(400,))}),
+    r"/fleet": Route("servers", (), {
+        "GET": Operation("every server and node: filtered, sorted and paged here, with current loads and 60-minute "
+                         "sparklines (the dashboard's fleet view)", "FleetPage",
+                         query=("q", "fleet_name", "fleet_state", "min_cpu", "min_ram", "sort", "order", "offset", "fleet_limit"),
+                         errors=(400,))}),
+    r"/": Route("dashboard", (), {
+        "GET": Operation("the web dashboard (never needs a token: the page asks for it)", "Html", errors=(),
+                         media="text/html"),
+        "HEAD": Operation("the headers of GET", "Empty", errors=())}),
+    r"/ui/(.*)": Route("dashboard", ("path",), {
+        "GET": Operation("a file of the dashboard", "UiFile", errors=(404,), media="application/octet-stream"),
+        "HEAD": Operation("the headers of GET", "Empty", errors=(404,))}),
     r"/healthz": Route("service", (), {"GET": Operation("the process is up (never needs a token)", "Health",
                                                         errors=())}),
     r"/stats": Route("service", (), {"GET": Operation("ingest counters", "Stats", errors=())}),
@@ -307,6 +352,7 @@ def _operation(template: str, method: str, operation: Operation, route: Route,
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS.get(name, {"type": "string"})}
         for name in route.names]
+    # a key of QUERY_PARAMETERS may name another parameter (two routes' ``state`` or ``limit`` differ)
     if operation.query_on is None or template.rsplit("/", 1)[-1] in operation.query_on:
         parameters += [{"name": name, "in": "query", "required": False, **QUERY_PARAMETERS[name]}
                        for name in operation.query]

@@ -108,6 +108,16 @@ class SecondRing(RingRows):
             ram = np.einsum("bsr,bsr->br", weights, self.ram_avg[:blocks]).reshape(-1)[:used] / (samples * LOAD_SCALE)
         return samples, cpu, ram
 
+    def latest(self, rows: npt.NDArray[np.int64], current: int) -> tuple[FloatArray, FloatArray]:
+        """The cpu and ram averages of each row's newest second, NaN where the ring holds none of the
+        ``shown`` seconds ending with ``current`` (a row silent for a minute has no current load)."""
+        head = self.head[rows].astype(np.int64)
+        flat = self._cell(rows, head % self.slots)
+        held = (head > current - self.shown) & (self.count.reshape(-1)[flat] > 0)
+        cpu = np.where(held, self.cpu_avg.reshape(-1)[flat] / LOAD_SCALE, np.nan)
+        ram = np.where(held, self.ram_avg.reshape(-1)[flat] / LOAD_SCALE, np.nan)
+        return cpu, ram
+
     def window(self, row: int, current: int) -> SecondWindow:
         """The ``shown`` seconds of ``row`` ending with second ``current``, oldest first."""
         first, held, flat = self._window_cells(row, current)

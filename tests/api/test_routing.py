@@ -10,7 +10,8 @@ from live_api import LiveApi, assert_json_error
 @pytest.mark.parametrize(
     "method, path",
     [
-        ("GET", "/"),
+        ("GET", "/ui"),  # "/" is the dashboard's page
+        ("GET", "/ui/nope.js"),
         ("GET", "/nope"),
         ("GET", "/servers/web-01"),
         ("GET", "/servers/web-01/loads/extra"),
