@@ -54,3 +54,17 @@ def subprocess_env() -> dict[str, str]:
 def servertrack_command(*args: str) -> list[str]:
     """argv that runs the servertrack CLI with this interpreter."""
     return [sys.executable, "-m", "servertrack", *args]
+
+
+@pytest.fixture(autouse=True)
+def _fsync_without_the_disk_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``os.fsync`` in this process checks its descriptor (``os.fstat``: EBADF on a closed one, as fsync
+    would) but does not wait for the disk. What an fsync adds over a write survives only an OS crash or a
+    power cut, which no test can cause; a killed process loses nothing the kernel already has. On the
+    shared machine the flushes cost seconds (the retention test: 19 s of its 28 s). Children
+    (``python -m servertrack``) and tests that patch ``os.fsync`` themselves are unaffected."""
+    monkeypatch.setattr(os, "fsync", _checked_fsync)
+
+
+def _checked_fsync(fd: int) -> None:
+    os.fstat(fd)
