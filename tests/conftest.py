@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -48,7 +52,19 @@ def subprocess_env() -> dict[str, str]:
     env["SERVERTRACK_STORE"] = "memory"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
     env["PYTHONUNBUFFERED"] = "1"
+    if env.pop("PYTHONDONTWRITEBYTECODE", ""):
+        # Without bytecode every child compiled the checkout's ~80 modules from source again (~0.15 s a
+        # start, of ~0.4 s). The children cache it instead in one directory of this run, outside the
+        # checkout (which stays free of __pycache__, as the caller asked), removed when the run ends.
+        env["PYTHONPYCACHEPREFIX"] = _bytecode_cache()
     return env
+
+
+@functools.cache
+def _bytecode_cache() -> str:
+    directory = tempfile.mkdtemp(prefix="servertrack-tests-pycache-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 def servertrack_command(*args: str) -> list[str]:
