@@ -28,7 +28,7 @@ from servertrack.common.seconds import SecondWindow
 from servertrack.common.time_range import MAX_EPOCH
 from tests.conftest import FakeClock
 
-EXAMPLES = settings(max_examples=150, deadline=None, database=None)
+EXAMPLES = settings(max_examples=75, deadline=None, database=None)
 
 COUNTS = st.one_of(st.just(0), st.integers(1, 2**32 - 1), st.integers(1, 3))
 SUMS = st.one_of(st.floats(0, 1e13, allow_nan=False), st.integers(0, 2**40).map(lambda units: units / 100_000))

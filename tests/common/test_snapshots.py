@@ -221,7 +221,7 @@ def valid_stats(draw: st.DrawFn) -> dict[str, Any]:
     return draw(st.fixed_dictionaries(stats))
 
 
-@settings(max_examples=80)
+@settings(max_examples=40)
 @given(valid_stats())
 def test_every_valid_snapshot_comes_back_exactly(stats: dict[str, Any]) -> None:
     assert STATS.check(stats, "stats") is stats  # valid as drawn: the validator keeps it as it is
@@ -234,7 +234,7 @@ def test_every_valid_snapshot_comes_back_exactly(stats: dict[str, Any]) -> None:
     assert stored.size == len(stored.data)
 
 
-@settings(max_examples=80)
+@settings(max_examples=40)
 @given(valid_stats())
 def test_the_column_layout_keeps_every_valid_snapshot_exactly(stats: dict[str, Any]) -> None:
     with pytest.MonkeyPatch.context() as patch:
@@ -277,7 +277,7 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=150)
+@settings(max_examples=75)
 @given(st.dictionaries(_keys, _values, max_size=6))
 def test_any_msgpack_map_comes_back_exactly(stats: dict[str, Any]) -> None:
     with pytest.MonkeyPatch.context() as patch:

@@ -135,7 +135,7 @@ reads = st.lists(st.tuples(st.sampled_from(SERVERS), st.sampled_from([MINUTE_WID
 
 
 @given(writes(), reads)
-@settings(max_examples=60)
+@settings(max_examples=30)
 def test_reads_merge_what_was_written_as_a_naive_model_does(calls: list[HistoryBlocks], wanted: list) -> None:
     with tempfile.TemporaryDirectory() as directory:
         store = SqliteStore(Path(directory) / "history.sqlite3")
