@@ -36,7 +36,10 @@ class HistoryReads(Protocol):
 
 
 class HistoryBackend(Protocol):
-    """Where ``DurableStore`` keeps history; one writer, used by one thread at a time."""
+    """Where ``DurableStore`` keeps history; one writer, used by one thread at a time. ``purges``: whether
+    ``purge`` and ``purge_snapshots`` have work to do (False: what is kept expires by itself)."""
+
+    purges: bool
 
     def write_blocks(self, blocks: HistoryBlocks) -> None:
         """Keep ``blocks``: a base part replaces its block's parts, a delta part is added or replaced."""
@@ -92,6 +95,8 @@ class HistoryBackend(Protocol):
 class SqliteHistory(SqliteStore):
     """``--store sqlite``'s backend: the SQLite file, and the agents' seqs in a file of the checkpoint
     directory (``agent_seqs``)."""
+
+    purges = True
 
     def __init__(self, path: Path, seqs_path: Path) -> None:
         super().__init__(path)

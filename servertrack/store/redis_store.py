@@ -57,8 +57,10 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
+from redis.retry import Retry
 
 from ..common.errors import ServerTrackError
 from .agent_seqs import AgentSeqs, decode_agent_seqs, encode_agent_seqs
@@ -92,6 +94,7 @@ from .store_url import RedisTarget
 SCHEMA_VERSION = 1
 CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 5.0
+CLIENT_RETRIES = 2
 _TS = struct.Struct(">q")
 
 
@@ -103,8 +106,11 @@ def connect(target: RedisTarget, password: str | None = None, ca_file: str | Non
             socket_timeout: float = SOCKET_TIMEOUT_SECONDS) -> Any:
     """A client for ``target`` (``redis.Redis`` or ``RedisCluster``), checked with a PING;
     ``RedisUnavailable`` with one line saying why not."""
+    # redis-py retries a command a little (a reconnect, a failover); the store's worker retries the job
+    # after that, with its own pause, so a node down shows as "failing" within a second or two
     options: dict[str, Any] = {"username": target.username, "password": password,
-                               "socket_timeout": socket_timeout, "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS}
+                               "socket_timeout": socket_timeout, "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                               "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), CLIENT_RETRIES)}
     if target.tls:
         options.update(ssl=True, ssl_ca_certs=ca_file)
     try:
@@ -127,6 +133,8 @@ def connect(target: RedisTarget, password: str | None = None, ca_file: str | Non
 class RedisHistory:
     """The history of ``DurableStore`` kept in Redis (see the module's docstring); ``client`` is a
     ``redis.Redis`` or a ``RedisCluster`` (``connect``)."""
+
+    purges = False  # every key has a TTL
 
     def __init__(self, client: Any, keep: dict[int, float], keep_snapshots: float,
                  clock: Callable[[], float] = time.time, description: str = "redis") -> None:

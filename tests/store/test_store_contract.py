@@ -54,10 +54,11 @@ class Monitor:
         self.aggregator = Aggregator(32, clock=clock, closing=True)
         self.nodes = NodeRegistry(32, clock)
         self.batch = PendingBatch()
-        self.applier = BatchApplier(self.batch, self.aggregator, AgentInventory(32), IngestStats(), clock=clock,
+        self.inventory = AgentInventory(32)
+        self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, IngestStats(), clock=clock,
                                     nodes=self.nodes, store=self.store)
         self.store.open()
-        self.store.recover(self.aggregator, self.nodes)
+        self.store.recover(self.aggregator, self.nodes, self.inventory)
         self.history = LoadHistory(self.aggregator, self.nodes, self.store.open_reader,
                                    {60: retention.minutes, 3600: retention.hours}, clock)
 

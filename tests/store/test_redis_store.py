@@ -1,0 +1,193 @@
+"""The Redis store on real Redis (a server and a three-master cluster, ``tests.redis_servers``): every key
+it writes has a TTL, every key of a server is in that server's slot, a range is read in one round trip,
+and Redis going down while the collector ingests is counted, survived and caught up with, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.cluster import key_slot
+from redis.connection import Connection
+
+from servertrack.store import Retention, Store, make_store, worker
+from servertrack.store.redis_keys import slot_tag
+from tests.node_fixtures import HELLO_INFO, stats_body
+from tests.redis_servers import RedisServer, need_redis_server
+from tests.store.test_recovery import FakeClock
+from tests.store.test_store_contract import START, Monitor
+
+NAMES = ["web-1", "web-2", "db-1"]
+
+
+def factory(url: str) -> Callable[[Path, Retention, FakeClock], Store]:
+    return lambda directory, retention, clock: make_store(url, str(directory), retention, clock)
+
+
+def run_fleet(monitor: Monitor, clock: FakeClock, minutes: int, late: bool = True) -> int:
+    """``minutes`` minutes of one sample a minute per name (hours and a day close), node records and
+    snapshots, and (``late``) samples ten minutes late (after an hour closed: delta parts). Returns the samples applied."""
+    monitor.nodes.hello("web-1", ["10.0.0.1"], dict(HELLO_INFO), paused=False)
+    applied = 0
+    for step in range(minutes):
+        for name in NAMES:
+            monitor.batch.add(name, clock.now, float(step % 100), 40.0)
+            applied += 1
+        if late and step % 40 == 39:
+            monitor.batch.add("db-1", clock.now - 600, 99.0, 99.0)
+            applied += 1
+        if step % 30 == 0:
+            monitor.nodes.record_stats("web-1", stats_body(), clock.now, clock.now)
+        monitor.apply()
+        clock.now += 60
+    return applied
+
+
+def all_keys(clients: list[Any]) -> dict[str, Any]:
+    """Every key on every node, with the client of the node holding it."""
+    found: dict[str, Any] = {}
+    for client in clients:
+        for key in client.scan_iter(count=1000):
+            found[key.decode()] = client
+    return found
+
+
+def wait_drained(monitor: Monitor, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while monitor.store.health()["history"]["queued_jobs"]:
+        assert time.monotonic() < deadline, "the history queue did not drain"
+        time.sleep(0.02)
+
+
+@pytest.fixture(params=["redis", "redis+cluster"])
+def redis_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[Any]]]:
+    """A Redis store URL, emptied, and a client per node (closed after)."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        servers = [request.getfixturevalue("redis_standalone")]
+    else:
+        url = request.getfixturevalue("redis_cluster_url")
+        servers = request.getfixturevalue("redis_cluster").nodes
+    clients = [server.client() for server in servers]
+    try:
+        yield url, clients
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_every_key_has_a_ttl_and_every_key_of_a_server_is_in_its_slot(
+        redis_target: tuple[str, list[Any]], tmp_path: Path) -> None:
+    url, clients = redis_target
+    clock = FakeClock(START)
+    monitor = Monitor(factory(url), tmp_path, clock)
+    try:
+        run_fleet(monitor, clock, 150)
+        wait_drained(monitor)
+        keys = all_keys(clients)  # the index of delta parts is trimmed by the checkpoint at close
+    finally:
+        monitor.close()  # the agents' last seqs are written then
+    keys.update(all_keys(clients))
+    kinds = {key.split(":")[-2] if key.count(":") == 3 else key.split(":")[-1] for key in keys}
+    # (``st:deltas`` lives from a delta part to the next checkpoint: when present, it is checked too)
+    assert {"m", "h", "known", "node", "snaps", "nodes", "meta", "agent-seqs"} <= kinds, sorted(keys)
+    parts = {field for key, client in keys.items() if ":m:" in key for field in client.hkeys(key)}
+    assert b"0" in parts and len(parts) > 1  # bases and the late samples' delta parts
+    for key, client in keys.items():
+        ttl = client.ttl(key)
+        assert ttl > 0, (key, ttl)  # -1: a key without TTL
+    by_server: dict[str, set[int]] = {}
+    for key, client in keys.items():
+        tag = slot_tag(key)
+        if tag != key:
+            slot = key_slot(key.encode())
+            assert slot == key_slot(tag.encode()) == client.execute_command("CLUSTER KEYSLOT", key) \
+                if len(clients) > 1 else slot == key_slot(tag.encode())
+            by_server.setdefault(tag, set()).add(id(client))
+    assert set(by_server) == set(NAMES)
+    assert all(len(nodes) == 1 for nodes in by_server.values())  # one server, one node
+    if len(clients) > 1:  # the three servers are spread over the cluster
+        assert len({key_slot(name.encode()) for name in NAMES}) == 3
+
+
+def test_a_range_is_read_in_one_round_trip(redis_target: tuple[str, list[Any]], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    url, clients = redis_target
+    clock = FakeClock(START)
+    monitor = Monitor(factory(url), tmp_path, clock)
+    try:
+        run_fleet(monitor, clock, 200, late=False)
+        wait_drained(monitor)
+        reader = monitor.store.open_reader()
+        sent: list[int] = []
+        real_send = Connection.send_packed_command
+
+        def counted(self: Connection, command: Any, check_health: bool = True) -> None:
+            sent.append(1)
+            real_send(self, command, check_health)
+
+        before = [client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0) for client in clients]
+        monkeypatch.setattr(Connection, "send_packed_command", counted)
+        cells = reader.read_range("web-2", 60, int(START // 3600) * 60 - 60, 6 * 60)  # six hours: six hashes
+        monkeypatch.undo()
+        after = [client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0) for client in clients]
+    finally:
+        monitor.close()
+    assert cells is not None and int(cells.samples.sum()) > 120  # closed hours came back from Redis
+    assert len(sent) == 1  # one write to one socket: one round trip
+    assert sorted(b - a for a, b in zip(before, after) if b != a) == [6]  # every HGETALL on one node
+
+
+def test_redis_down_then_back_is_counted_survived_and_caught_up_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_redis_server()
+    monkeypatch.setattr(worker, "RETRY_FIRST_SECONDS", 0.05)
+    monkeypatch.setattr(worker, "RETRY_MOST_SECONDS", 0.1)
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis", None, persistent=True).start()  # its data outlives a restart
+    clock = FakeClock(START)
+    try:
+        monitor = Monitor(factory(server.url), tmp_path / "data", clock)
+        try:
+            applied = run_fleet(monitor, clock, 30, late=False)
+            wait_drained(monitor)
+            assert monitor.store.health()["store"] == "ok"
+            server.stop()
+            applied += run_fleet(monitor, clock, 120, late=False)  # two hours close while Redis is down
+            deadline = time.monotonic() + 10
+            while monitor.store.health()["history"]["failures"] < 3:
+                assert time.monotonic() < deadline, monitor.store.health()
+                time.sleep(0.02)
+            body = monitor.store.health()
+            assert body["store"] == "failing"
+            assert body["history"]["queued_jobs"] > 0 and body["history"]["refused"] == 0
+            assert "Connection refused" in body["history"]["last_error"] or "Error" in body["history"]["last_error"]
+            windows = monitor.aggregator.windows("web-1")
+            assert windows is not None and int(windows.hours.samples.sum()) == 150  # ingest went on in memory
+            server.start()
+            deadline = time.monotonic() + 10
+            while monitor.store.health()["store"] != "ok" or monitor.store.health()["history"]["queued_jobs"]:
+                assert time.monotonic() < deadline, monitor.store.health()
+                time.sleep(0.02)
+            first_minute = int(START // 60)
+            ranged = asyncio.run(monitor.history.loads("web-1", 60, first_minute, 150))
+            assert ranged is not None and ranged.window.samples.tolist() == [1] * 150
+        finally:
+            monitor.close()
+        # from Redis alone (a fresh data dir): the hours that closed while it was down (22:00, 23:00; the
+        # 00:00 hour is still open in the rings) are there, every sample
+        again = Monitor(factory(server.url), tmp_path / "fresh", clock)
+        try:
+            reader = again.store.open_reader()
+            for name in NAMES:
+                kept = reader.read_range(name, 60, first_minute, 150)
+                assert kept is not None and kept.samples.tolist() == [1] * 90 + [0] * 60, name
+            assert applied == 150 * len(NAMES)
+        finally:
+            again.close()
+    finally:
+        server.stop()
