@@ -126,8 +126,18 @@ def connect(target: RedisTarget, password: str | None = None, ca_file: str | Non
                 raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: it is a cluster node "
                                        f"(use redis+cluster://)")
     except (RedisError, RedisClusterException, OSError) as error:
-        raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: {_one_line(error)}") from None
+        raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: "
+                               f"{_why(error, password is not None)}") from None
     return client
+
+
+def _why(error: BaseException, with_password: bool) -> str:
+    """What went wrong, in one line; a missing password said as such (Redis says it in several ways)."""
+    text = _one_line(error)
+    if not with_password and any(sign in text for sign in ("NOAUTH", "Authentication required",
+                                                           "HELLO must be called", "AUTH")):
+        return "it needs a password: give it with --store-password-file FILE"
+    return text
 
 
 class RedisHistory:
