@@ -10,12 +10,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import redis
 from redis.cluster import key_slot
 from redis.connection import Connection
 
+from servertrack.common.periods import HistoryBlocks
 from servertrack.store import Retention, Store, make_store, worker
 from servertrack.store.redis_keys import slot_tag
+from servertrack.store.redis_store import RedisHistory
 from tests.node_fixtures import HELLO_INFO, stats_body
 from tests.redis_servers import RedisServer, need_redis_server
 from tests.store.test_recovery import FakeClock
@@ -191,3 +195,36 @@ def test_redis_down_then_back_is_counted_survived_and_caught_up_with(
             again.close()
     finally:
         server.stop()
+
+
+def one_block(name: str, period: int, part: int, samples: int, cpu: float) -> HistoryBlocks:
+    """A block of ``name``'s hour ``period``: ``samples`` samples of load ``cpu`` in its first minute."""
+    counts = np.zeros((1, 60), np.uint32)
+    counts[0, 0] = samples
+    fixed = np.zeros((1, 60), np.uint32)
+    fixed[0, 0] = int(cpu * 100_000)
+    return HistoryBlocks(60, [name], np.array([period]), np.array([part]), counts, counts * cpu, counts * cpu,
+                         fixed, fixed, fixed, fixed)
+
+
+def test_a_base_replaces_its_parts_and_a_crash_drops_the_parts_its_log_lost(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    history = RedisHistory(client, {60: 7 * 86_400.0, 3600: 400 * 86_400.0}, 7 * 86_400.0, lambda: START)
+    period = int(START // 3600) - 2
+    try:
+        first = period * 60
+        history.write_blocks(one_block("web-1", period, 0, 10, 5.0))
+        history.write_blocks(one_block("web-1", period, 7, 1, 50.0))  # late samples: chunks 7 and 9
+        history.write_blocks(one_block("web-1", period, 9, 2, 1.0))
+        cells = history.read_cells("web-1", 60, first, 60)
+        assert (int(cells.samples[0]), int(cells.cpu_min[0]), int(cells.cpu_max[0])) == (13, 100_000, 5_000_000)
+        assert history.drop_parts_after(8) == 1  # the log ended with chunk 8: part 9 goes, 7 stays
+        assert int(history.read_cells("web-1", 60, first, 60).samples[0]) == 11
+        history.forget_parts_before(8)  # a checkpoint covers chunk 7: never dropped now
+        assert client.zcard("st:deltas") == 0 and history.drop_parts_after(0) == 0
+        history.write_blocks(one_block("web-1", period, 0, 4, 5.0))  # a base again: replaces every part
+        assert int(history.read_cells("web-1", 60, first, 60).samples[0]) == 4
+        assert client.hkeys(f"st:{{web-1}}:m:{period}") == [b"0"]
+        assert history.read_range("nobody", 60, first, 60) is None and history.has_server("web-1")
+    finally:
+        history.close()
