@@ -5,6 +5,7 @@ and Redis going down while the collector ingests is counted, survived and caught
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,12 +17,13 @@ import redis
 from redis.cluster import key_slot
 from redis.connection import Connection
 
+from servertrack.common.errors import ServerTrackError
 from servertrack.common.periods import HistoryBlocks
 from servertrack.store import Retention, Store, make_store, worker
 from servertrack.store.redis_keys import slot_tag
 from servertrack.store.redis_store import RedisHistory
 from tests.node_fixtures import HELLO_INFO, stats_body
-from tests.redis_servers import RedisServer, need_redis_server
+from tests.redis_servers import RedisServer, free_port, need_redis_server
 from tests.store.test_recovery import FakeClock
 from tests.store.test_store_contract import START, Monitor
 
@@ -228,3 +230,59 @@ def test_a_base_replaces_its_parts_and_a_crash_drops_the_parts_its_log_lost(redi
         assert history.read_range("nobody", 60, first, 60) is None and history.has_server("web-1")
     finally:
         history.close()
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA (``ca.pem``) and a certificate for 127.0.0.1 it signed (``server.pem``, ``server.key``)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca")
+    openssl("req", *curve, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return directory / "ca.pem", directory / "server.pem", directory / "server.key"
+
+
+def test_rediss_checks_the_server_against_the_store_ca(tmp_path: Path) -> None:
+    need_redis_server()
+    ca, certificate, key = make_certificates(tmp_path)
+    port = free_port()
+    process = subprocess.Popen(["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                                "--tls-cert-file", str(certificate), "--tls-key-file", str(key),
+                                "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no", "--save", "",
+                                "--appendonly", "no", "--dir", str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"rediss://127.0.0.1:{port}/0"
+    retention = Retention()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            probe = make_store(url, str(tmp_path / "probe"), retention, time.time, ca_file=str(ca))
+            try:
+                probe.open()
+                break
+            except ServerTrackError:
+                assert time.monotonic() < deadline and process.poll() is None, "redis-server with TLS did not start"
+                time.sleep(0.05)
+        asyncio.run(probe.close())
+        clock = FakeClock(START)
+        monitor = Monitor(lambda directory, kept, clock: make_store(url, str(directory), kept, clock,
+                                                                   ca_file=str(ca)), tmp_path / "data", clock)
+        try:
+            run_fleet(monitor, clock, 70, late=False)
+            wait_drained(monitor)
+            cells = monitor.store.open_reader().read_range("web-1", 60, int(START // 60), 30)
+            assert cells is not None and cells.samples.tolist() == [1] * 30  # 22:30 to 23:00, closed
+        finally:
+            monitor.close()
+        untrusted = make_store(url, str(tmp_path / "other"), retention, time.time)  # the system's CAs
+        with pytest.raises(ServerTrackError) as raised:
+            untrusted.open()
+        assert f"cannot use the Redis store {url}" in str(raised.value) and "\n" not in str(raised.value)
+        assert "certificate" in str(raised.value).lower()
+    finally:
+        process.terminate()
+        process.wait(5)
