@@ -62,7 +62,7 @@ def test_a_restart_on_the_same_redis_with_an_empty_data_dir_comes_back_with_the_
                        "--snapshot-every", "1s") as (service, ready):
         assert ready["store"] == redis_url
         store = http("GET", f"{service.url}/stats")[1]["store"]
-        assert store["backend"] == "redis" and store["store"] == "ok"
+        assert store["backend"] == "redis" and store["store"] == "ok" and store["url"] == redis_url
         assert http("POST", f"{service.url}/nodes", HELLO)[0] in (200, 201)
         assert http("POST", f"{service.url}/nodes/{NAME}/pause")[0] == 200
         snapshot_at = time.time()

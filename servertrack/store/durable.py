@@ -496,6 +496,7 @@ class DurableStore:
             "store": "failing" if failing else "ok",
             "backend": self.kind,
             "data_dir": str(self.directory),
+            **({} if self.kind == "sqlite" else {"url": self.description}),  # a Redis store: where, no password
             "checkpoints": self.checkpoints,
             "checkpointed_chunk": self.checkpointed_chunk,
             "checkpoint_bytes": self.checkpoint_bytes,

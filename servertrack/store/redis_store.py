@@ -39,6 +39,16 @@ its windows exactly; one started with an empty data dir on the same Redis
 comes back with the history, nodes and snapshots (not the open hour's
 minutes and today's hours, which only the rings and the log held).
 
+Several collectors (a later step, not built here): a block's hash is already
+a set of parts merged on read (counts and sums add, min of mins, max of
+maxes: ``history_codec.merge``), so collectors sharing a fleet write their
+parts under fields prefixed by a collector id (``C:0`` base, ``C:CHUNK``
+deltas); a base then replaces only its own collector's fields (a small
+server-side script on the server's one slot, instead of ``DEL``), and a read
+merges every field as today. Their crash indexes and seqs get a collector
+suffix (``st:deltas:C``, ``st:agent-seqs:C``); node records and snapshots are
+per node, written by the collector its agent talks to.
+
 Faults: a command that fails (node down, timeout, cluster re-sharding) fails
 the worker's job, which is retried with a growing pause while ingest goes on
 from memory; ``health`` says ``failing`` and counts failures until a job
