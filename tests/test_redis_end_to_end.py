@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import redis
+
 from tests.conftest import servertrack_command, subprocess_env
 from tests.node_fixtures import stats_body
 from tests.redis_servers import RedisServer, free_port, need_redis_server
@@ -38,10 +40,22 @@ def redis_service(*flags: str) -> Iterator[tuple[Service, dict[str, str]]]:
         yield Service(process, fields["http"], fields["ingest"], fields.get("control", "")), fields
 
 
-def serve_once(*flags: str) -> subprocess.CompletedProcess[str]:
-    """``serve`` with ``flags`` that is expected to exit at once."""
-    return subprocess.run(servertrack_command("serve", "--port", "0", "--ingest", "tcp://127.0.0.1:*", *flags),
-                          env=subprocess_env(), capture_output=True, text=True, timeout=30, check=False)
+def serve_refusals(*runs: tuple[str, ...]) -> list[tuple[int, str]]:
+    """``serve`` with each of ``runs``' flags, all at once (each is expected to exit at once): the exit
+    codes and stderr."""
+    processes = [subprocess.Popen(servertrack_command("serve", "--port", "0", "--ingest", "tcp://127.0.0.1:*",
+                                                      *flags), env=subprocess_env(), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for flags in runs]
+    results = []
+    for process in processes:
+        try:
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        results.append((process.returncode, stderr))
+    return results
 
 
 def yesterday_late() -> int:
@@ -72,8 +86,12 @@ def test_a_restart_on_the_same_redis_with_an_empty_data_dir_comes_back_with_the_
         wait_for(lambda: http("GET", f"{service.url}/servers/{NAME}/loads")[0] == 200, 10, "the first sample")
         loads = [{"server": NAME, "ts": late + index, "cpu": 20.0 + index, "ram": 30.0} for index in range(5)]
         assert http("POST", f"{service.url}/loads", loads)[0] == 202
-        wait_for(lambda: http("GET", f"{service.url}/stats")[1]["store"]["history"]["queued_jobs"] == 0
-                 and time.time() > snapshot_at + 2.5, 10, "the snapshot and the late hour kept")
+        client = redis.Redis.from_url(redis_url)
+        try:  # the snapshot history and the late hour's block are in Redis
+            wait_for(lambda: client.exists(f"st:{{{NAME}}}:snaps", f"st:{{{NAME}}}:h:{late // 86_400}") == 2, 10,
+                     "the snapshot and the late hour kept")
+        finally:
+            client.close()
         service.process.send_signal(signal.SIGTERM)
         assert service.process.wait(30) == 0
     with redis_service("--store", redis_url, "--data-dir", str(tmp_path / "second")) as (again, _):
@@ -95,10 +113,10 @@ def test_the_password_comes_from_a_file_and_a_wrong_one_is_one_line(tmp_path: Pa
     right.write_text("s3cret-redis-pw\n")
     wrong.write_text("not-the-password\n")
     try:
-        refused = serve_once("--store", server.url, "--data-dir", str(tmp_path / "a"),
-                             "--store-password-file", str(wrong))
-        missing = serve_once("--store", server.url, "--data-dir", str(tmp_path / "a"))
-        nobody = serve_once("--store", f"redis://127.0.0.1:{free_port()}/0", "--data-dir", str(tmp_path / "b"))
+        refused, missing, nobody = serve_refusals(
+            ("--store", server.url, "--data-dir", str(tmp_path / "a"), "--store-password-file", str(wrong)),
+            ("--store", server.url, "--data-dir", str(tmp_path / "b")),
+            ("--store", f"redis://127.0.0.1:{free_port()}/0", "--data-dir", str(tmp_path / "d")))
         with redis_service("--store", server.url, "--data-dir", str(tmp_path / "c"),
                            "--store-password-file", str(right)) as (service, ready):
             assert http("GET", f"{service.url}/stats")[1]["store"]["store"] == "ok"
@@ -106,9 +124,10 @@ def test_the_password_comes_from_a_file_and_a_wrong_one_is_one_line(tmp_path: Pa
             assert all("s3cret" not in str(part) for part in (*service.process.args, *ready.values()))
     finally:
         server.stop()
-    for done, says in ((refused, "invalid username-password pair"), (missing, "it needs a password: give it with --store-password-file"),
-                       (nobody, "Connection refused")):
-        assert done.returncode == 2, done
-        assert done.stderr.startswith("servertrack: error: ") and done.stderr.count("\n") == 1, done.stderr
-        assert says in done.stderr and "Traceback" not in done.stderr and "s3cret" not in done.stderr, done.stderr
-    assert f"cannot use the Redis store {server.url}" in refused.stderr
+    for (code, stderr), says in ((refused, "invalid username-password pair"),
+                                 (missing, "it needs a password: give it with --store-password-file"),
+                                 (nobody, "Connection refused")):
+        assert code == 2, (code, stderr)
+        assert stderr.startswith("servertrack: error: ") and stderr.count("\n") == 1, stderr
+        assert says in stderr and "Traceback" not in stderr and "s3cret" not in stderr, stderr
+    assert f"cannot use the Redis store {server.url}" in refused[1]

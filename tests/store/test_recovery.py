@@ -133,7 +133,7 @@ def test_windows_and_ranges_survive_restarts_and_torn_logs(steps: list[tuple[str
     survive_restarts_and_torn_logs(steps, checkpoint_every, "sqlite")
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(step_st, min_size=2, max_size=30), checkpoint_every=st.sampled_from([1.0, 30.0, 600.0]))
 def test_windows_and_ranges_survive_restarts_and_torn_logs_on_redis(steps: list[tuple[str, object]],
                                                                    checkpoint_every: float,
