@@ -25,6 +25,11 @@ down is counted as lost, per agent (not after a crash: see ``agent_seqs``).
 The loop never waits on the disk: the two threads do all the I/O; their
 queues are bounded, and a failing disk is retried, counted and reported
 (``health``), while ingest and the API go on from memory.
+
+What is kept for good (blocks, nodes, snapshots, the agents' last seqs) goes
+through a ``history_backend.HistoryBackend``: ``history.sqlite3`` here by
+default, or Redis (``redis_store``), with the log and checkpoints still in
+the directory.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from redis.connection import Connection
 
 from servertrack.common.errors import ServerTrackError
 from servertrack.common.periods import HistoryBlocks
-from servertrack.store import Retention, Store, make_store, worker
+from servertrack.store import Retention, Store, durable, make_store, worker
 from servertrack.store.redis_keys import slot_tag
 from servertrack.store.redis_store import RedisHistory
 from tests.node_fixtures import HELLO_INFO, stats_body
@@ -290,3 +290,35 @@ def test_rediss_checks_the_server_against_the_store_ca(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(5)
+
+
+def test_a_stop_while_redis_is_down_is_caught_up_by_the_next_start(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    need_redis_server()
+    monkeypatch.setattr(worker, "RETRY_MOST_SECONDS", 0.1)
+    monkeypatch.setattr(durable, "CLOSE_TIMEOUT_SECONDS", 1.0)
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis", None, persistent=True).start()
+    clock = FakeClock(START)
+    try:
+        monitor = Monitor(factory(server.url), tmp_path / "data", clock)
+        try:
+            run_fleet(monitor, clock, 20, late=False)
+            wait_drained(monitor)
+            server.stop()
+            run_fleet(monitor, clock, 60, late=False)  # the 22:00 hour closes while Redis is down
+        finally:
+            monitor.close()  # gives up the queue after CLOSE_TIMEOUT_SECONDS: no last checkpoint
+        with pytest.raises(ServerTrackError, match="cannot"):  # a start needs Redis
+            Monitor(factory(server.url), tmp_path / "data", clock)
+        server.start()
+        again = Monitor(factory(server.url), tmp_path / "data", clock)  # replays the log, writes the blocks again
+        try:
+            kept = again.store.open_reader().read_range("web-1", 60, int(START // 60), 80)
+            assert kept is not None and kept.samples.tolist() == [1] * 30 + [0] * 50  # 22:30-23:00 closed
+            windows = again.aggregator.windows("web-1")
+            assert windows is not None and int(windows.hours.samples.sum()) == 80
+        finally:
+            again.close()
+    finally:
+        server.stop()
