@@ -322,3 +322,29 @@ def test_a_stop_while_redis_is_down_is_caught_up_by_the_next_start(tmp_path: Pat
             again.close()
     finally:
         server.stop()
+
+
+def test_the_queue_stays_within_its_cap_while_redis_is_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_redis_server()
+    cap = 64 * 1024
+    monkeypatch.setattr(durable, "STORE_QUEUE_BYTES", cap)
+    monkeypatch.setattr(durable, "CLOSE_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(worker, "RETRY_MOST_SECONDS", 0.1)
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis").start()
+    clock = FakeClock(START)
+    monitor = Monitor(factory(server.url), tmp_path / "data", clock)
+    try:
+        server.stop()
+        seen: list[int] = []
+        for _ in range(4):  # hours close, snapshots and checkpoints queue up: more than the cap holds
+            run_fleet(monitor, clock, 60, late=False)
+            seen.append(monitor.store.health()["history"]["queued_bytes"])
+        body = monitor.store.health()
+        assert body["store"] == "failing" and body["history"]["refused"] > 0  # refused, counted, not grown
+        assert 0 < max(seen) <= cap
+        windows = monitor.aggregator.windows("web-1")
+        assert windows is not None and int(windows.hours.samples.sum()) == 240  # ingest went on in memory
+    finally:
+        monitor.close()
+        server.stop()
