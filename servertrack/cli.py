@@ -1,5 +1,5 @@
-"""The ``servertrack`` command: argument parsing and wiring only (serve, agent, demo, show, nodes, node,
-pause, resume, keys)."""
+"""The ``servertrack`` command: argument parsing and wiring only (serve, agent, demo, show, top, nodes,
+node, pause, resume, keys)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from . import __version__
 from .common.errors import InvalidSample
 from .common.nodes import NODE_STATES
 from .common.protocol import normalize_name
-from .common.settings import AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for, parse_duration
+from .common.settings import DEFAULT_EXPORTED_SERVERS, AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for, parse_duration
 from .common.tokens import token_problem
 from .event_loop import EVENT_LOOPS, loop_factory
 from .event_loop import run as run_on_loop
@@ -84,6 +84,9 @@ _mebibytes = _whole_number(0, 1_048_576, "MiB")
 _core_share = _number(0.0, 1.0, "the share of a core")
 _connections = _whole_number(1, 1_000_000, "connections")
 _frame_budget = _number(0.0, 1_000_000.0, "frames a second")
+_exported_servers = _whole_number(1, 1_000_000, "servers exported")
+_refresh = _number(0.1, 3600.0, "interval (seconds)")
+_page = _whole_number(1, 500, "limit")  # GET /fleet's page at most (common.fleet.MAX_LIMIT)
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _HOST_NAME = re.compile(r"(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?)\Z")
 
@@ -294,6 +297,10 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     serve.add_argument("--write-timeout", type=_timeout, default=env.write_timeout, metavar="SECONDS",
                        help="close an HTTP connection whose response is not read in full within this time "
                             "(a slow reader; default %(default)s)")
+    serve.add_argument("--export-servers", type=_exported_servers, nargs="?", const=DEFAULT_EXPORTED_SERVERS,
+                       default=env.export_servers, metavar="N",
+                       help="GET /metrics also shows each server's cpu and ram load (its average over the "
+                            f"last 60 s), for the first N servers by name (default N: {DEFAULT_EXPORTED_SERVERS})")
     serve.add_argument("--store", type=_store, default=env.store, metavar="STORE",
                        help="where history lives: sqlite in --data-dir, memory (nothing on disk), "
                             "redis://HOST:PORT[/DB] or redis+cluster://HOST:PORT,HOST:PORT,... (rediss:// for "
@@ -351,9 +358,22 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     demo.add_argument("--agents", type=_agent_count, default=3, help="local agents to start (default %(default)s)")
     demo.add_argument("--port", type=_port, default=env.port, help="HTTP port (default %(default)s)")
 
-    show = commands.add_parser("show", help="print a server's minute and hour windows")
+    show = commands.add_parser("show", help="print a server's minute and hour windows, with sparklines")
     show.add_argument("name", type=_server_name, help="server name")
     _add_client_flags(show, env)
+    show.add_argument("--json", action="store_true", dest="as_json",
+                      help="print the API's answer as one JSON document, for scripts")
+    show.add_argument("--ascii", action="store_true",
+                      help="draw the sparklines in ASCII (the default where the terminal cannot show blocks, "
+                           "or LANG / LC_ALL is C or POSIX)")
+
+    top = commands.add_parser("top", help="a live view of the fleet, busiest first (q quits)")
+    _add_client_flags(top, env)
+    top.add_argument("--interval", type=_refresh, default=2.0, metavar="SECONDS",
+                     help="seconds between two refreshes (default %(default)s)")
+    top.add_argument("--limit", type=_page, default=50, metavar="N",
+                     help="rows read per refresh: the first N of the whole fleet by the sort key, sorted by "
+                          "the service (default %(default)s)")
 
     nodes = commands.add_parser("nodes", help="list the node inventory")
     _add_client_flags(nodes, env)
@@ -437,7 +457,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                              agent_budget=args.agent_budget,
                              write_token=args.write_token, read_token=args.read_token, tls_cert=args.tls_cert,
                              tls_key=args.tls_key, max_connections_per_client=args.max_connections_per_client,
-                             write_timeout=args.write_timeout)
+                             write_timeout=args.write_timeout, export_servers=args.export_servers or 0)
     try:
         loop_name, _ = loop_factory(settings.event_loop)
     except ValueError as error:  # from SERVERTRACK_EVENT_LOOP: argparse checks only what is typed
@@ -494,8 +514,24 @@ def _trust(args: argparse.Namespace) -> Trust:
 
 def _run_show(args: argparse.Namespace) -> int:
     from .console import show_server
+    from .sparklines import glyphs_for
 
-    return show_server(args.url, args.name, sys.stdout, _trust(args))
+    glyphs = glyphs_for(getattr(sys.stdout, "encoding", None), os.environ, args.ascii)
+    return show_server(args.url, args.name, sys.stdout, _trust(args), glyphs, args.as_json, sys.stderr)
+
+
+def _run_top(args: argparse.Namespace) -> int:
+    from .client import ServerTrackClient
+    from .console import REQUEST_TIMEOUT_SECONDS
+    from .fleet_feed import FleetFeed
+    from .sparklines import glyphs_for
+    from .top_terminal import run_top
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CommandLineError("top needs a terminal (for a script: GET /fleet, or servertrack show NAME --json)")
+    client = ServerTrackClient.trusting(args.url, _trust(args), timeout=REQUEST_TIMEOUT_SECONDS)
+    ascii_only = glyphs_for(getattr(sys.stdout, "encoding", None), os.environ).ascii
+    return run_top(FleetFeed(client, args.limit, args.interval), args.url, ascii_only)
 
 
 def _run_nodes(args: argparse.Namespace) -> int:
@@ -529,6 +565,7 @@ _COMMANDS = {
     "agent": _run_agent,
     "demo": _run_demo,
     "show": _run_show,
+    "top": _run_top,
     "nodes": _run_nodes,
     "node": _run_node,
     "pause": _run_pause,

@@ -12,6 +12,7 @@ of ``_paint_state`` and the renderer's own line breaks are written raw.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -28,6 +29,7 @@ from .client import (
 )
 from .common.errors import ServerTrackError
 from .common.text import escape_unprintable
+from .sparklines import Glyphs, sparkline
 
 REQUEST_TIMEOUT_SECONDS = 5.0
 BAR_WIDTH = 20
@@ -96,23 +98,58 @@ def _row(label: str, bucket: dict[str, Any]) -> str:
     )
 
 
-def render_loads(body: dict[str, Any]) -> str:
-    """The windows of one server as a readable table (UTC times, newest last)."""
+def _window_figures(buckets: Sequence[dict[str, Any]], key: str) -> str:
+    """``now`` (the newest bucket with samples), min, sample-weighted avg and max of ``key`` over ``buckets``."""
+    full = [bucket for bucket in buckets if bucket["samples"] and bucket.get(key) is not None]
+    if not full:
+        return "no samples"
+    samples = sum(bucket["samples"] for bucket in full)
+    average = sum(bucket[key]["avg"] * bucket["samples"] for bucket in full) / samples
+    low = min(bucket[key]["min"] for bucket in full)
+    high = max(bucket[key]["max"] for bucket in full)
+    return f"now {full[-1][key]['avg']:5.1f}  min {low:5.1f}  avg {average:5.1f}  max {high:5.1f}"
+
+
+def _spark_lines(title: str, buckets: Sequence[dict[str, Any]], glyphs: Glyphs) -> list[str]:
+    """A window's cpu and ram as sparklines (a gap for a bucket without samples), with their figures."""
+    lines = [title]
+    for key in ("cpu", "ram"):
+        values = [bucket[key]["avg"] if bucket["samples"] and bucket.get(key) is not None else None
+                  for bucket in buckets]
+        lines.append(f"  {key}  |{sparkline(values, glyphs)}|  {_window_figures(buckets, key)}")
+    return lines
+
+
+def render_loads(body: dict[str, Any], glyphs: Glyphs | None = None) -> str:
+    """The windows of one server as a readable table (UTC times, newest last), after their sparklines
+    (cpu and ram on a 0-100 scale, one character a bucket) when ``glyphs`` says how to draw them."""
     header = f"  {'start (UTC)':<16} {'samples':>7}  {'cpu':>6} {'min':>6} {'max':>6}   {'ram':>6} {'min':>6} {'max':>6}"
-    lines = [f"{_text(body['server'])}  (last seen {_text(body.get('last_seen', '?'))})", "", "Last 60 minutes", header]
+    lines = [f"{_text(body['server'])}  (last seen {_text(body.get('last_seen', '?'))})", ""]
+    if glyphs is not None:
+        lines += _spark_lines("Last 60 minutes, a character a minute (0-100 %, ' ' no samples)", body["minutes"],
+                              glyphs)
+        lines += _spark_lines("Last 24 hours, a character an hour", body["hours"], glyphs)
+        lines.append("")
+    lines += ["Last 60 minutes", header]
     lines += [_row(bucket["start"][11:16], bucket) for bucket in body["minutes"]]
     lines += ["", "Last 24 hours", header]
     lines += [_row(bucket["start"][:16].replace("T", " "), bucket) for bucket in body["hours"]]
     return "\n".join(lines) + "\n"
 
 
-def show_server(base_url: str, name: str, out: TextIO, trust: Trust = NO_TRUST) -> int:
-    """Print server ``name``'s windows; return the exit code (1 if the API refused)."""
+def show_server(base_url: str, name: str, out: TextIO, trust: Trust = NO_TRUST, glyphs: Glyphs | None = None,
+                as_json: bool = False, err: TextIO | None = None) -> int:
+    """Print server ``name``'s windows (with sparklines drawn in ``glyphs`` if given), or with ``as_json``
+    the API's answer as one JSON document (ASCII, for scripts); return the exit code (1 if the API
+    refused: its message on ``err`` with ``as_json``, else on ``out``)."""
     status, body = fetch_json(base_url, server_loads_path(name), trust)
     if status != 200:
-        out.write(f"servertrack: {_error_message(status, body)}\n")
+        (err if as_json and err is not None else out).write(f"servertrack: {_error_message(status, body)}\n")
         return 1
-    out.write(render_loads(body))
+    if as_json:
+        out.write(json.dumps(body, ensure_ascii=True) + "\n")  # escapes every control character too
+        return 0
+    out.write(render_loads(body, glyphs))
     return 0
 
 

@@ -43,6 +43,7 @@ async def run_demo(agents: int, port: int, stop: asyncio.Event | None = None) ->
             url = monitor.http_url
             print(f"ServerTrack demo: API on {url}, ingest on {monitor.ingest_endpoint}", flush=True)
             print(f"  {len(names)} agents: {', '.join(names) or '(none)'} (samples appear within ~2 s)")
+            print(f"  dashboard: {url}/")
             print(f"  servers:  curl {url}/servers")
             if names:
                 print(f"  loads:    curl {url}/servers/{names[0]}/loads")

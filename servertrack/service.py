@@ -20,6 +20,7 @@ import zmq.asyncio
 
 from .api import ServiceMetrics, make_app
 from .api.http_pressure import HttpPressure
+from .api.server_gauges import ServerGauges
 from .api.access_tokens import AccessTokens
 from .api.http_server import GuardedHTTPServer, HttpLimits, raise_descriptor_limit
 from .collector.agent_trust import AgentTrust, TrustError
@@ -93,6 +94,8 @@ class Monitor:
         self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes,
                             policy, control=self.control, history=self.history, metrics=self.metrics)
         self.app.settings["store"] = self.store
+        if settings.export_servers:
+            self.metrics.add_text(ServerGauges(self.aggregator, settings.export_servers).exposition)
         self.http_url = ""
         self.ingest_endpoint = ""
         self.control_endpoint = ""

@@ -48,6 +48,17 @@ def test_bad_environment_value_is_a_usage_error() -> None:
         parse(["serve"], EnvironmentDefaults.from_environ({"SERVERTRACK_PORT": "eighty"}))
 
 
+def test_export_servers_takes_an_optional_cap_from_the_flag_or_the_environment() -> None:
+    assert parse(["serve"], EnvironmentDefaults()).export_servers is None  # off
+    assert parse(["serve", "--export-servers", "--port", "0"], EnvironmentDefaults()).export_servers == 10_000
+    assert parse(["serve", "--export-servers", "25"], EnvironmentDefaults()).export_servers == 25
+    env = EnvironmentDefaults.from_environ({"SERVERTRACK_EXPORT_SERVERS": "7"})
+    assert parse(["serve"], env).export_servers == 7
+    for bad in ("0", "-1", "ten"):
+        with pytest.raises(CommandLineError, match="servers exported"):
+            parse(["serve", "--export-servers", bad], EnvironmentDefaults())
+
+
 def test_agent_defaults_to_this_hosts_fqdn() -> None:
     fqdn = socket.getfqdn().lower()
     args = parse(["agent"], EnvironmentDefaults())

@@ -19,6 +19,7 @@ from tests.test_end_to_end import http, running_service
 READ_TOKEN = "d6" * 32
 PROMETHEUS_SECONDS = 20.0
 SAMPLES = 7
+EXPORTED = 5  # serve --export-servers 5: the first five of the SAMPLES servers by name
 
 
 def free_port() -> int:
@@ -78,11 +79,14 @@ def query(prometheus_url: str, promql: str) -> list[dict[str, object]]:
 
 
 def test_prometheus_scrapes_our_series_with_the_read_token(tmp_path: Path) -> None:
+    """Prometheus scrapes /metrics with the read token: the service's series, and (``--export-servers``) each
+    server's load, the first EXPORTED servers by name, with the rest counted as not exported."""
     token_file = tmp_path / "read.token"
     token_file.write_text(READ_TOKEN)
     token_file.chmod(0o600)
-    with running_service("--read-token", str(token_file)) as service:
-        samples = [{"server": f"web-{number:02}", "cpu": 10.0, "ram": 20.0} for number in range(SAMPLES)]
+    with running_service("--read-token", str(token_file), "--export-servers", str(EXPORTED)) as service:
+        samples = [{"server": f"web-{number:02}", "cpu": 10.0 + number, "ram": 20.5 + number}
+                   for number in reversed(range(SAMPLES))]
         assert http("POST", f"{service.url}/loads", samples) == (202, {"accepted": SAMPLES})
         status, _, _ = get(f"{service.url}/metrics")
         assert status == 401  # a read like the others
@@ -113,3 +117,9 @@ def test_prometheus_scrapes_our_series_with_the_read_token(tmp_path: Path) -> No
             assert query(prometheus_url, 'servertrack_http_request_seconds_count{route="/metrics",method="GET"} >= 1')
             assert query(prometheus_url, 'servertrack_http_refused_total{reason="unauthorized"} == 1')
             assert query(prometheus_url, 'up{job="servertrack"} == 1')
+            # the per-server gauges: the servers' own values, as Prometheus stored them
+            for series, base in (("servertrack_server_cpu_percent", 10.0), ("servertrack_server_ram_percent", 20.5)):
+                loads = {result["metric"]["server"]: float(result["value"][1])  # type: ignore[index]
+                         for result in query(prometheus_url, series)}
+                assert loads == {f"web-{number:02}": base + number for number in range(EXPORTED)}, series
+            assert query(prometheus_url, f"servertrack_servers_not_exported == {SAMPLES - EXPORTED}")

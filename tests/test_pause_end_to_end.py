@@ -149,10 +149,12 @@ def test_a_real_agent_drops_and_counts_malformed_control_frames_and_keeps_runnin
         control_port = control.bind_to_random_port("tcp://127.0.0.1")
         names = NameCache()
 
-        def received(seconds: float) -> list[object]:
-            messages = []
+        def received(seconds: float, samples: int | None = None) -> list[object]:
+            """What the agent sends within ``seconds`` (or until ``samples`` samples have come)."""
+            messages: list[object] = []
             deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and (
+                    samples is None or sum(isinstance(message, Sample) for message in messages) < samples):
                 if ingest.poll(20):
                     messages.append(decode_message(ingest.recv(), time.time(), names))
             return messages
@@ -179,7 +181,7 @@ def test_a_real_agent_drops_and_counts_malformed_control_frames_and_keeps_runnin
             for frames in garbage:
                 control.send_multipart(frames)
             # it keeps sampling...
-            assert sum(isinstance(message, Sample) for message in received(6 * INTERVAL)) >= 3
+            assert sum(isinstance(message, Sample) for message in received(6 * INTERVAL, samples=3)) >= 3
             assert running.poll() is None
             # ...and still obeys a valid message
             control.send_multipart(encode_control(True, NAME, time.time()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -24,12 +25,12 @@ pytestmark = pytest.mark.e2e
 LOADGEN = PROJECT_ROOT / "bench" / "loadgen.py"
 SERVERS = 5_000
 RATE = 10_000
-LOAD_SECONDS = 12.0
+LOAD_SECONDS = 30.0  # an upper bound: the generator is stopped (SIGTERM) once the slow readers are done with
 TIMEOUT = 2.0  # the service's --idle-timeout and --write-timeout here
 SMALL_READERS = 50  # one GET /servers/NAME/loads each (~6 KB: the socket buffers take it at once)
 LARGE_READERS = 5  # pipelined GET /servers?limit=5000 (~370 KB each) beyond what the socket buffers take
 PAGE_BYTES = 370_000
-SLOW_SECONDS = 6.0
+SLOW_SECONDS = 4.0  # twice the timeouts: every slow reader must be gone well before
 
 
 def test_write_timeout_defaults_to_30_s_and_comes_from_the_flag_or_the_variable() -> None:
@@ -104,6 +105,9 @@ def test_slow_readers_are_closed_in_time_while_ingest_and_a_normal_client_go_on(
                 time.sleep(0.05)
             client.close()
             still_held = held(serve, port, readers)
+            # ingest went on for the whole slow phase: the generator was still sending; stopped now, it reports
+            generating = loadgen.poll() is None
+            loadgen.send_signal(signal.SIGTERM)
             out, err = loadgen.communicate(timeout=30)
         finally:
             for reader in readers:
@@ -116,6 +120,7 @@ def test_slow_readers_are_closed_in_time_while_ingest_and_a_normal_client_go_on(
         assert max(seconds for since, seconds, _ in latencies if since > 1.0) < 1.0, latencies
         result = json.loads(out.strip().splitlines()[-1])
         sent, warmup = result["sent"], result["warmup_sent"]
+        assert generating and result["stopped_early"], err
         stats: dict = {}
 
         def drained() -> bool:

@@ -11,6 +11,7 @@ import tornado.web
 
 from ..common.aggregator import Aggregator
 from ..common.batch import PendingBatch
+from ..common.fleet import FleetView
 from ..common.inventory import AgentInventory
 from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache
@@ -27,6 +28,7 @@ from .handlers import (
     ServersHandler,
     StatsHandler,
 )
+from .fleet_handlers import FleetHandler
 from .openapi import OpenApiHandler
 from .perf_handlers import PerfHandler, PerfWindowHandler, ServerHistoryHandler
 from .cluster_handlers import cluster_routes
@@ -37,6 +39,7 @@ from .history_handlers import (
     ServerLoadsHistoryHandler,
     ServerSummaryHandler,
 )
+from .ui_handlers import UiFileHandler
 from .node_handlers import (
     NodeHandler,
     NodeProcessHandler,
@@ -95,6 +98,7 @@ def make_app(
             (r"/servers/([^/]+)/seconds", ServerSecondsHandler, loads),
             (r"/loads", BatchLoadsHandler, dict(batch=batch, stats=stats, names=names, clock=clock)),
             (r"/servers", ServersHandler, dict(aggregator=aggregator, inventory=inventory, names=names)),
+            (r"/fleet", FleetHandler, dict(view=FleetView(aggregator, nodes, clock), names=names)),
             (r"/healthz", HealthHandler),
             (r"/openapi\.json", OpenApiHandler),  # the document of every route here (see openapi)
             (r"/stats", StatsHandler,
@@ -120,6 +124,9 @@ def make_app(
             (r"/get_stats", GetStatsHistoryHandler, dict(node_lookup, aggregator=aggregator, clock=clock)),
             # The cluster-stats transcript's API, nodes by IP, on the same registry (see cluster_handlers).
             *cluster_routes(node_lookup, clock),
+            # The web dashboard: its page and files (see ui_handlers), drawn from the routes above.
+            (r"/", UiFileHandler),
+            (r"/ui/(.*)", UiFileHandler),
         ],
         default_handler_class=NotFoundHandler,
         compress_response=False,

@@ -69,6 +69,24 @@ class Unauthorized(RequestRefused):
         self.challenge = challenge
 
 
+def allowed_methods(handler_class: type[tornado.web.RequestHandler]) -> list[str]:
+    """The methods ``handler_class`` implements (those it overrides of tornado's ``RequestHandler``)."""
+    return [method for method in handler_class.SUPPORTED_METHODS
+            if getattr(handler_class, method.lower(), None) is not getattr(tornado.web.RequestHandler, method.lower(), None)]
+
+
+def error_message(handler: tornado.web.RequestHandler, status_code: int) -> str:
+    """What an error body says when no ``ApiError`` names the problem: the method refused, an internal
+    error (its detail stays in the log), or the status' reason. A 405 also gets the ``Allow`` header
+    naming the handler's methods (RFC 9110 15.5.6)."""
+    if status_code == 405:
+        handler.set_header("Allow", ", ".join(allowed_methods(type(handler))))
+        return f"method {handler.request.method} not allowed on {handler.request.path}"
+    if status_code >= 500:
+        return "internal error"
+    return handler._reason.lower()
+
+
 class JsonHandler(tornado.web.RequestHandler):
     """Base handler: JSON responses, JSON errors, the request policy.
 
@@ -129,14 +147,7 @@ class JsonHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Render every error as ``{"error": message}``, and count what it refused."""
         error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, ApiError):
-            message = error.message
-        elif status_code == 405:
-            message = f"method {self.request.method} not allowed on {self.request.path}"
-        elif status_code >= 500:
-            message = "internal error"
-        else:
-            message = self._reason.lower()
+        message = error.message if isinstance(error, ApiError) else error_message(self, status_code)
         reason = error.reason if isinstance(error, ApiError) else None
         if isinstance(error, Unauthorized):
             self._refused_unauthorized(error)

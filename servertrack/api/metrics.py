@@ -114,6 +114,8 @@ class ServiceMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        # series written as text by their own source, after the registry's (see ``add_text``)
+        self._texts: list[Callable[[], bytes]] = []
         self.batch_seconds = Histogram("servertrack_batch_apply_seconds",
                                        "Time spent applying one batch (every non-empty apply)",
                                        buckets=BATCH_BUCKETS, registry=self.registry)
@@ -125,6 +127,11 @@ class ServiceMetrics:
         """Add ``collector``'s series to every scrape."""
         self.registry.register(collector)
 
+    def add_text(self, source: Callable[[], bytes]) -> None:
+        """Append what ``source`` returns (complete series in the text format, names of their own) to every
+        scrape: for series too many for metric families to be cheap (``server_gauges``)."""
+        self._texts.append(source)
+
     def observe_batch(self, seconds: float) -> None:
         """One apply took ``seconds`` (the applier's ``on_applied`` hook)."""
         self.batch_seconds.observe(seconds)
@@ -135,7 +142,9 @@ class ServiceMetrics:
 
     def exposition(self) -> bytes:
         """Every series, in the text format (``CONTENT_TYPE``)."""
-        return generate_latest(self.registry)
+        if not self._texts:
+            return generate_latest(self.registry)
+        return b"".join([generate_latest(self.registry), *(source() for source in self._texts)])
 
 
 class RoutePatterns:

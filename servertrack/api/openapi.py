@@ -27,7 +27,9 @@ import tornado.routing
 import tornado.web
 
 from .. import __version__
+from ..common.fleet import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MAX_TEXT, SORT_KEYS
 from ..common.nodes import NODE_STATES
+from ..common.protocol import MAX_NAME_LENGTH
 from .handlers import DEFAULT_PAGE, MAX_PAGE, JsonHandler
 from .load_bodies import MAX_BATCH_ITEMS
 from .node_handlers import DEFAULT_SUMMARY_WINDOW, SUMMARY_WINDOWS
@@ -45,6 +47,12 @@ _NULLABLE_NUMBER = {"type": ["number", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _LOAD = {"type": "number", "minimum": 0, "maximum": 100}
 _OBJECT = {"type": "object"}  # a shape documented in the README (node sections, snapshots)
+# A server or node name as protocol.normalize_name takes it: its characters, at least one letter or digit
+# (one name that reads as an IPv4 address, such as 10.0.0.5, is refused too, which a pattern cannot say).
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*$", "maxLength": MAX_NAME_LENGTH,
+         "description": "1 to 253 of A-Z a-z 0-9 . _ - with a letter or digit, compared without case"}
+_ADDRESS = {"oneOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]}
+_NODE_ID = {"anyOf": [_NAME, _ADDRESS], "description": "a node's name or IP address"}
 
 
 def _object(required: tuple[str, ...] = (), **properties: Any) -> dict[str, Any]:
@@ -63,7 +71,7 @@ SCHEMAS: dict[str, Any] = {
     "Accepted": _object(("accepted",), accepted={"type": "integer", "minimum": 0}),
     "Sample": _object(("cpu", "ram"), cpu=_LOAD, ram=_LOAD,
                       ts={"type": "number", "description": "epoch seconds; default: when it is received"}),
-    "BatchSample": {"allOf": [_ref("Sample"), _object(("server",), server={"type": "string"})]},
+    "BatchSample": {"allOf": [_ref("Sample"), _object(("server",), server=_NAME)]},
     "MinMaxAvg": _object(("avg", "min", "max"), avg=_NUMBER, min=_NUMBER, max=_NUMBER),
     "Bucket": _object(("start", "samples", "cpu", "ram"), start=_TIME, samples={"type": "integer"},
                       cpu=_nullable("MinMaxAvg"), ram=_nullable("MinMaxAvg")),
@@ -102,12 +110,11 @@ SCHEMAS: dict[str, Any] = {
         boottime=_NULLABLE_NUMBER, boot_time={"type": ["string", "null"]}, uptime=_NULLABLE_NUMBER,
         loadavg={"type": ["array", "null"]}, cpu_usage_percent={"type": ["array", "null"]},
         memory_usage_percent=_NULLABLE_NUMBER, paused={"type": "boolean"})]},
-    "Hello": _object(("name", "ip"), name={"type": "string"}, ip={"type": "array", "items": {"type": "string"}},
+    "Hello": _object(("name", "ip"), name=_NAME, ip={"type": "array", "items": _ADDRESS},
                      hostname={"type": "string"}, boot_time=_NUMBER, os={"type": "string"},
                      platform={"type": "string"}, cpu_count={"type": "integer"}, memory_total={"type": "integer"},
                      agent_version={"type": "string"}, interval=_NUMBER),
-    "ClusterHello": _object(("ip",), ip={"oneOf": [{"type": "string"},
-                                                   {"type": "array", "items": {"type": "string"}, "maxItems": 32}]},
+    "ClusterHello": _object(("ip",), ip={"oneOf": [_ADDRESS, {"type": "array", "items": _ADDRESS, "maxItems": 32}]},
                             hostname={"type": "string"}, name={"type": "string"}, boottime=_NUMBER,
                             boot_time=_NUMBER),
     "Snapshot": {**_OBJECT, "description": "the snapshot shape of the README (cpu, memory, disks, network, processes)"},
@@ -128,6 +135,23 @@ SCHEMAS: dict[str, Any] = {
     "ServerHistory": _object(("last_60_minutes", "last_24_hours"), last_60_minutes=_OBJECT, last_24_hours=_OBJECT),
     "GetStats": _object(("current_stat", "past_stat"), current_stat={"type": ["object", "null"]}, past_stat=_OBJECT),
     "Addresses": {"type": "array", "items": {"type": "string"}},
+    "FleetRow": _object(("name", "node", "state", "last_seen", "cpu", "ram", "spark"), name={"type": "string"},
+                        node={"type": "boolean", "description": "an agent reports it (else: loads over HTTP only)"},
+                        state={"enum": list(NODE_STATES)}, last_seen={"type": ["string", "null"]},
+                        cpu={**_LOAD, "type": ["number", "null"], "description": "its newest second of the last 60"},
+                        ram={**_LOAD, "type": ["number", "null"]},
+                        spark={"oneOf": [{"type": "null"}, _object(
+                            ("start", "step", "cpu", "ram"), start=_TIME, step={"const": 60},
+                            cpu={"type": "array", "items": _NULLABLE_NUMBER, "minItems": 60, "maxItems": 60},
+                            ram={"type": "array", "items": _NULLABLE_NUMBER, "minItems": 60, "maxItems": 60})]}),
+    "FleetPage": _object(("now", "total", "matched", "offset", "limit", "sort", "order", "states", "rows"),
+                         now=_TIME, total={"type": "integer"}, matched={"type": "integer"},
+                         offset={"type": "integer"}, limit={"type": "integer"}, sort={"enum": list(SORT_KEYS)},
+                         order={"enum": ["asc", "desc"]},
+                         states=_object(tuple(NODE_STATES), **{state: {"type": "integer"} for state in NODE_STATES}),
+                         rows={"type": "array", "items": _ref("FleetRow")}),
+    "Html": {"type": "string", "description": "the dashboard's page"},
+    "UiFile": {"type": "string", "description": "a file of the dashboard (script, styles, chart library, icon)"},
     "Document": {**_OBJECT, "description": "this OpenAPI document"},
 }
 
@@ -139,12 +163,27 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
              "schema": {"enum": ["minute", "hour"]}},
     "limit": {"description": "page size",
               "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}},
-    "after": {"description": "the next_after of the previous page", "schema": {"type": "string"}},
+    "after": {"description": "the next_after of the previous page (a server name)", "schema": _NAME},
     "state": {"description": "only the nodes in this state",
               "schema": {"enum": list(NODE_STATES)}},
     "window": {"description": "the live window (not with from/to)", "schema": {"enum": list(SUMMARY_WINDOWS), "default": DEFAULT_SUMMARY_WINDOW}},
+    "q": {"description": "only the entries whose name contains this", "schema": {"type": "string", "maxLength": MAX_TEXT}},
+    "fleet_name": {"name": "name", "description": "only the entry of exactly this name", "schema": {"type": "string"}},
+    "fleet_state": {"name": "state", "description": "only the entries in this state",
+                    "schema": {"enum": list(NODE_STATES)}},
+    "min_cpu": {"description": "only the entries whose current cpu is at least this",
+                "schema": {"type": "number", "minimum": 0, "maximum": 100}},
+    "min_ram": {"description": "only the entries whose current ram is at least this",
+                "schema": {"type": "number", "minimum": 0, "maximum": 100}},
+    "sort": {"description": "sort key (ties in name order; entries without a value last)",
+             "schema": {"enum": list(SORT_KEYS), "default": "name"}},
+    "order": {"description": "default: asc by name, desc by anything else", "schema": {"enum": ["asc", "desc"]}},
+    "offset": {"description": "entries to skip", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET,
+                                                            "default": 0}},
+    "fleet_limit": {"name": "limit", "description": "page size",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
     "node": {"description": "a node's name or IP address (optional while exactly one node is known, or for "
-                            "/start and /stop: every node)", "schema": {"type": "string"}},
+                            "/start and /stop: every node)", "schema": _NODE_ID},
 }
 
 ERROR_TEXTS = {400: "invalid request", 401: "no valid token (WWW-Authenticate: Bearer)", 403: "foreign Host or Origin",
@@ -164,6 +203,9 @@ class Operation:
     form: bool = False
     errors: tuple[int, ...] = (400, 404)
     media: str = "application/json"  # the answer's media type
+    # Where a route's literal group has choices, the paths that take ``query`` by their last segment
+    # (None: all of them); the others take no query parameter.
+    query_on: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +243,18 @@ ROUTES: dict[str, Route] = {
     r"/servers": Route("servers", (), {
         "GET": Operation("known servers sorted by name, paged", "ServerPage", query=("limit", "after"),
                          errors=(400,))}),
+    r"/fleet": Route("servers", (), {
+        "GET": Operation("every server and node: filtered, sorted and paged here, with current loads and 60-minute "
+                         "sparklines (the dashboard's fleet view)", "FleetPage",
+                         query=("q", "fleet_name", "fleet_state", "min_cpu", "min_ram", "sort", "order", "offset", "fleet_limit"),
+                         errors=(400,))}),
+    r"/": Route("dashboard", (), {
+        "GET": Operation("the web dashboard (never needs a token: the page asks for it)", "Html", errors=(),
+                         media="text/html"),
+        "HEAD": Operation("the headers of GET", "Empty", errors=())}),
+    r"/ui/(.*)": Route("dashboard", ("path",), {
+        "GET": Operation("a file of the dashboard", "UiFile", errors=(404,), media="application/octet-stream"),
+        "HEAD": Operation("the headers of GET", "Empty", errors=(404,))}),
     r"/healthz": Route("service", (), {"GET": Operation("the process is up (never needs a token)", "Health",
                                                         errors=())}),
     r"/stats": Route("service", (), {"GET": Operation("ingest counters", "Stats", errors=())}),
@@ -215,7 +269,8 @@ ROUTES: dict[str, Route] = {
         "GET": Operation("a node's summary, by name or IP address", "NodeDetail", errors=_NODE_READ), **_NODE_WRITES}),
     r"/nodes/([^/]+)/(cpu|memory|disks|network|processes)": Route("nodes", ("id",), {
         "GET": Operation("a section of the latest snapshot; cpu and memory take a range (from/to)",
-                         "SectionOrHistory", query=("from", "to"), errors=_NODE_READ)}),
+                         "SectionOrHistory", query=("from", "to"), query_on=("cpu", "memory"),
+                         errors=_NODE_READ)}),
     r"/nodes/([^/]+)/processes/([^/]+)": Route("nodes", ("id", "pid"), {
         "GET": Operation("one of the top processes", "Process", errors=_NODE_READ)}),
     r"/nodes/([^/]+)/proc": Route("nodes", ("id",), _PROCESS_IDS),
@@ -265,7 +320,7 @@ SCHEMAS.update({
     "SectionOrHistory": {"oneOf": [_ref("Section"), _ref("SnapshotHistory")]},
 })
 _PATH_SCHEMAS = {"pid": {"type": "integer", "minimum": 0, "maximum": 4294967295},
-                 "mode": {"enum": list(PERF_MODES)}}
+                 "mode": {"enum": list(PERF_MODES)}, "name": _NAME, "id": _NODE_ID, "ip": _ADDRESS}
 
 _GROUP = re.compile(r"\(([^()]*)\)")
 _LITERALS = re.compile(r"[A-Za-z_]+(\|[A-Za-z_]+)*")
@@ -297,8 +352,10 @@ def _operation(template: str, method: str, operation: Operation, route: Route,
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS.get(name, {"type": "string"})}
         for name in route.names]
-    parameters += [{"name": name, "in": "query", "required": False, **QUERY_PARAMETERS[name]}
-                   for name in operation.query]
+    # a key of QUERY_PARAMETERS may name another parameter (two routes' ``state`` or ``limit`` differ)
+    if operation.query_on is None or template.rsplit("/", 1)[-1] in operation.query_on:
+        parameters += [{"name": name, "in": "query", "required": False, **QUERY_PARAMETERS[name]}
+                       for name in operation.query]
     answer: dict[str, Any] = {"description": operation.summary}
     if operation.response != "Empty":
         answer["content"] = {operation.media: {"schema": _ref(operation.response)}}

@@ -68,6 +68,16 @@ class AggregatorChanges(NamedTuple):
     rings: dict[str, RingChanges]
 
 
+class CurrentLoads(NamedTuple):
+    """The servers with samples in the last 60 seconds, in name order (at most a limit of them): their
+    average cpu and ram load over those seconds, weighted by samples, and how many the limit left out."""
+
+    names: list[str]
+    cpu: np.ndarray
+    ram: np.ndarray
+    left_out: int
+
+
 class ServerWindows:
     """A server's second window (60), minute window (60 buckets) and hour window (24 buckets),
     oldest first, as of one instant.
@@ -111,6 +121,18 @@ class ServerWindows:
         return self._hours
 
 
+class FleetColumns(NamedTuple):
+    """Every known server in name order: its row, last seen, and current cpu and ram (the newest of its last
+    60 seconds, NaN when it sent nothing in them)."""
+
+    names: list[str]
+    rows: np.ndarray
+    last_seen: np.ndarray
+    cpu: np.ndarray
+    ram: np.ndarray
+    positions: np.ndarray  # positions[row]: where that row's server is in ``names`` (rows not in use: -1)
+
+
 class Aggregator:
     """Minute and hour load windows for up to ``max_servers`` servers.
 
@@ -129,6 +151,8 @@ class Aggregator:
         self._names: list[str | None] = []
         self._free_rows: list[int] = []
         self._sorted_names: list[str] | None = None
+        self._sorted_rows: np.ndarray | None = None  # the rows of ``_sorted_names``, built with it
+        self._positions: np.ndarray | None = None  # and where each row is in it
         self._last_seen = zeroed_cells((max_servers,), np.float64)
         self._seconds = SecondRing(max_servers)
         self._minutes = BucketRing(max_servers, MINUTE_SECONDS, MINUTE_SLOTS, MINUTES_SHOWN,
@@ -137,6 +161,7 @@ class Aggregator:
                                  per_period=BUCKETS_PER_PERIOD[HOUR_SECONDS])
         self._minutes.closing = self._hours.closing = closing
         self._closed: list[HistoryBlocks] = []
+        self.changes = 0  # counts the batches applied, evictions and restores: what a view's cache keys on
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -186,6 +211,7 @@ class Aggregator:
             self._hours.add(coarsen(per_minute, HOUR_SECONDS // MINUTE_SECONDS), chunk_id)
             self._collect_closed()
         self._last_seen[rows] = self._clock() if now is None else now
+        self.changes += 1
         return ApplyResult(int(rows.size), refused)
 
     def apply_seconds(self, names: Sequence[str], seconds: np.ndarray, cpu: np.ndarray, ram: np.ndarray) -> None:
@@ -230,6 +256,7 @@ class Aggregator:
             ring.head[:used] = heads[ring_name]
             ring.take_dirty()
         self._sorted_names = None
+        self.changes += 1
 
     def _rows_of(self, names: Sequence[str]) -> np.ndarray:
         """The row of each name, -1 for a server without one."""
@@ -280,16 +307,62 @@ class Aggregator:
         ring = self._minutes if width == MINUTE_SECONDS else self._hours
         return ring.read(row, first, count)
 
-    def servers(self, limit: int | None = None, after: str | None = None) -> list[tuple[str, float]]:
-        """Known servers sorted by name as ``(name, last_seen)``, starting after ``after``."""
+    def _names_in_order(self) -> list[str]:
         if self._sorted_names is None:
             self._sorted_names = sorted(self._rows)
-        names = self._sorted_names
+            self._sorted_rows = None
+        return self._sorted_names
+
+    def servers(self, limit: int | None = None, after: str | None = None) -> list[tuple[str, float]]:
+        """Known servers sorted by name as ``(name, last_seen)``, starting after ``after``."""
+        names = self._names_in_order()
         start = 0 if after is None else bisect.bisect_right(names, after)
         stop = len(names) if limit is None else start + limit
         last_seen = self._last_seen
         rows = self._rows
         return [(name, float(last_seen[rows[name]])) for name in names[start:stop]]
+
+    def current_loads(self, limit: int, now: float | None = None) -> CurrentLoads:
+        """The servers with samples in the 60 seconds ending with ``now``'s (default: the clock's), the first
+        ``limit`` of them by name, with their average loads over those seconds (see ``CurrentLoads``).
+
+        Read from the second ring's arrays for all servers at once; servers without a sample in those
+        seconds are not in it (no zeros made up). The name order is the one ``servers`` keeps, so the
+        same servers stay in across calls while their number is over ``limit``.
+        """
+        current = int((self._clock() if now is None else now) // 1)
+        samples, cpu, ram = self._seconds.recent(len(self._names), current)
+        names = self._names_in_order()
+        rows = self._rows_in_order()
+        positions = np.flatnonzero(samples[rows] > 0)
+        left_out = max(0, positions.size - limit)
+        positions = positions[:limit]
+        chosen = rows[positions]
+        return CurrentLoads([names[position] for position in positions.tolist()], cpu[chosen], ram[chosen],
+                            left_out)
+
+    def _rows_in_order(self) -> np.ndarray:
+        """The rows of ``_names_in_order()`` (and ``_positions``), built once per name order."""
+        names = self._names_in_order()
+        if self._sorted_rows is None or self._positions is None:
+            rows = self._rows
+            self._sorted_rows = np.fromiter((rows[name] for name in names), dtype=np.int64, count=len(names))
+            self._positions = np.full(self.max_servers, -1, dtype=np.int64)
+            self._positions[self._sorted_rows] = np.arange(len(names))
+        return self._sorted_rows
+
+    def fleet_columns(self) -> FleetColumns:
+        """Every known server's name, row, last seen and current load, in name order, as arrays (the
+        fleet view sorts and filters them)."""
+        names = self._names_in_order()
+        rows_in_order = self._rows_in_order()
+        assert self._positions is not None  # built with the rows
+        cpu, ram = self._seconds.latest(rows_in_order, int(self._clock() // 1))
+        return FleetColumns(names, rows_in_order, self._last_seen[rows_in_order], cpu, ram, self._positions)
+
+    def rows_of(self, names: Sequence[str]) -> np.ndarray:
+        """The row of each server of ``names``, -1 for one that is unknown."""
+        return self._rows_of(names)
 
     def evict_silent(self) -> list[str]:
         """Forget servers with no sample applied for 24 h; return their names."""
@@ -317,4 +390,5 @@ class Aggregator:
         self._free_rows.extend(silent.tolist())
         self._last_seen[silent] = np.inf
         self._sorted_names = None
+        self.changes += 1
         return evicted

@@ -32,11 +32,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from .errors import ServerTrackError
 from .snapshots import SnapshotBudget, StoredSnapshot, pack_snapshot, unpack_snapshot
 
 ONLINE, PAUSED, STALE, OFFLINE = "online", "paused", "stale", "offline"
 NODE_STATES = (ONLINE, PAUSED, STALE, OFFLINE)
+_ONLINE_CODE, _PAUSED_CODE, _STALE_CODE, _OFFLINE_CODE = range(len(NODE_STATES))
 STALE_AFTER_INTERVALS = 3
 # A paused agent sends no samples, only hellos: one every this many sample intervals (at most its
 # usual hello period apart). So a paused node is judged by the same rule as a sampling one, silence
@@ -95,6 +99,18 @@ def node_state(
     if silence <= STALE_AFTER_INTERVALS * interval:
         return ONLINE
     return STALE
+
+
+def node_states(
+    last_seen: npt.NDArray[np.float64], interval: npt.NDArray[np.float64], said_bye: npt.NDArray[np.bool_],
+    paused: npt.NDArray[np.bool_], now: float, offline_after: float,
+) -> npt.NDArray[np.int8]:
+    """``node_state`` of many nodes at once, as indexes into ``NODE_STATES``."""
+    silence = now - last_seen
+    limit = STALE_AFTER_INTERVALS * interval * np.where(paused, PAUSED_HELLO_INTERVALS, 1)
+    states = np.where(silence <= limit, np.where(paused, _PAUSED_CODE, _ONLINE_CODE), _STALE_CODE).astype(np.int8)
+    states[said_bye | (silence > offline_after)] = _OFFLINE_CODE
+    return states
 
 
 def paused_hello_period(interval: float, hello_every: float) -> float:
@@ -360,6 +376,19 @@ class NodeRegistry:
         """The nodes whose record changed since the last call (None: removed), and start afresh."""
         changed, self._changed = self._changed, set()
         return [(name, self._nodes.get(name)) for name in sorted(changed)]
+
+    def state_columns(self, now: float | None = None) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.int8]]:
+        """Every node's name, last seen and state at ``now`` (default: now; an index into ``NODE_STATES``), as
+        columns, in no particular order."""
+        nodes = list(self._nodes.values())
+        count = len(nodes)
+        last_seen = np.fromiter((node.last_seen for node in nodes), np.float64, count)
+        interval = np.fromiter((node.info.get("interval") or DEFAULT_INTERVAL for node in nodes), np.float64, count)
+        said_bye = np.fromiter((node.said_bye for node in nodes), np.bool_, count)
+        paused = np.fromiter((node.reported_paused for node in nodes), np.bool_, count)
+        states = node_states(last_seen, interval, said_bye, paused, self._clock() if now is None else now,
+                             self.offline_after)
+        return [node.name for node in nodes], last_seen, states
 
     def all_nodes(self) -> list[Node]:
         """Every node, in no particular order."""

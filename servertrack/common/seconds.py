@@ -22,7 +22,14 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .buckets import FIXED_POINT_SCALE, BucketGroups, FloatArray, RingRows
+from .buckets import (
+    FIXED_POINT_SCALE,
+    ROWS_PER_BLOCK,
+    BucketGroups,
+    FloatArray,
+    IntArray,
+    RingRows,
+)
 from .ring_cells import zeroed_cells
 
 SECONDS_SHOWN = 60
@@ -76,6 +83,40 @@ class SecondRing(RingRows):
                 merged = sums / (samples * _FIXED_POINT_PER_UNIT)
             view[flat] = np.rint(merged).astype(np.uint16)
         count[flat] = np.minimum(total, MAX_SECOND_SAMPLES).astype(np.uint8)
+
+    def recent(self, used: int, current: int) -> tuple[IntArray, FloatArray, FloatArray]:
+        """For every row below ``used``: the samples of the ``shown`` seconds ending with second ``current``,
+        and their average cpu and ram load over them, weighted by samples (NaN for a row without any).
+
+        One pass over the rows' blocks as arrays: what ``GET /metrics --export-servers`` reads at each
+        scrape, for all servers at once.
+        """
+        blocks = -(-used // ROWS_PER_BLOCK)
+        heads = np.zeros(blocks * ROWS_PER_BLOCK, dtype=np.uint32)
+        heads[:used] = self.head[:used]
+        # The second each slot holds in the window is the same for every row (second % slots); a row holds
+        # it if its head is at most slots - 1 ahead of it (0 <= head - second < slots, in wrapping uint32:
+        # a head behind it, or 0 for a row never written, wraps to a huge number).
+        seconds = current - (current - np.arange(self.slots, dtype=np.int64)) % self.slots
+        seconds[seconds <= current - self.shown] = current + self.slots  # the spare slot: never held
+        held = (heads.reshape(blocks, 1, ROWS_PER_BLOCK) - seconds.astype(np.uint32).reshape(1, self.slots, 1)
+                ) < self.slots
+        weights = np.where(held, self.count[:blocks], 0).astype(np.float64)
+        samples = weights.sum(axis=1).reshape(-1)[:used].astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cpu = np.einsum("bsr,bsr->br", weights, self.cpu_avg[:blocks]).reshape(-1)[:used] / (samples * LOAD_SCALE)
+            ram = np.einsum("bsr,bsr->br", weights, self.ram_avg[:blocks]).reshape(-1)[:used] / (samples * LOAD_SCALE)
+        return samples, cpu, ram
+
+    def latest(self, rows: npt.NDArray[np.int64], current: int) -> tuple[FloatArray, FloatArray]:
+        """The cpu and ram averages of each row's newest second, NaN where the ring holds none of the
+        ``shown`` seconds ending with ``current`` (a row silent for a minute has no current load)."""
+        head = self.head[rows].astype(np.int64)
+        flat = self._cell(rows, head % self.slots)
+        held = (head > current - self.shown) & (self.count.reshape(-1)[flat] > 0)
+        cpu = np.where(held, self.cpu_avg.reshape(-1)[flat] / LOAD_SCALE, np.nan)
+        ram = np.where(held, self.ram_avg.reshape(-1)[flat] / LOAD_SCALE, np.nan)
+        return cpu, ram
 
     def window(self, row: int, current: int) -> SecondWindow:
         """The ``shown`` seconds of ``row`` ending with second ``current``, oldest first."""

@@ -30,6 +30,7 @@ DEFAULT_MAX_CONNECTIONS = 4096
 DEFAULT_IDLE_TIMEOUT = 20.0  # seconds: an idle keep-alive connection, or a request's headers
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a request body
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256  # open HTTP connections from one IP address
+DEFAULT_EXPORTED_SERVERS = 10_000  # serve --export-servers without N: per-server gauges of this many at most
 DEFAULT_WRITE_TIMEOUT = 30.0  # seconds to write a response in full (a slow reader is closed)
 DAY = 86_400.0
 DEFAULT_KEEP_MINUTES = 7 * DAY
@@ -87,6 +88,8 @@ class ServeSettings:
     tls_key: str | None = None
     max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
     write_timeout: float = DEFAULT_WRITE_TIMEOUT
+    # GET /metrics: per-server gauges of at most this many servers (0: none; see api.server_gauges)
+    export_servers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,7 @@ class EnvironmentDefaults:
     token: str | None = field(default=None, repr=False)
     ca: str | None = None  # SERVERTRACK_CA: the CA file the client commands trust for https://
     write_timeout: str = str(DEFAULT_WRITE_TIMEOUT)
+    export_servers: str | None = None  # SERVERTRACK_EXPORT_SERVERS: N, as --export-servers N
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> EnvironmentDefaults:

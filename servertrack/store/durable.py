@@ -18,7 +18,9 @@ them, so a committed checkpoint never depends on history not yet written.
 On start: nodes, then the checkpoint, then the segment before it into the
 second ring only (checkpoints leave that ring out), then every chunk after
 it, applied again exactly as it was. Writing the blocks a replay closes a
-second time replaces them by key: nothing counts twice. After a clean stop the
+second time replaces them by key: nothing counts twice. The replay tells how far
+it is (``replay_progress``: the first chunk, then at most a line a second, then
+the totals) to ``report``, stderr by default. After a clean stop the
 agents' last seqs come back too, so what they sent while the collector was
 down is counted as lost, per agent (not after a crash: see ``agent_seqs``).
 
@@ -38,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -65,6 +68,7 @@ from .history_backend import HistoryBackend, SqliteHistory, no_cells
 from .lock import DataDirLock
 from .pending import PendingBlocks, merge_pending
 from .records import LoggedBatch, SnapshotRecord, StoredCells
+from .replay_progress import ReplayProgress
 from .worker import STORE_ERRORS, StoreWorker
 
 LOG = logging.getLogger("servertrack.store")
@@ -129,8 +133,10 @@ class DurableStore:
 
     def __init__(self, directory: Path, retention: Retention = Retention(), clock: Callable[[], float] = time.time,
                  checkpoint_every: float | None = None, open_history: Callable[[], HistoryBackend] | None = None,
-                 kind: str = "sqlite", description: str | None = None) -> None:
+                 kind: str = "sqlite", description: str | None = None,
+                 report: Callable[[str], None] | None = None) -> None:
         self.directory = Path(directory)
+        self._report = report if report is not None else report_on_stderr
         self.kind = kind
         self.description = description if description is not None else f"{kind}:{self.directory}"
         self._open_history = open_history if open_history is not None else self._open_sqlite
@@ -236,6 +242,8 @@ class DurableStore:
                                   first_chunk, newest - SECOND_SLOTS)
         else:
             after = list(read_segments(log_directory, 0, replay))
+        progress = ReplayProgress(sum(len(batch.names) for batch in after if batch.batch_id >= first_chunk),
+                                  self._report, started=started)
         for batch in after:
             if batch.batch_id < first_chunk:
                 continue  # applied before the checkpoint copied the rings (its rotation was late): in it already
@@ -246,6 +254,7 @@ class DurableStore:
             recovery.replayed_chunks += 1
             recovery.replayed_samples += len(batch.names)
             self._next_chunk = max(self._next_chunk, batch.batch_id + 1)
+            progress.advance(len(batch.names))  # per chunk: a clock read, at most a line a second
         del after
         recovery.torn_bytes, recovery.corrupt_segments = replay.torn_bytes, replay.corrupt_segments
         # deltas of chunks after the last one replayed came from chunks the log lost: their samples are gone
@@ -255,6 +264,7 @@ class DurableStore:
         # read never sees one both stored and pending.
         for blocks in closed:
             self._history.write_blocks(blocks)
+        progress.finish()
         self._start_workers()
         now = self._clock()
         self._next_checkpoint = now + self.checkpoint_every
@@ -569,6 +579,11 @@ def snapshot_record(name: str, ts: float, stored: StoredSnapshot) -> SnapshotRec
     stats = unpack_snapshot(stored)
     sections = {key: stats[key] for key in SNAPSHOT_SECTIONS if key in stats}
     return SnapshotRecord(name, int(ts), msgpack.packb(sections))
+
+
+def report_on_stderr(line: str) -> None:
+    """Write one line of the start's progress to stderr (the service's log), at once."""
+    print(f"servertrack: {line}", file=sys.stderr, flush=True)
 
 
 def default_data_dir(environ: dict[str, str] | None = None) -> Path:

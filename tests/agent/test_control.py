@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import msgpack
 import pytest
@@ -318,12 +318,16 @@ def test_run_agent_pauses_at_once_and_resumes_on_command(control_collector: Coll
     names = NameCache()
     log: list[tuple[float, object]] = []  # (monotonic receive time, message)
 
-    async def read_ingest(until: float) -> None:
+    async def read_ingest(until: float, enough: Callable[[], bool] = lambda: False) -> None:
+        """Log what arrives until ``until`` (loop time), or sooner once ``enough()`` holds."""
         loop = asyncio.get_running_loop()
-        while loop.time() < until:
+        while loop.time() < until and not enough():
             while ingest.poll(0):
                 log.append((time.monotonic(), decode_message(ingest.recv(), time.time(), names)))
             await asyncio.sleep(0.005)
+
+    def samples_since(at: float) -> int:
+        return sum(isinstance(message, Sample) for received, message in log if received >= at)
 
     async def scenario() -> int:
         loop = asyncio.get_running_loop()
@@ -332,7 +336,8 @@ def test_run_agent_pauses_at_once_and_resumes_on_command(control_collector: Coll
                                               stats_every=0, control=control_collector.endpoint))
         try:
             await control_collector.subscribed(2)
-            await read_ingest(loop.time() + 3 * interval)
+            started = time.monotonic()
+            await read_ingest(loop.time() + 3 * interval, lambda: samples_since(started) >= 1)
             assert any(isinstance(message, Sample) for _, message in log)
             # pause a quarter into an interval, well before the next tick
             await read_ingest(loop.time() + interval / 4)
@@ -346,7 +351,7 @@ def test_run_agent_pauses_at_once_and_resumes_on_command(control_collector: Coll
             assert not any(isinstance(message, Sample) for at, message in after if at > first_hello)
             resumed_at = time.monotonic()
             control_collector.send(encode_control(False, "*", time.time()))
-            await read_ingest(loop.time() + 3 * interval)
+            await read_ingest(loop.time() + 3 * interval, lambda: samples_since(resumed_at) >= 2)
             resumed = [(at, message) for at, message in log if at >= resumed_at]
             assert isinstance(resumed[0][1], NodeHello) and not resumed[0][1].paused
             samples = [at for at, message in resumed if isinstance(message, Sample)]

@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 from live_api import DAY, HTTP_EXAMPLES, START, LiveApi, put_stats, quote, register
 from request_fuzz import QUERIES, SEGMENTS, app_routes, check_answer, check_counters, queries, route_paths, stored
 
+_DASHBOARD_TYPES = {"text/html", "text/css", "application/javascript", "text/javascript", "image/svg+xml",
+                    "application/json", "text/markdown", "text/plain"}
 READ_ROUTES = sorted(pattern for pattern, methods in app_routes().items() if "GET" in methods)
 # The reads of the old clients that pause and resume nodes (see control_handlers).
 _CONTROL_READS = re.compile(r"/(start|stop)")
@@ -63,6 +65,9 @@ def check_read(api: LiveApi, url: str) -> None:
     if reply.status < 300 and url.partition("?")[0] == "/metrics":  # Prometheus' text format, not JSON
         assert reply.content_type == "text/plain", (url, reply.headers.get("Content-Type"))
         assert list(text_string_to_metric_families(reply.raw.decode()))
+    elif reply.status < 300 and (url.partition("?")[0] == "/" or url.startswith("/ui/")):  # the dashboard's files
+        assert reply.content_type in _DASHBOARD_TYPES, (url, reply.headers.get("Content-Type"))
+        assert "default-src 'none'" in reply.headers["Content-Security-Policy"]
     elif reply.status < 300:
         assert reply.content_type == "application/json", (url, reply.headers.get("Content-Type"))
         orjson.loads(reply.raw)

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import tornado.web
+from hypothesis import example, given
+from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
 from live_api import LiveApi
@@ -23,6 +25,8 @@ from servertrack.api.openapi import ROUTES, OpenApiHandler, build_document, path
 from servertrack.api.request_policy import RequestPolicy
 from servertrack.common.aggregator import Aggregator
 from servertrack.common.batch import PendingBatch
+from servertrack.common.errors import InvalidSample
+from servertrack.common.protocol import is_ip_address, normalize_name
 from servertrack.common.inventory import AgentInventory
 from servertrack.common.stats import IngestStats
 
@@ -30,6 +34,8 @@ APP = make_app(Aggregator(1), PendingBatch(), AgentInventory(1), IngestStats())
 DOCUMENT = build_document(APP)
 ROUTE_METHODS = app_routes()
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
+NAME_SCHEMA = DOCUMENT["components"]["schemas"]["BatchSample"]["allOf"][1]["properties"]["server"]
+NAME_PATTERN = re.compile(NAME_SCHEMA["pattern"].removesuffix("$") + r"\Z")  # ECMA's $ is Python's \Z
 
 
 def test_every_route_is_documented_and_every_documented_route_exists() -> None:
@@ -118,6 +124,52 @@ def test_errors_are_the_error_shape_and_tokens_are_documented_where_they_apply()
     perf = DOCUMENT["paths"]["/perf/{name}"]["post"]["requestBody"]["content"]
     assert list(perf) == ["application/x-www-form-urlencoded"]
     assert list(DOCUMENT["paths"]["/loads"]["post"]["requestBody"]["content"]) == ["application/json"]
+
+
+@given(st.one_of(st.from_regex(NAME_SCHEMA["pattern"]), st.text(alphabet="aZ09._-*: /\n\u00e9", max_size=12),
+                 st.text(max_size=300)))
+@example("a" * 253)
+@example("a" * 254)
+@example("a" * 253 + ".")
+@example("10.0.0.5")
+@example("10.0.0.5x")
+@example("-._")
+@example("web-01.")
+def test_the_documented_name_rule_is_the_one_the_api_applies(text: str) -> None:
+    """A name the document's pattern (and maxLength) allows is one ``normalize_name`` takes, bar the
+    names that read as an IPv4 address, and the other way round (found by schemathesis: the document said
+    only "a string", so valid-by-the-document names were refused)."""
+    documented = NAME_PATTERN.search(text) is not None and len(text) <= NAME_SCHEMA["maxLength"]
+    try:
+        normalize_name(text)
+    except InvalidSample:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == (documented and not is_ip_address(text.removesuffix("."))), text
+
+
+def test_names_and_addresses_are_documented_where_the_api_checks_them() -> None:
+    parameters = {(parameter["in"], parameter["name"]): parameter["schema"]
+                  for operation in (operation for path in DOCUMENT["paths"].values() for operation in path.values())
+                  for parameter in operation.get("parameters", [])}
+    assert parameters[("path", "name")] == NAME_SCHEMA and parameters[("query", "after")] == NAME_SCHEMA
+    assert NAME_SCHEMA in parameters[("path", "id")]["anyOf"] and NAME_SCHEMA in parameters[("query", "node")]["anyOf"]
+    assert parameters[("path", "ip")]["oneOf"] == [{"type": "string", "format": "ipv4"},
+                                                  {"type": "string", "format": "ipv6"}]
+    schemas = DOCUMENT["components"]["schemas"]
+    assert schemas["Hello"]["properties"]["name"] == NAME_SCHEMA
+    assert schemas["Hello"]["properties"]["ip"]["items"] == parameters[("path", "ip")]
+    assert schemas["BatchSample"]["allOf"][1]["properties"]["server"] == NAME_SCHEMA
+
+
+def test_a_range_is_documented_only_for_the_sections_that_keep_history() -> None:
+    """from/to on /nodes/{id}/disks, network and processes are a 400 (history is kept for cpu and memory
+    only), so the document gives them no query parameters (found by schemathesis)."""
+    for section in ("cpu", "memory", "disks", "network", "processes"):
+        operation = DOCUMENT["paths"][f"/nodes/{{id}}/{section}"]["get"]
+        query = [parameter["name"] for parameter in operation["parameters"] if parameter["in"] == "query"]
+        assert query == (["from", "to"] if section in ("cpu", "memory") else []), section
 
 
 def test_openapi_json_is_served(api: LiveApi) -> None:

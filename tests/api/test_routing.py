@@ -10,7 +10,8 @@ from live_api import LiveApi, assert_json_error
 @pytest.mark.parametrize(
     "method, path",
     [
-        ("GET", "/"),
+        ("GET", "/ui"),  # "/" is the dashboard's page
+        ("GET", "/ui/nope.js"),
         ("GET", "/nope"),
         ("GET", "/servers/web-01"),
         ("GET", "/servers/web-01/loads/extra"),
@@ -52,3 +53,20 @@ def test_a_method_a_route_does_not_support_is_a_json_405(seeded_api: LiveApi, me
 
 def test_a_method_unknown_to_http_is_a_json_405(seeded_api: LiveApi) -> None:
     assert_json_error(seeded_api.request("PROPFIND", "/servers/seed-01/loads"), 405)
+
+
+def test_a_405_names_the_methods_the_route_allows(seeded_api: LiveApi) -> None:
+    """RFC 9110: a 405 carries ``Allow``; it lists exactly the methods ``/openapi.json`` documents for the path
+    (found by schemathesis: TRACE /stats was a 405 without it)."""
+    paths = seeded_api.get("/openapi.json").json["paths"]
+    values = {"{pid}": "1", "{mode}": "last_minute"}
+    for template, operations in paths.items():
+        path = template
+        for name, value in values.items():
+            path = path.replace(name, value)
+        path = "/".join("seed-01" if part.startswith("{") else part for part in path.split("/"))
+        reply = seeded_api.request("TRACE", path)
+        assert_json_error(reply, 405, "TRACE")
+        allowed = sorted(method.strip() for method in reply.headers.get("Allow", "").split(","))
+        assert allowed == sorted(method.upper() for method in operations), (template, reply.headers.get("Allow"))
+    assert seeded_api.request("DELETE", "/stats").headers["Allow"] == "GET"
