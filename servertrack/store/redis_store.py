@@ -105,6 +105,7 @@ SCHEMA_VERSION = 1
 CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 5.0
 CLIENT_RETRIES = 2
+MIN_REDIS_MAJOR = 7
 _TS = struct.Struct(">q")
 
 
@@ -131,6 +132,10 @@ def connect(target: RedisTarget, password: str | None = None, ca_file: str | Non
             host, port = target.hosts[0]
             client = redis.Redis(host=host, port=port, db=target.db, **options)
             client.ping()
+            problem = version_problem(str(client.info("server").get("redis_version", "")))
+            if problem is not None:
+                client.close()
+                raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: {problem}")
             if int(client.info("cluster").get("cluster_enabled", 0)):
                 client.close()
                 raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: it is a cluster node "
@@ -139,6 +144,15 @@ def connect(target: RedisTarget, password: str | None = None, ca_file: str | Non
         raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: "
                                f"{_why(error, password is not None)}") from None
     return client
+
+
+def version_problem(version: str) -> str | None:
+    """Why a Redis of ``version`` (``INFO server``'s ``redis_version``) cannot keep the store, or None:
+    it needs 7 or later (``EXPIRE ... NX``/``GT``). An unreadable version is let through."""
+    major = version.split(".", 1)[0]
+    if major.isdigit() and int(major) < MIN_REDIS_MAJOR:
+        return f"it is Redis {version}; the store needs Redis {MIN_REDIS_MAJOR} or later (EXPIRE NX/GT)"
+    return None
 
 
 def _why(error: BaseException, with_password: bool) -> str:

@@ -66,3 +66,11 @@ def test_a_block_expires_where_the_sqlite_purge_cuts(width: int, period: int, ke
 
 def test_snapshot_ttl() -> None:
     assert snapshot_ttl(1000, 600.0, 1000.0) == 600 and snapshot_ttl(1000, 600.0, 1700.0) <= 0
+
+
+def test_a_redis_older_than_7_is_refused_by_its_version() -> None:
+    from servertrack.store.redis_store import version_problem
+
+    assert version_problem("7.0.15") is None and version_problem("8.2.1") is None and version_problem("") is None
+    problem = version_problem("6.2.14")
+    assert problem is not None and "Redis 6.2.14" in problem and "7 or later" in problem
