@@ -197,6 +197,35 @@ def _environment_token(value: str | None, variable: str) -> str | None:
     return value.strip()
 
 
+def _store(text: str) -> str:
+    """An argparse ``type``: what ``--store`` accepts (``store_url.parse_store``), kept as written."""
+    from .store.store_url import parse_store
+
+    try:
+        parse_store(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _password_file(path: str) -> str:
+    """An argparse ``type``: the first line of the file ``path`` (a password), without its line end."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(_TOKEN_FILE_BYTES + 1)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read password file {path!r}: {error.strerror or error}") from None
+    if len(raw) > _TOKEN_FILE_BYTES:
+        raise argparse.ArgumentTypeError(f"password file {path!r} is too long for a password")
+    try:
+        password = raw.decode("utf-8").splitlines()[0] if raw.strip() else ""
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"password file {path!r} is not UTF-8 text") from None
+    if not password:
+        raise argparse.ArgumentTypeError(f"password file {path!r} is empty")
+    return password
+
+
 def _readable_file(path: str) -> str:
     """An argparse ``type``: a file this process can read."""
     try:
@@ -272,9 +301,16 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
                        default=env.export_servers, metavar="N",
                        help="GET /metrics also shows each server's cpu and ram load (its average over the "
                             f"last 60 s), for the first N servers by name (default N: {DEFAULT_EXPORTED_SERVERS})")
-    serve.add_argument("--store", choices=("sqlite", "memory"), default=env.store,
-                       help="where history lives: sqlite in --data-dir, or memory (nothing on disk; "
-                            "default %(default)s)")
+    serve.add_argument("--store", type=_store, default=env.store, metavar="STORE",
+                       help="where history lives: sqlite in --data-dir, memory (nothing on disk), "
+                            "redis://HOST:PORT[/DB] or redis+cluster://HOST:PORT,HOST:PORT,... (rediss:// for "
+                            "TLS; the log and checkpoints stay in --data-dir; default %(default)s)")
+    serve.add_argument("--store-password-file", type=_password_file, default=env.store_password_file,
+                       metavar="FILE", dest="store_password",
+                       help="the Redis store's password is the first line of FILE")
+    serve.add_argument("--store-ca", type=_readable_file, default=env.store_ca, metavar="FILE",
+                       help="trust the CA certificate(s) in FILE (PEM) for a rediss:// store (default: the "
+                            "system's)")
     serve.add_argument("--data-dir", type=_data_dir, default=env.data_dir, metavar="DIR",
                        help="the store's directory, created on first start (default $XDG_DATA_HOME/servertrack "
                             "or ~/.local/share/servertrack)")
@@ -379,6 +415,10 @@ def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | Non
             (args.allowed_agents if args.command == "serve" else args.collector_key) is None):
         needed = "--allowed-agents" if args.command == "serve" else "--collector-key"
         raise CommandLineError(f"--curve-secret and {needed} go together")
+    if args.command == "serve" and not args.store.startswith(("redis://", "rediss://", "redis+", "rediss+")) \
+            and (args.store_password is not None or args.store_ca is not None):
+        raise CommandLineError("--store-password-file and --store-ca are for a redis:// or redis+cluster:// "
+                                   "--store")
     if args.command == "agent" and args.name is None:
         try:
             args.name = normalize_name(socket.getfqdn())
@@ -409,6 +449,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                              snapshot_memory_mib=args.snapshot_memory, large_frame_share=args.large_frame_cpu,
                              max_connections=args.max_connections, idle_timeout=args.idle_timeout,
                              body_timeout=args.body_timeout, store=args.store, data_dir=args.data_dir,
+                             store_password=args.store_password, store_ca=args.store_ca,
                              keep_minutes=args.keep_minutes, keep_hours=args.keep_hours,
                              keep_snapshots=args.keep_snapshots, snapshot_every=args.snapshot_every,
                              checkpoint_every=args.checkpoint_every, event_loop=args.event_loop,

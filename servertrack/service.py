@@ -64,7 +64,8 @@ class Monitor:
         retention = Retention(minutes=settings.keep_minutes, hours=settings.keep_hours,
                               snapshots=settings.keep_snapshots, snapshot_every=settings.snapshot_every,
                               checkpoint_every=settings.checkpoint_every)
-        self.store = make_store(settings.store, settings.data_dir, retention, clock)
+        self.store = make_store(settings.store, settings.data_dir, retention, clock, settings.store_password,
+                                settings.store_ca)
         # the rings hand the hours and days they close to a store that keeps them
         self.aggregator = Aggregator(settings.max_servers, clock=clock, closing=self.store.logs_chunks)
         self.batch = PendingBatch()
@@ -138,9 +139,10 @@ class Monitor:
 
     @property
     def store_description(self) -> str:
-        """The store as the ready line names it: ``memory`` or ``sqlite:DIR``."""
-        directory = getattr(self.store, "directory", None)
-        return self.store.kind if directory is None else f"{self.store.kind}:{directory}"
+        """The store as the ready line names it: ``memory``, ``sqlite:DIR`` or the Redis URL, without a
+        password (``redis://127.0.0.1:6379/0``)."""
+        description = getattr(self.store, "description", None)
+        return self.store.kind if description is None else str(description)
 
     def _start_trust(self, context: zmq.asyncio.Context) -> None:
         """CURVE on both sockets with the allowed agents' keys (nothing without ``--curve-secret``)."""

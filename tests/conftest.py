@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.redis_servers import redis_cluster, redis_cluster_url, redis_standalone, redis_url  # noqa: F401
+
 # The suite runs on a shared 2-core machine: judge properties by their examples,
 # not by how fast the machine happened to be.
 settings.register_profile("servertrack", deadline=None, suppress_health_check=[HealthCheck.too_slow])

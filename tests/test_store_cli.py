@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from servertrack.cli import CommandLineError, parse
@@ -51,3 +53,38 @@ def test_flags_and_environment() -> None:
 def test_bad_store_flags_are_one_line_errors(argv: list[str]) -> None:
     with pytest.raises(CommandLineError):
         parse(argv, EnvironmentDefaults())
+
+
+def test_redis_store_flags(tmp_path: Path) -> None:
+    password = tmp_path / "password"
+    password.write_text("pa ss\nignored\n")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    args = parse(["serve", "--store", "rediss://cache:6380/2", "--store-password-file", str(password),
+                  "--store-ca", str(ca)], EnvironmentDefaults())
+    assert (args.store, args.store_password, args.store_ca) == ("rediss://cache:6380/2", "pa ss", str(ca))
+    args = parse(["serve", "--store", "redis+cluster://a:7000,b:7001"], EnvironmentDefaults())
+    assert args.store == "redis+cluster://a:7000,b:7001" and args.store_password is None
+    env = EnvironmentDefaults.from_environ({"SERVERTRACK_STORE": "redis://r:6379/0",
+                                            "SERVERTRACK_STORE_PASSWORD_FILE": str(password)})
+    args = parse(["serve"], env)
+    assert (args.store, args.store_password) == ("redis://r:6379/0", "pa ss")
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["serve", "--store", "redis://h:6379/99"], "DB in the --store URL"),
+    (["serve", "--store", "redis://u:pw@h"], "use --store-password-file"),
+    (["serve", "--store", "redis+cluster://"], "no host"),
+    (["serve", "--store", "redis://h", "--store-password-file", "/nonexistent/pw"], "cannot read password file"),
+    (["serve", "--store", "sqlite", "--store-password-file", "PASSWORD"], "are for a redis://"),
+])
+def test_bad_redis_flags_are_one_line_errors(argv: list[str], says: str, tmp_path: Path) -> None:
+    argv = [str(tmp_path / "pw") if part == "PASSWORD" else part for part in argv]
+    (tmp_path / "pw").write_text("x\n")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(CommandLineError) as raised:
+        parse(argv, EnvironmentDefaults())
+    assert says in str(raised.value) and "\n" not in str(raised.value)
+    with pytest.raises(CommandLineError, match="is empty"):
+        parse(["serve", "--store", "redis://h", "--store-password-file", str(empty)], EnvironmentDefaults())

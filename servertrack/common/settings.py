@@ -62,6 +62,10 @@ class ServeSettings:
     # or "sqlite" in ``data_dir`` (None: the per-user default). ``servertrack serve`` defaults to sqlite.
     store: str = "memory"
     data_dir: str | None = None
+    # for a redis:// or redis+cluster:// store: the password (read from --store-password-file) and the CA
+    # file that a rediss:// server's certificate is checked with (None: the system's)
+    store_password: str | None = field(default=None, repr=False)
+    store_ca: str | None = None
     keep_minutes: float = DEFAULT_KEEP_MINUTES
     keep_hours: float = DEFAULT_KEEP_HOURS
     keep_snapshots: float = DEFAULT_KEEP_SNAPSHOTS
@@ -162,6 +166,8 @@ class EnvironmentDefaults:
     body_timeout: str = str(DEFAULT_BODY_TIMEOUT)
     store: str = "sqlite"
     data_dir: str | None = None
+    store_password_file: str | None = None
+    store_ca: str | None = None
     keep_minutes: str = "7d"
     keep_hours: str = "400d"
     keep_snapshots: str = "7d"

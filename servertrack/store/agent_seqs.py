@@ -40,12 +40,17 @@ class AgentSeqs(NamedTuple):
     lost: np.ndarray
 
 
-def write_agent_seqs(path: Path, seqs: AgentSeqs) -> int:
-    """Write ``seqs`` to ``path`` (atomically: temporary file, fsync, rename); return the bytes written."""
+def encode_agent_seqs(seqs: AgentSeqs) -> bytes:
+    """``seqs`` in the format above (what the file, or the Redis store's key, holds)."""
     body = MAGIC + msgpack.packb({"v": 1, "names": seqs.names,
                                   "seq": np.asarray(seqs.seqs, dtype=_U64).tobytes(),
                                   "lost": np.asarray(seqs.lost, dtype=_U64).tobytes()})
-    data = body + _CRC.pack(zlib.crc32(body))
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def write_agent_seqs(path: Path, seqs: AgentSeqs) -> int:
+    """Write ``seqs`` to ``path`` (atomically: temporary file, fsync, rename); return the bytes written."""
+    data = encode_agent_seqs(seqs)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as file:
@@ -64,17 +69,22 @@ def take_agent_seqs(path: Path) -> AgentSeqs | None:
     except FileNotFoundError:
         return None
     path.unlink()
+    return decode_agent_seqs(data, str(path))
+
+
+def decode_agent_seqs(data: bytes, where: str) -> AgentSeqs:
+    """What ``encode_agent_seqs`` wrote; ``ValueError`` naming ``where`` for anything else."""
     body, crc = data[:-_CRC.size], data[-_CRC.size:]
     if not body.startswith(MAGIC) or len(crc) != _CRC.size or _CRC.unpack(crc)[0] != zlib.crc32(body):
-        raise ValueError(f"{path} is not an agent seq file, or is damaged")
+        raise ValueError(f"{where} is not an agent seq file, or is damaged")
     try:
         fields = msgpack.unpackb(body[len(MAGIC):])
         names, seq, lost = fields["names"], fields["seq"], fields["lost"]
         seqs = np.frombuffer(seq, dtype=_U64)
         losses = np.frombuffer(lost, dtype=_U64)
     except (ValueError, KeyError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
-        raise ValueError(f"{path} does not decode: {error}") from None
+        raise ValueError(f"{where} does not decode: {error}") from None
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names) \
             or not len(names) == seqs.size == losses.size:
-        raise ValueError(f"{path} has fields of the wrong shape")
+        raise ValueError(f"{where} has fields of the wrong shape")
     return AgentSeqs(names, seqs, losses)

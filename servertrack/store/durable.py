@@ -27,6 +27,11 @@ down is counted as lost, per agent (not after a crash: see ``agent_seqs``).
 The loop never waits on the disk: the two threads do all the I/O; their
 queues are bounded, and a failing disk is retried, counted and reported
 (``health``), while ingest and the API go on from memory.
+
+What is kept for good (blocks, nodes, snapshots, the agents' last seqs) goes
+through a ``history_backend.HistoryBackend``: ``history.sqlite3`` here by
+default, or Redis (``redis_store``), with the log and checkpoints still in
+the directory.
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -57,14 +61,15 @@ from ..common.periods import HOUR_WIDTH, MINUTE_WIDTH, HistoryBlocks
 from ..common.seconds import SECOND_SLOTS
 from ..common.snapshots import StoredSnapshot, unpack_snapshot
 from .agent_seqs import FILE_NAME as AGENT_SEQS_FILE
-from .agent_seqs import AgentSeqs, take_agent_seqs, write_agent_seqs
+from .agent_seqs import AgentSeqs
 from .batch_log import BatchLog, LogReplay, read_segments
 from .checkpoint import CorruptCheckpoint, load_checkpoint, write_checkpoint
+from .history_backend import HistoryBackend, SqliteHistory, no_cells
 from .lock import DataDirLock
 from .pending import PendingBlocks, merge_pending
 from .records import LoggedBatch, SnapshotRecord, StoredCells
 from .replay_progress import ReplayProgress
-from .worker import StoreWorker
+from .worker import STORE_ERRORS, StoreWorker
 
 LOG = logging.getLogger("servertrack.store")
 HISTORY_FILE = "history.sqlite3"
@@ -83,6 +88,9 @@ ROTATE_WAIT_SECONDS = 0.5
 
 class StoreUnavailable(ServerTrackError):
     """The data directory cannot be used (locked, unreadable, written by a newer version)."""
+
+
+RECOVER_ERRORS: tuple[type[Exception], ...] = (ServerTrackError, *STORE_ERRORS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,22 +121,32 @@ class Recovery:
 
 
 class DurableStore:
-    """The SQLite backend of the store interface, for one data directory (see the module's docstring)."""
+    """The SQLite backend of the store interface, for one data directory (see the module's docstring).
 
-    kind = "sqlite"
+    The history (blocks, node records, snapshots, the agents' last seqs) goes
+    to a ``HistoryBackend``: ``SqliteHistory`` in the directory unless
+    ``open_history`` opens another one (``redis_store``), named ``kind``
+    and ``description``; the log and the checkpoints stay in the directory.
+    """
+
     logs_chunks = True
 
     def __init__(self, directory: Path, retention: Retention = Retention(), clock: Callable[[], float] = time.time,
-                 checkpoint_every: float | None = None, report: Callable[[str], None] | None = None) -> None:
+                 checkpoint_every: float | None = None, open_history: Callable[[], HistoryBackend] | None = None,
+                 kind: str = "sqlite", description: str | None = None,
+                 report: Callable[[str], None] | None = None) -> None:
         self.directory = Path(directory)
         self._report = report if report is not None else report_on_stderr
+        self.kind = kind
+        self.description = description if description is not None else f"{kind}:{self.directory}"
+        self._open_history = open_history if open_history is not None else self._open_sqlite
         self.retention = retention
         self.checkpoint_every = retention.checkpoint_every if checkpoint_every is None else checkpoint_every
         self.recovery = Recovery()
         self.refused_nodes = 0
         self._clock = clock
         self._lock = DataDirLock(self.directory)
-        self._sqlite: Any = None  # a sqlite_store.SqliteStore once open
+        self._history: Any = None  # a HistoryBackend once open
         self._log: BatchLog | None = None
         self._log_worker: StoreWorker | None = None
         self._store_worker: StoreWorker | None = None
@@ -161,10 +179,8 @@ class DurableStore:
             self._lock.acquire()
         except OSError as error:
             raise StoreUnavailable(f"cannot use data directory {self.directory}: {error.strerror or error}") from None
-        from .sqlite_store import SqliteStore
-
         try:
-            self._sqlite = SqliteStore(self.directory / HISTORY_FILE)
+            self._history = self._open_history()
             self._log = BatchLog(self.directory / "log")
         except ServerTrackError:
             self._lock.release()
@@ -172,6 +188,9 @@ class DurableStore:
         except Exception as error:
             self._lock.release()
             raise StoreUnavailable(f"cannot open the store in {self.directory}: {error}") from None
+
+    def _open_sqlite(self) -> HistoryBackend:
+        return SqliteHistory(self.directory / HISTORY_FILE, self.directory / "checkpoint" / AGENT_SEQS_FILE)
 
     def recover(self, aggregator: Aggregator, nodes: NodeRegistry,
                 inventory: AgentInventory | None = None) -> Recovery:
@@ -182,20 +201,20 @@ class DurableStore:
         format, a damaged checkpoint."""
         try:
             return self._recover(aggregator, nodes, inventory)
-        except (ServerTrackError, OSError, sqlite3.Error) as error:
+        except RECOVER_ERRORS as error:
             self._release()
             if isinstance(error, StoreUnavailable):
                 raise
             raise StoreUnavailable(f"cannot recover the store in {self.directory}: {error}") from None
 
     def _recover(self, aggregator: Aggregator, nodes: NodeRegistry, inventory: AgentInventory | None) -> Recovery:
-        assert self._sqlite is not None and self._log is not None, "open() first"
+        assert self._history is not None and self._log is not None, "open() first"
         started = time.perf_counter()
         self._aggregator, self._nodes, self._inventory = aggregator, nodes, inventory
         recovery = self.recovery
         self._restore_seqs(inventory)
         restored: list[Node] = []
-        for name, record in self._sqlite.load_nodes():
+        for name, record in self._history.load_nodes():
             try:
                 restored.append(decode_node(record))
             except ValueError as error:
@@ -240,11 +259,11 @@ class DurableStore:
         recovery.torn_bytes, recovery.corrupt_segments = replay.torn_bytes, replay.corrupt_segments
         # deltas of chunks after the last one replayed came from chunks the log lost: their samples are gone
         # from the windows, so they go from the history too (later chunks reuse those ids)
-        recovery.dropped_parts = self._sqlite.drop_parts_after(self._next_chunk - 1)
+        recovery.dropped_parts = self._history.drop_parts_after(self._next_chunk - 1)
         # Blocks the replay closed may be on disk already (same keys): write them now, before serving, so a
         # read never sees one both stored and pending.
         for blocks in closed:
-            self._sqlite.write_blocks(blocks)
+            self._history.write_blocks(blocks)
         progress.finish()
         self._start_workers()
         now = self._clock()
@@ -258,7 +277,7 @@ class DurableStore:
         """The agents' seqs the last clean stop kept, into ``inventory``; the file goes either way (a crash
         after this start must not find seqs older than what its log replays)."""
         try:
-            kept = take_agent_seqs(self.directory / "checkpoint" / AGENT_SEQS_FILE)
+            kept = self._history.take_agent_seqs()
         except ValueError as error:
             LOG.warning("store: the agents' last seqs are not used (%s): the gap of this restart is not counted",
                         error)
@@ -303,12 +322,12 @@ class DurableStore:
 
     def write_history(self, blocks: list[HistoryBlocks]) -> None:
         """Queue closed blocks for the database."""
-        assert self._store_worker is not None and self._sqlite is not None
-        sqlite, logged, pending = self._sqlite, self._last_logged, self.pending
+        assert self._store_worker is not None and self._history is not None
+        history, logged, pending = self._history, self._last_logged, self.pending
         for block in blocks:
             def write(block: HistoryBlocks = block) -> None:
                 _wait_until_logged(logged)
-                pending.written(block, sqlite.write_blocks)
+                pending.written(block, history.write_blocks)
 
             pending.add(block)
             if self._store_worker.submit(write, block.samples.nbytes * 9 + 64 * len(block.names)) is None:
@@ -340,14 +359,14 @@ class DurableStore:
             await self.checkpoint(ROTATE_WAIT_SECONDS)
 
     def _save_nodes(self, changed: Iterable[tuple[str, Node | None]]) -> None:
-        assert self._store_worker is not None and self._sqlite is not None
+        assert self._store_worker is not None and self._history is not None
         records = [(name, None if node is None else encode_node(node)) for name, node in changed]
-        sqlite = self._sqlite
-        self._store_worker.submit(lambda: sqlite.save_nodes(records), sum(len(r or b"") for _, r in records))
+        history = self._history
+        self._store_worker.submit(lambda: history.save_nodes(records), sum(len(r or b"") for _, r in records))
 
     def _keep_snapshots(self) -> None:
         """Queue the snapshots that arrived since the last time, one per node (decoded on the store thread)."""
-        assert self._nodes is not None and self._store_worker is not None and self._sqlite is not None
+        assert self._nodes is not None and self._store_worker is not None and self._history is not None
         taken: list[tuple[str, float, StoredSnapshot]] = []
         seen = self._snapshot_seen
         for node in self._nodes.all_nodes():
@@ -358,24 +377,26 @@ class DurableStore:
             self._snapshot_seen = {node.name: seen[node.name] for node in self._nodes.all_nodes() if node.name in seen}
         if not taken:
             return
-        sqlite = self._sqlite
+        history = self._history
 
         def write() -> None:
-            sqlite.write_snapshots([snapshot_record(name, ts, stored) for name, ts, stored in taken])
+            history.write_snapshots([snapshot_record(name, ts, stored) for name, ts, stored in taken])
 
         self._store_worker.submit(write, sum(stored.size for _, _, stored in taken))
 
     def _purge(self, now: float) -> None:
         """Queue retention, in steps, so other writes run between them."""
-        assert self._store_worker is not None and self._sqlite is not None
-        sqlite, worker = self._sqlite, self._store_worker
+        assert self._store_worker is not None and self._history is not None
+        history, worker = self._history, self._store_worker
+        if not history.purges:
+            return  # its keys expire by themselves (a job without I/O would also read as "ok" while failing)
         cutoffs = [(MINUTE_WIDTH, int((now - self.retention.minutes) // 3600)),
                    (HOUR_WIDTH, int((now - self.retention.hours) // 86_400))]
         snapshots_before = int(now - self.retention.snapshots)
 
         def step() -> None:
-            deleted = sum(sqlite.purge(width, before, PURGE_STEP) for width, before in cutoffs)
-            deleted += sqlite.purge_snapshots(snapshots_before, PURGE_STEP)
+            deleted = sum(history.purge(width, before, PURGE_STEP) for width, before in cutoffs)
+            deleted += history.purge_snapshots(snapshots_before, PURGE_STEP)
             if deleted:
                 worker.submit(step)
 
@@ -389,7 +410,7 @@ class DurableStore:
         between are then in both the checkpoint and the new segment; a restart skips those (their ids are
         below the checkpoint's ``next_chunk``), so nothing counts twice."""
         assert self._log_worker is not None and self._store_worker is not None and self._log is not None
-        assert self._aggregator is not None and self._nodes is not None and self._sqlite is not None
+        assert self._aggregator is not None and self._nodes is not None and self._history is not None
         self._checkpointing = True
         try:
             log = self._log
@@ -410,13 +431,14 @@ class DurableStore:
             changes = self._aggregator.export_changes()
             node_records = [(node.name, encode_node(node)) for node in self._nodes.all_nodes()]
             next_chunk, written_at = self._next_chunk, self._clock()
-            directory, sqlite, log_worker = self.directory / "checkpoint", self._sqlite, self._log_worker
+            directory, history, log_worker = self.directory / "checkpoint", self._history, self._log_worker
 
             def write() -> None:
-                sqlite.save_nodes(node_records)
+                history.save_nodes(node_records)
                 self.checkpoint_bytes += write_checkpoint(directory, changes, segment, next_chunk, written_at)
                 self.checkpoints += 1
                 self.checkpointed_chunk = next_chunk
+                history.forget_parts_before(next_chunk)
                 # keep the segment before the checkpoint's: a restart rebuilds the second ring from it
                 log_worker.submit(lambda: log.delete_before(segment - 1))
 
@@ -442,8 +464,8 @@ class DurableStore:
         if self._rotating is not None:
             LOG.error("store: no last checkpoint: the log did not rotate within %.0f s (%s); a restart replays "
                       "the log", CLOSE_TIMEOUT_SECONDS, self._log_worker.last_error or "busy")
-        log, sqlite = self._log, self._sqlite
-        assert log is not None and sqlite is not None
+        log, history = self._log, self._history
+        assert log is not None and history is not None
         self._log_worker.submit(log.sync)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._store_worker.close, CLOSE_TIMEOUT_SECONDS)
@@ -456,8 +478,8 @@ class DurableStore:
     def _keep_seqs(self, seqs: tuple[list[str], np.ndarray, np.ndarray]) -> None:
         """Write the agents' last seqs for the next start (the last thing a clean stop writes)."""
         try:
-            write_agent_seqs(self.directory / "checkpoint" / AGENT_SEQS_FILE, AgentSeqs(*seqs))
-        except OSError as error:
+            self._history.keep_agent_seqs(AgentSeqs(*seqs))
+        except STORE_ERRORS as error:
             LOG.error("store: the agents' last seqs were not kept (%s): the next start will not count the gap",
                       error)
 
@@ -468,9 +490,9 @@ class DurableStore:
             except OSError as error:
                 LOG.error("store: closing the log failed: %s", error)
             self._log = None
-        if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
+        if self._history is not None:
+            self._history.close()
+            self._history = None
         self._lock.release()
 
     # ---------------------------------------------------------------- reading and health
@@ -478,8 +500,8 @@ class DurableStore:
     def open_reader(self) -> Any:
         """A reader of the history for one thread: the database (its own read-only connection) and the
         blocks queued for it but not written yet."""
-        assert self._sqlite is not None
-        return HistoryView(self._sqlite.reader(), self.pending)
+        assert self._history is not None
+        return HistoryView(self._history.reader(), self.pending)
 
     def health(self) -> dict[str, Any]:
         """``{"store": "ok" | "failing", ...}`` and the counters ``/stats`` shows."""
@@ -489,6 +511,7 @@ class DurableStore:
             "store": "failing" if failing else "ok",
             "backend": self.kind,
             "data_dir": str(self.directory),
+            **({} if self.kind == "sqlite" else {"url": self.description}),  # a Redis store: where, no password
             "checkpoints": self.checkpoints,
             "checkpointed_chunk": self.checkpointed_chunk,
             "checkpoint_bytes": self.checkpoint_bytes,
@@ -516,15 +539,24 @@ class HistoryView:
         self._reader = reader
         self._pending = pending
 
-    def has_server(self, name: str) -> bool:
-        """Whether the history knows ``name`` (stored or pending)."""
-        return bool(self._reader.has_server(name)) or any(self._pending.of(name, width) for width in (60, 3600))
-
     def read_cells(self, name: str, width: int, first_bucket: int, count: int) -> StoredCells:
         """The merged buckets of ``name``: what is stored, with what is queued applied on top."""
         with self._pending.reading():
             stored = self._reader.read_cells(name, width, first_bucket, count)
             pending = self._pending.of(name, width)
+        return merge_pending(stored, pending) if pending else stored
+
+    def read_range(self, name: str, width: int, first_bucket: int, count: int) -> StoredCells | None:
+        """The merged buckets of ``name``: what is stored, with what is queued applied on top; None when
+        the history does not know ``name`` (neither stored nor pending)."""
+        with self._pending.reading():
+            stored = self._reader.read_range(name, width, first_bucket, count)
+            pending = self._pending.of(name, width)
+            known = stored is not None or bool(pending) or bool(self._pending.of(name, 3600 if width == 60 else 60))
+        if not known:
+            return None
+        if stored is None:
+            stored = no_cells(first_bucket, width, count)
         return merge_pending(stored, pending) if pending else stored
 
     def read_snapshots(self, node: str, start: int, stop: int, limit: int) -> list[tuple[int, bytes]]:

@@ -90,10 +90,7 @@ class LoadHistory:
         return reader
 
     def _read_cells(self, name: str, width: int, first_bucket: int, count: int) -> Any:
-        reader = self._reader()
-        if not reader.has_server(name):
-            return None
-        return reader.read_cells(name, width, first_bucket, count)
+        return self._reader().read_range(name, width, first_bucket, count)
 
     def _read_snapshots(self, node: str, start: int, stop: int, limit: int) -> list[tuple[int, bytes]]:
         rows: list[tuple[int, bytes]] = self._reader().read_snapshots(node, start, stop, limit)

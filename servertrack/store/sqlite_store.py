@@ -122,11 +122,15 @@ class _Reads:
         ).fetchall()
         spans = last_period - first_period + 1
         if rows:
-            cells = _merged_periods(rows, per_period, first_period, spans, table, server)
+            cells = merged_periods(rows, per_period, first_period, spans, f"{table} of {server!r}")
         else:
             cells = empty_cells((spans, per_period))
         offset = first_bucket - first_period * per_period
         return StoredCells._make([first_bucket, width, *(field.reshape(-1)[offset:offset + count] for field in fields_of(cells))])
+
+    def read_range(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells | None:
+        """``read_cells``, or None when ``has_server`` says no block of ``server`` is stored."""
+        return self.read_cells(server, width, first_bucket, count) if self.has_server(server) else None
 
     def has_server(self, server: str) -> bool:
         """Whether any minute or hour block of ``server`` is stored."""
@@ -152,9 +156,10 @@ class _Reads:
             (node, from_ts, to_ts, limit))]
 
 
-def _merged_periods(rows: list[tuple[int, int, bytes]], per_period: int, first_period: int, spans: int, table: str,
-                    server: str) -> BlockCells:
-    """The ``[spans, per_period]`` cells of periods ``first_period ..`` from their stored parts."""
+def merged_periods(rows: list[tuple[int, int, bytes]], per_period: int, first_period: int, spans: int,
+                   where_stored: str) -> BlockCells:
+    """The ``[spans, per_period]`` cells of periods ``first_period ..`` from their stored parts
+    ``(period, part, blob)``, ordered by period then part (``where_stored`` names them in errors)."""
     try:
         decoded = decode_many([row[2] for row in rows], per_period)
     except CorruptBlock:
@@ -162,7 +167,7 @@ def _merged_periods(rows: list[tuple[int, int, bytes]], per_period: int, first_p
             try:
                 decode_many([blob], per_period)
             except CorruptBlock as error:
-                raise CorruptBlock(f"{table} of {server!r}, period {period} part {part}: {error}") from None
+                raise CorruptBlock(f"{where_stored}, period {period} part {part}: {error}") from None
         raise
     where = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)) - first_period
     out = empty_cells((spans, per_period))

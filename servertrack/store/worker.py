@@ -1,7 +1,7 @@
 """A store's worker thread: runs jobs in order, off the event loop, and survives what the disk does.
 
 A job that fails with an I/O error (disk full, a read-only or locked
-database) is retried, with a growing pause, until it succeeds or the worker
+database, a Redis node down) is retried, with a growing pause, until it succeeds or the worker
 closes: jobs behind it wait, so they still run in the order they were given
 (a checkpoint never lands before the history it depends on). Failures are
 counted, the worker reports ``failing`` until a job succeeds again, and the
@@ -20,11 +20,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from redis.exceptions import RedisClusterException, RedisError
+
 LOG = logging.getLogger("servertrack.store")
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MOST_SECONDS = 5.0
 LOG_EVERY_SECONDS = 60.0
-STORE_ERRORS = (OSError, sqlite3.Error)
+# the disk's and SQLite's, and Redis' (a node down or unreachable, a timeout, a cluster re-sharding)
+STORE_ERRORS: tuple[type[Exception], ...] = (OSError, sqlite3.Error, RedisError, RedisClusterException)
 
 
 class StoreWorker:

@@ -25,7 +25,7 @@ def one_day(service: Service, clock: FakeClock) -> None:
 
 
 def stored_periods(service: Service) -> dict[str, list[int]]:
-    sqlite = service.store._sqlite
+    sqlite = service.store._history
     return {table: [row[0] for row in sqlite._connection.execute(
         f"SELECT DISTINCT period FROM {table} ORDER BY period")]
         for table in ("minute_blocks", "hour_blocks")}
@@ -39,7 +39,7 @@ def test_history_older_than_kept_is_purged_and_the_file_stops_growing(tmp_path: 
         for _ in range(12):
             one_day(service, clock)
             service.settle()
-            sizes.append(service.store._sqlite.size_bytes())
+            sizes.append(service.store._history.size_bytes())
         periods = stored_periods(service)
         now = clock.now
         assert min(periods["minute_blocks"]) >= int((now - 2 * DAY) // 3600) - 1

@@ -1,6 +1,7 @@
-"""The store interface's contract, for every backend that keeps data (today SQLite; the Redis Cluster
-backend joins ``BACKENDS``): what a service applies and registers comes back after a clean restart, and
-reads through ``open_reader`` see it. Only the ``Store`` protocol is used here."""
+"""The store interface's contract, for every backend that keeps data (SQLite, Redis, Redis Cluster: the
+same tests for each of ``BACKENDS``): what a service applies and registers comes back after a clean restart,
+and reads through ``open_reader`` see it. Only the ``Store`` protocol is used here. The Redis backends run on
+real servers (``tests.redis_servers``), emptied before each test."""
 
 from __future__ import annotations
 
@@ -18,14 +19,29 @@ from servertrack.common.inventory import AgentInventory
 from servertrack.common.nodes import NodeRegistry
 from servertrack.common.stats import IngestStats
 from servertrack.store import DurableStore, LoadHistory, Retention, Store
+from servertrack.store import make_store as store_for
 from tests.node_fixtures import HELLO_INFO, stats_body
 from tests.store.test_recovery import FakeClock
 
 START = 1_800_000_000.0 - 1_800_000_000.0 % 86_400 + 86_400 - 5400  # 90 minutes before midnight UTC
 
 StoreFactory = Callable[[Path, Retention, FakeClock], Store]
-BACKENDS: dict[str, StoreFactory] = {
-    "sqlite": lambda directory, retention, clock: DurableStore(directory, retention, clock),
+
+
+def redis_backend(url_fixture: str) -> Callable[[pytest.FixtureRequest], StoreFactory]:
+    """A backend on the Redis server (or cluster) that fixture ``url_fixture`` names (local state in the
+    test's directory)."""
+    def factory(request: pytest.FixtureRequest) -> StoreFactory:
+        url = request.getfixturevalue(url_fixture)
+        return lambda directory, retention, clock: store_for(url, str(directory), retention, clock)
+    return factory
+
+
+# name (the store's ``kind``) -> the backend, given the test's request (for the servers it needs)
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], StoreFactory]] = {
+    "sqlite": lambda request: lambda directory, retention, clock: DurableStore(directory, retention, clock),
+    "redis": redis_backend("redis_url"),
+    "redis+cluster": redis_backend("redis_cluster_url"),
 }
 
 
@@ -38,10 +54,11 @@ class Monitor:
         self.aggregator = Aggregator(32, clock=clock, closing=True)
         self.nodes = NodeRegistry(32, clock)
         self.batch = PendingBatch()
-        self.applier = BatchApplier(self.batch, self.aggregator, AgentInventory(32), IngestStats(), clock=clock,
+        self.inventory = AgentInventory(32)
+        self.applier = BatchApplier(self.batch, self.aggregator, self.inventory, IngestStats(), clock=clock,
                                     nodes=self.nodes, store=self.store)
         self.store.open()
-        self.store.recover(self.aggregator, self.nodes)
+        self.store.recover(self.aggregator, self.nodes, self.inventory)
         self.history = LoadHistory(self.aggregator, self.nodes, self.store.open_reader,
                                    {60: retention.minutes, 3600: retention.hours}, clock)
 
@@ -55,7 +72,7 @@ class Monitor:
 
 @pytest.fixture(params=sorted(BACKENDS))
 def make_store(request: pytest.FixtureRequest) -> StoreFactory:
-    return BACKENDS[request.param]
+    return BACKENDS[request.param](request)
 
 
 def windows_of(monitor: Monitor, name: str) -> tuple[list[int], list[int], list[int]]:

@@ -51,7 +51,7 @@ class Disk:
             return real_write(fd, data)
 
         monkeypatch.setattr(os, "write", write)
-        sqlite = store._sqlite
+        sqlite = store._history
         for method in ("write_blocks", "save_nodes", "write_snapshots"):
             monkeypatch.setattr(sqlite, method, self._guarded(getattr(sqlite, method)))
 

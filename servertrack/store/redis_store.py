@@ -1,0 +1,441 @@
+"""``--store redis://HOST:PORT[/DB]`` and ``--store redis+cluster://HOST:PORT,...``: the history on Redis.
+
+A ``HistoryBackend`` under ``DurableStore`` (see ``history_backend``): the
+same worker thread, byte-capped queue, pending blocks and recovery as the
+SQLite store; only where the history is kept differs.
+
+In Redis (key names in ``redis_keys``; every key has a TTL)::
+
+    st:{NAME}:m:HOUR      hash  part -> block   minutes of UTC hour HOUR; TTL: the hour's end + --keep-minutes
+    st:{NAME}:h:DAY       hash  part -> block   hours of UTC day DAY; TTL: the day's end + --keep-hours
+    st:{NAME}:known       "1"   while any block of NAME is kept (TTL: that of its newest-expiring block)
+    st:{NAME}:node        the node record (``node_records``); TTL: the longest retention, renewed every checkpoint
+    st:{NAME}:snaps       sorted set by second: 8-byte second + the snapshot's sections (msgpack);
+                          members older than --keep-snapshots trimmed on write, TTL: newest + --keep-snapshots
+    st:nodes              set of the names that have a node record (read once, on start)
+    st:deltas             sorted set by chunk id: the delta parts a crash may have to drop
+    st:agent-seqs         the agents' last seqs at a clean stop (``agent_seqs`` format), taken by the next start
+    st:meta               hash: schema_version
+
+A block is one server's period (an hour of minutes, a day of hours) packed
+by ``history_codec``; its part 0 is the base the ring closed, other parts
+(numbered by chunk id) are late samples, merged on read as the SQLite store
+does. The hash tag ``{NAME}`` puts all of a server's keys in one cluster
+slot: a range is one pipeline to one node, one round trip. Writes are
+pipelined (``transaction=False``; the cluster pipeline sends each node its
+share): one round trip per node per job, never one per key. Every write is
+idempotent (a base deletes its hash and sets part 0, a delta sets its part,
+EXPIRE sets a TTL computed from the period), so the worker retrying a job
+after a node failed part-way writes the same data again. TTLs are relative,
+computed from the store's clock, so Redis' own clock does not matter. Redis
+7 or later (``EXPIRE ... NX``/``GT``).
+
+What stays local, in ``--data-dir``: the batch log and the checkpoints of
+the live windows, with the lock. They are this process's crash recovery
+(what a ``kill -9`` must not lose before the hour closes), written at once
+and fsynced each second; a Redis round trip per chunk would put the network
+on the ingest path. A collector restarted with its data dir comes back with
+its windows exactly; one started with an empty data dir on the same Redis
+comes back with the history, nodes and snapshots (not the open hour's
+minutes and today's hours, which only the rings and the log held).
+
+Several collectors (a later step, not built here): a block's hash is already
+a set of parts merged on read (counts and sums add, min of mins, max of
+maxes: ``history_codec.merge``), so collectors sharing a fleet write their
+parts under fields prefixed by a collector id (``C:0`` base, ``C:CHUNK``
+deltas); a base then replaces only its own collector's fields (a small
+server-side script on the server's one slot, instead of ``DEL``), and a read
+merges every field as today. Their crash indexes and seqs get a collector
+suffix (``st:deltas:C``, ``st:agent-seqs:C``); node records and snapshots are
+per node, written by the collector its agent talks to.
+
+Faults: a command that fails (node down, timeout, cluster re-sharding) fails
+the worker's job, which is retried with a growing pause while ingest goes on
+from memory; ``health`` says ``failing`` and counts failures until a job
+succeeds; the queue is bounded in bytes as SQLite's is (what does not fit
+is refused, counted, and carried by the next checkpoint locally). Once Redis
+answers again the queue drains in order.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
+from redis.retry import Retry
+
+from ..common.errors import ServerTrackError
+from .agent_seqs import AgentSeqs, decode_agent_seqs, encode_agent_seqs
+from .history_backend import no_cells
+from .history_codec import BlockCells, empty_cells, encode_many, fields_of
+from .records import (
+    BASE_PART,
+    BUCKETS_PER_PERIOD,
+    HistoryBlocks,
+    SnapshotRecord,
+    StoredCells,
+)
+from .redis_keys import (
+    AGENT_SEQS_KEY,
+    DELTAS_KEY,
+    META_KEY,
+    NODES_KEY,
+    block_key,
+    block_ttl,
+    delta_member,
+    known_key,
+    node_key,
+    parse_delta_member,
+    part_field,
+    snapshot_ttl,
+    snapshots_key,
+)
+from .sqlite_store import MAX_READ_BUCKETS, merged_periods
+from .store_url import RedisTarget
+
+SCHEMA_VERSION = 1
+CONNECT_TIMEOUT_SECONDS = 2.0
+SOCKET_TIMEOUT_SECONDS = 5.0
+CLIENT_RETRIES = 2
+MIN_REDIS_MAJOR = 7
+_TS = struct.Struct(">q")
+
+
+class RedisUnavailable(ServerTrackError):
+    """The Redis store cannot be used: unreachable, refused the password, not what the URL says."""
+
+
+def connect(target: RedisTarget, password: str | None = None, ca_file: str | None = None,
+            socket_timeout: float = SOCKET_TIMEOUT_SECONDS) -> Any:
+    """A client for ``target`` (``redis.Redis`` or ``RedisCluster``), checked with a PING;
+    ``RedisUnavailable`` with one line saying why not."""
+    # redis-py retries a command a little (a reconnect, a failover); the store's worker retries the job
+    # after that, with its own pause, so a node down shows as "failing" within a second or two
+    options: dict[str, Any] = {"username": target.username, "password": password,
+                               "socket_timeout": socket_timeout, "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                               "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), CLIENT_RETRIES)}
+    if target.tls:
+        options.update(ssl=True, ssl_ca_certs=ca_file)
+    try:
+        if target.cluster:
+            client: Any = RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
+                                       **options)
+        else:
+            host, port = target.hosts[0]
+            client = redis.Redis(host=host, port=port, db=target.db, **options)
+            client.ping()
+            problem = version_problem(str(client.info("server").get("redis_version", "")))
+            if problem is not None:
+                client.close()
+                raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: {problem}")
+            if int(client.info("cluster").get("cluster_enabled", 0)):
+                client.close()
+                raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: it is a cluster node "
+                                       f"(use redis+cluster://)")
+    except (RedisError, RedisClusterException, OSError) as error:
+        raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: "
+                               f"{_why(error, password is not None)}") from None
+    return client
+
+
+def version_problem(version: str) -> str | None:
+    """Why a Redis of ``version`` (``INFO server``'s ``redis_version``) cannot keep the store, or None:
+    it needs 7 or later (``EXPIRE ... NX``/``GT``). An unreadable version is let through."""
+    major = version.split(".", 1)[0]
+    if major.isdigit() and int(major) < MIN_REDIS_MAJOR:
+        return f"it is Redis {version}; the store needs Redis {MIN_REDIS_MAJOR} or later (EXPIRE NX/GT)"
+    return None
+
+
+def _why(error: BaseException, with_password: bool) -> str:
+    """What went wrong, in one line; a missing password said as such (Redis says it in several ways)."""
+    text = _one_line(error)
+    if not with_password and any(sign in text for sign in ("NOAUTH", "Authentication required",
+                                                           "HELLO must be called", "AUTH")):
+        return "it needs a password: give it with --store-password-file FILE"
+    return text
+
+
+class RedisHistory:
+    """The history of ``DurableStore`` kept in Redis (see the module's docstring); ``client`` is a
+    ``redis.Redis`` or a ``RedisCluster`` (``connect``)."""
+
+    purges = False  # every key has a TTL
+
+    def __init__(self, client: Any, keep: dict[int, float], keep_snapshots: float,
+                 clock: Callable[[], float] = time.time, description: str = "redis") -> None:
+        """``keep``: seconds of history per bucket width (60, 3600)."""
+        self._client = client
+        self._keep = dict(keep)
+        self._keep_snapshots = keep_snapshots
+        self._longest = math.ceil(max(*self._keep.values(), keep_snapshots))
+        self._clock = clock
+        self.description = description
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        version = self._client.hget(META_KEY, "schema_version")
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise RedisUnavailable(f"{self.description} was written by a newer ServerTrack (schema version "
+                                   f"{int(version)}; this one knows up to {SCHEMA_VERSION})")
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hset(META_KEY, "schema_version", SCHEMA_VERSION)
+        pipe.expire(META_KEY, self._longest)
+        pipe.execute()
+
+    # ---------------------------------------------------------------- history
+
+    def write_blocks(self, blocks: HistoryBlocks) -> None:
+        """Keep ``blocks`` in one pipeline: a base deletes its hash and sets part 0, a delta sets its part
+        (and is indexed in ``st:deltas``); each hash expires when its period leaves retention."""
+        width, per_period = blocks.width, BUCKETS_PER_PERIOD[blocks.width]
+        names = list(blocks.names)
+        if blocks.samples.shape != (len(names), per_period):
+            raise ValueError(f"{len(names)} blocks need cells of shape ({len(names)}, {per_period}), "
+                             f"not {blocks.samples.shape}")
+        if not names:
+            return
+        blobs = encode_many(BlockCells(blocks.samples, blocks.cpu_sum, blocks.ram_sum, blocks.cpu_min,
+                                       blocks.cpu_max, blocks.ram_min, blocks.ram_max))
+        periods, parts = blocks.periods.tolist(), blocks.parts.tolist()
+        last_base: dict[tuple[str, int], int] = {}
+        for index, (name, period, part) in enumerate(zip(names, periods, parts)):
+            if part == BASE_PART:
+                last_base[name, period] = index
+        now, keep = self._clock(), self._keep[width]
+        known: dict[str, int] = {}
+        deltas: dict[str, int] = {}
+        pipe = self._client.pipeline(transaction=False)
+        for index, (name, period, part, blob) in enumerate(zip(names, periods, parts, blobs)):
+            if last_base.get((name, period), -1) > index:
+                continue  # a later base of the same block replaces it
+            ttl = block_ttl(width, period, keep, now)
+            if ttl <= 0:
+                continue  # out of retention already
+            key = block_key(name, width, period)
+            if part == BASE_PART:
+                pipe.delete(key)
+            else:
+                deltas[delta_member(name, width, period, part)] = part
+            pipe.hset(key, part_field(part), blob)
+            pipe.expire(key, ttl)
+            known[name] = max(ttl, known.get(name, 0))
+        for name, ttl in known.items():
+            key = known_key(name)
+            pipe.set(key, b"1", keepttl=True)
+            pipe.expire(key, ttl, nx=True)
+            pipe.expire(key, ttl, gt=True)
+        if deltas:
+            pipe.zadd(DELTAS_KEY, deltas)
+            pipe.expire(DELTAS_KEY, self._longest)
+        pipe.execute()
+
+    def drop_parts_after(self, chunk_id: int) -> int:
+        """Delete the delta parts of chunks after ``chunk_id`` (from ``st:deltas``); how many were kept."""
+        members = [_text(member) for member in self._client.zrangebyscore(DELTAS_KEY, f"({int(chunk_id)}", "+inf")]
+        if not members:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for member in members:
+            name, width, period, part = parse_delta_member(member)
+            pipe.hdel(block_key(name, width, period), part_field(part))
+        pipe.zrem(DELTAS_KEY, *members)
+        return int(sum(pipe.execute()[:-1]))
+
+    def forget_parts_before(self, chunk_id: int) -> None:
+        """Trim ``st:deltas`` of the parts of chunks before ``chunk_id`` (never dropped any more)."""
+        self._client.zremrangebyscore(DELTAS_KEY, "-inf", f"({int(chunk_id)}")
+
+    def purge(self, width: int, before_period: int, limit: int = 10_000) -> int:
+        """Nothing to do: every block hash expires by itself (its TTL)."""
+        return 0
+
+    def purge_snapshots(self, before_ts: int, limit: int = 10_000) -> int:
+        """Nothing to do: snapshot history is trimmed as it is written, and expires (its TTL)."""
+        return 0
+
+    # ---------------------------------------------------------------- nodes, snapshots, seqs
+
+    def save_nodes(self, records: Sequence[tuple[str, bytes | None]]) -> None:
+        """Replace node records (bytes) or delete them (None), in one pipeline."""
+        final = dict(records)
+        if not final:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        gone = [name for name, record in final.items() if record is None]
+        kept = [name for name, record in final.items() if record is not None]
+        for name in gone:
+            pipe.delete(node_key(name))
+        for name in kept:
+            pipe.set(node_key(name), final[name], ex=self._longest)
+        if gone:
+            pipe.srem(NODES_KEY, *gone)
+        if kept:
+            pipe.sadd(NODES_KEY, *kept)
+        pipe.expire(NODES_KEY, self._longest)
+        pipe.execute()
+
+    def load_nodes(self) -> list[tuple[str, bytes]]:
+        """Every kept node record, by name (names whose record expired leave ``st:nodes``)."""
+        names = sorted(_text(name) for name in self._client.smembers(NODES_KEY))
+        if not names:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            pipe.get(node_key(name))
+        records = pipe.execute()
+        gone = [name for name, record in zip(names, records) if record is None]
+        if gone:
+            self._client.srem(NODES_KEY, *gone)
+        return [(name, bytes(record)) for name, record in zip(names, records) if record is not None]
+
+    def write_snapshots(self, records: Sequence[SnapshotRecord]) -> None:
+        """Keep snapshot records in one pipeline (one of a node at the same second is replaced); each node's
+        history is trimmed to ``keep_snapshots`` and expires that long after its newest snapshot."""
+        if not records:
+            return
+        now = self._clock()
+        cut = math.floor(now - self._keep_snapshots)
+        newest: dict[str, int] = {}
+        pipe = self._client.pipeline(transaction=False)
+        for record in records:
+            if snapshot_ttl(record.ts, self._keep_snapshots, now) <= 0:
+                continue
+            key = snapshots_key(record.node)
+            pipe.zremrangebyscore(key, record.ts, record.ts)
+            pipe.zadd(key, {_TS.pack(record.ts) + record.sections: record.ts})
+            newest[record.node] = max(record.ts, newest.get(record.node, record.ts))
+        for node, ts in newest.items():
+            key = snapshots_key(node)
+            pipe.zremrangebyscore(key, "-inf", f"({cut}")
+            pipe.expire(key, snapshot_ttl(ts, self._keep_snapshots, now), gt=True)
+            pipe.expire(key, snapshot_ttl(ts, self._keep_snapshots, now), nx=True)
+        pipe.execute()
+
+    def take_agent_seqs(self) -> AgentSeqs | None:
+        """The seqs the last clean stop kept (GETDEL: good for one start); ``ValueError`` if they do not decode."""
+        data = self._client.getdel(AGENT_SEQS_KEY)
+        return None if data is None else decode_agent_seqs(bytes(data), f"{self.description} {AGENT_SEQS_KEY}")
+
+    def keep_agent_seqs(self, seqs: AgentSeqs) -> None:
+        """Keep the agents' last seqs for the next start."""
+        self._client.set(AGENT_SEQS_KEY, encode_agent_seqs(seqs), ex=self._longest)
+
+    # ---------------------------------------------------------------- reading
+
+    def reader(self) -> RedisReads:
+        """A reader for one thread (the client's connection pool is shared; pipelines are per read)."""
+        return RedisReads(self._client, self._keep_snapshots, self._clock)
+
+    def read_range(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells | None:
+        """See ``RedisReads.read_range``."""
+        return self.reader().read_range(server, width, first_bucket, count)
+
+    def read_cells(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells:
+        """See ``RedisReads.read_cells``."""
+        return self.reader().read_cells(server, width, first_bucket, count)
+
+    def has_server(self, server: str) -> bool:
+        """See ``RedisReads.has_server``."""
+        return self.reader().has_server(server)
+
+    def read_snapshots(self, node: str, from_ts: int, to_ts: int, limit: int) -> list[tuple[int, bytes]]:
+        """See ``RedisReads.read_snapshots``."""
+        return self.reader().read_snapshots(node, from_ts, to_ts, limit)
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self._client.close()
+
+
+class RedisReads:
+    """Reads of the Redis history: a range in one pipeline (one server's keys share a slot: one node)."""
+
+    def __init__(self, client: Any, keep_snapshots: float, clock: Callable[[], float]) -> None:
+        self._client = client
+        self._keep_snapshots = keep_snapshots
+        self._clock = clock
+
+    def read_range(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells | None:
+        """Buckets ``first_bucket .. first_bucket + count - 1`` of ``server`` (every part of every block
+        they touch, merged; zeros where nothing is kept), or None when no block of ``server`` is kept:
+        one pipeline, ``EXISTS`` and one ``HGETALL`` per period."""
+        per_period = BUCKETS_PER_PERIOD.get(width)
+        if per_period is None:
+            raise ValueError(f"no history of {width}-second buckets (60 or 3600)")
+        if count > MAX_READ_BUCKETS:
+            raise ValueError(f"at most {MAX_READ_BUCKETS} buckets a read, not {count}")
+        count = max(0, count)
+        first_period, last_period = first_bucket // per_period, (first_bucket + max(count, 1) - 1) // per_period
+        pipe = self._client.pipeline(transaction=False)
+        pipe.exists(known_key(server))
+        if count:
+            for period in range(first_period, last_period + 1):
+                pipe.hgetall(block_key(server, width, period))
+        answers = pipe.execute()
+        hashes: list[dict[Any, Any]] = answers[1:]
+        if not answers[0] and not any(hashes):
+            return None
+        if count == 0:
+            return no_cells(first_bucket, width, 0)
+        rows = sorted((first_period + offset, int(field), bytes(blob))
+                      for offset, fields in enumerate(hashes) for field, blob in fields.items())
+        spans = last_period - first_period + 1
+        cells = merged_periods(rows, per_period, first_period, spans, f"{width}-second blocks of {server!r}") \
+            if rows else empty_cells((spans, per_period))
+        offset = first_bucket - first_period * per_period
+        return StoredCells._make([first_bucket, width,
+                                  *(np.ascontiguousarray(field.reshape(-1)[offset:offset + count])
+                                    for field in fields_of(cells))])
+
+    def read_cells(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells:
+        """``read_range``, zeros for a server without history."""
+        cells = self.read_range(server, width, first_bucket, count)
+        return no_cells(first_bucket, width, count) if cells is None else cells
+
+    def has_server(self, server: str) -> bool:
+        """Whether any block of ``server`` is kept."""
+        return bool(self._client.exists(known_key(server)))
+
+    def read_snapshots(self, node: str, from_ts: int, to_ts: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` snapshot records of ``node`` taken in ``from_ts .. to_ts`` and within
+        ``--keep-snapshots``, oldest first, as ``(ts, sections)``."""
+        if limit <= 0:
+            return []
+        low = max(int(from_ts), math.floor(self._clock() - self._keep_snapshots))
+        if low > to_ts:
+            return []
+        members = self._client.zrangebyscore(snapshots_key(node), low, int(to_ts), start=0, num=int(limit))
+        return [(_TS.unpack_from(member)[0], bytes(member[_TS.size:])) for member in members]
+
+
+def open_redis_history(target: RedisTarget, password: str | None, ca_file: str | None, keep: dict[int, float],
+                       keep_snapshots: float, clock: Callable[[], float]) -> RedisHistory:
+    """Connect to ``target`` and check what it holds; ``RedisUnavailable`` with one line if it cannot be used."""
+    client = connect(target, password, ca_file)
+    try:
+        return RedisHistory(client, keep, keep_snapshots, clock, target.describe())
+    except (RedisError, RedisClusterException, OSError) as error:
+        client.close()
+        raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: {_one_line(error)}") from None
+    except BaseException:
+        client.close()
+        raise
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
+

@@ -1,0 +1,350 @@
+"""The Redis store on real Redis (a server and a three-master cluster, ``tests.redis_servers``): every key
+it writes has a TTL, every key of a server is in that server's slot, a range is read in one round trip,
+and Redis going down while the collector ingests is counted, survived and caught up with, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from redis.cluster import key_slot
+from redis.connection import Connection
+
+from servertrack.common.errors import ServerTrackError
+from servertrack.common.periods import HistoryBlocks
+from servertrack.store import Retention, Store, durable, make_store, worker
+from servertrack.store.redis_keys import slot_tag
+from servertrack.store.redis_store import RedisHistory
+from tests.node_fixtures import HELLO_INFO, stats_body
+from tests.redis_servers import RedisServer, free_port, need_redis_server
+from tests.store.test_recovery import FakeClock
+from tests.store.test_store_contract import START, Monitor
+
+NAMES = ["web-1", "web-2", "db-1"]
+
+
+def factory(url: str) -> Callable[[Path, Retention, FakeClock], Store]:
+    return lambda directory, retention, clock: make_store(url, str(directory), retention, clock)
+
+
+def run_fleet(monitor: Monitor, clock: FakeClock, minutes: int, late: bool = True) -> int:
+    """``minutes`` minutes of one sample a minute per name (hours and a day close), node records and
+    snapshots, and (``late``) samples ten minutes late (after an hour closed: delta parts). Returns the samples applied."""
+    monitor.nodes.hello("web-1", ["10.0.0.1"], dict(HELLO_INFO), paused=False)
+    applied = 0
+    for step in range(minutes):
+        for name in NAMES:
+            monitor.batch.add(name, clock.now, float(step % 100), 40.0)
+            applied += 1
+        if late and step % 40 == 39:
+            monitor.batch.add("db-1", clock.now - 600, 99.0, 99.0)
+            applied += 1
+        if step % 30 == 0:
+            monitor.nodes.record_stats("web-1", stats_body(), clock.now, clock.now)
+        monitor.apply()
+        clock.now += 60
+    return applied
+
+
+def all_keys(clients: list[Any]) -> dict[str, Any]:
+    """Every key on every node, with the client of the node holding it."""
+    found: dict[str, Any] = {}
+    for client in clients:
+        for key in client.scan_iter(count=1000):
+            found[key.decode()] = client
+    return found
+
+
+def wait_drained(monitor: Monitor, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while monitor.store.health()["history"]["queued_jobs"]:
+        assert time.monotonic() < deadline, "the history queue did not drain"
+        time.sleep(0.02)
+
+
+@pytest.fixture(params=["redis", "redis+cluster"])
+def redis_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[Any]]]:
+    """A Redis store URL, emptied, and a client per node (closed after)."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        servers = [request.getfixturevalue("redis_standalone")]
+    else:
+        url = request.getfixturevalue("redis_cluster_url")
+        servers = request.getfixturevalue("redis_cluster").nodes
+    clients = [server.client() for server in servers]
+    try:
+        yield url, clients
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_every_key_has_a_ttl_and_every_key_of_a_server_is_in_its_slot(
+        redis_target: tuple[str, list[Any]], tmp_path: Path) -> None:
+    url, clients = redis_target
+    clock = FakeClock(START)
+    monitor = Monitor(factory(url), tmp_path, clock)
+    try:
+        run_fleet(monitor, clock, 150)
+        wait_drained(monitor)
+        keys = all_keys(clients)  # the index of delta parts is trimmed by the checkpoint at close
+    finally:
+        monitor.close()  # the agents' last seqs are written then
+    keys.update(all_keys(clients))
+    kinds = {key.split(":")[-2] if key.count(":") == 3 else key.split(":")[-1] for key in keys}
+    # (``st:deltas`` lives from a delta part to the next checkpoint: when present, it is checked too)
+    assert {"m", "h", "known", "node", "snaps", "nodes", "meta", "agent-seqs"} <= kinds, sorted(keys)
+    parts = {field for key, client in keys.items() if ":m:" in key for field in client.hkeys(key)}
+    assert b"0" in parts and len(parts) > 1  # bases and the late samples' delta parts
+    for key, client in keys.items():
+        ttl = client.ttl(key)
+        assert ttl > 0, (key, ttl)  # -1: a key without TTL
+    by_server: dict[str, set[int]] = {}
+    for key, client in keys.items():
+        tag = slot_tag(key)
+        if tag != key:
+            slot = key_slot(key.encode())
+            assert slot == key_slot(tag.encode()) == client.execute_command("CLUSTER KEYSLOT", key) \
+                if len(clients) > 1 else slot == key_slot(tag.encode())
+            by_server.setdefault(tag, set()).add(id(client))
+    assert set(by_server) == set(NAMES)
+    assert all(len(nodes) == 1 for nodes in by_server.values())  # one server, one node
+    if len(clients) > 1:  # the three servers are spread over the cluster
+        assert len({key_slot(name.encode()) for name in NAMES}) == 3
+
+
+def test_a_range_is_read_in_one_round_trip(redis_target: tuple[str, list[Any]], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    url, clients = redis_target
+    clock = FakeClock(START)
+    monitor = Monitor(factory(url), tmp_path, clock)
+    try:
+        run_fleet(monitor, clock, 200, late=False)
+        wait_drained(monitor)
+        reader = monitor.store.open_reader()
+        sent: list[int] = []
+        real_send = Connection.send_packed_command
+
+        reading = threading.get_ident()
+
+        def counted(self: Connection, command: Any, check_health: bool = True) -> None:
+            if threading.get_ident() == reading:  # not the store's thread, finishing its last job
+                sent.append(1)
+            real_send(self, command, check_health)
+
+        before = [client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0) for client in clients]
+        monkeypatch.setattr(Connection, "send_packed_command", counted)
+        cells = reader.read_range("web-2", 60, int(START // 3600) * 60 - 60, 6 * 60)  # six hours: six hashes
+        monkeypatch.undo()
+        after = [client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0) for client in clients]
+    finally:
+        monitor.close()
+    assert cells is not None and int(cells.samples.sum()) > 120  # closed hours came back from Redis
+    assert len(sent) == 1  # one write to one socket: one round trip
+    assert sorted(b - a for a, b in zip(before, after) if b != a) == [6]  # every HGETALL on one node
+
+
+def test_redis_down_then_back_is_counted_survived_and_caught_up_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_redis_server()
+    monkeypatch.setattr(worker, "RETRY_FIRST_SECONDS", 0.05)
+    monkeypatch.setattr(worker, "RETRY_MOST_SECONDS", 0.1)
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis", None, persistent=True).start()  # its data outlives a restart
+    clock = FakeClock(START)
+    try:
+        monitor = Monitor(factory(server.url), tmp_path / "data", clock)
+        try:
+            applied = run_fleet(monitor, clock, 30, late=False)
+            wait_drained(monitor)
+            assert monitor.store.health()["store"] == "ok"
+            server.stop()
+            applied += run_fleet(monitor, clock, 120, late=False)  # two hours close while Redis is down
+            deadline = time.monotonic() + 10
+            while monitor.store.health()["history"]["failures"] < 3:
+                assert time.monotonic() < deadline, monitor.store.health()
+                time.sleep(0.02)
+            body = monitor.store.health()
+            assert body["store"] == "failing"
+            assert body["history"]["queued_jobs"] > 0 and body["history"]["refused"] == 0
+            assert "Connection refused" in body["history"]["last_error"] or "Error" in body["history"]["last_error"]
+            windows = monitor.aggregator.windows("web-1")
+            assert windows is not None and int(windows.hours.samples.sum()) == 150  # ingest went on in memory
+            server.start()
+            deadline = time.monotonic() + 10
+            while monitor.store.health()["store"] != "ok" or monitor.store.health()["history"]["queued_jobs"]:
+                assert time.monotonic() < deadline, monitor.store.health()
+                time.sleep(0.02)
+            first_minute = int(START // 60)
+            ranged = asyncio.run(monitor.history.loads("web-1", 60, first_minute, 150))
+            assert ranged is not None and ranged.window.samples.tolist() == [1] * 150
+        finally:
+            monitor.close()
+        # from Redis alone (a fresh data dir): the hours that closed while it was down (22:00, 23:00; the
+        # 00:00 hour is still open in the rings) are there, every sample
+        again = Monitor(factory(server.url), tmp_path / "fresh", clock)
+        try:
+            reader = again.store.open_reader()
+            for name in NAMES:
+                kept = reader.read_range(name, 60, first_minute, 150)
+                assert kept is not None and kept.samples.tolist() == [1] * 90 + [0] * 60, name
+            assert applied == 150 * len(NAMES)
+        finally:
+            again.close()
+    finally:
+        server.stop()
+
+
+def one_block(name: str, period: int, part: int, samples: int, cpu: float) -> HistoryBlocks:
+    """A block of ``name``'s hour ``period``: ``samples`` samples of load ``cpu`` in its first minute."""
+    counts = np.zeros((1, 60), np.uint32)
+    counts[0, 0] = samples
+    fixed = np.zeros((1, 60), np.uint32)
+    fixed[0, 0] = int(cpu * 100_000)
+    return HistoryBlocks(60, [name], np.array([period]), np.array([part]), counts, counts * cpu, counts * cpu,
+                         fixed, fixed, fixed, fixed)
+
+
+def test_a_base_replaces_its_parts_and_a_crash_drops_the_parts_its_log_lost(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    history = RedisHistory(client, {60: 7 * 86_400.0, 3600: 400 * 86_400.0}, 7 * 86_400.0, lambda: START)
+    period = int(START // 3600) - 2
+    try:
+        first = period * 60
+        history.write_blocks(one_block("web-1", period, 0, 10, 5.0))
+        history.write_blocks(one_block("web-1", period, 7, 1, 50.0))  # late samples: chunks 7 and 9
+        history.write_blocks(one_block("web-1", period, 9, 2, 1.0))
+        cells = history.read_cells("web-1", 60, first, 60)
+        assert (int(cells.samples[0]), int(cells.cpu_min[0]), int(cells.cpu_max[0])) == (13, 100_000, 5_000_000)
+        assert history.drop_parts_after(8) == 1  # the log ended with chunk 8: part 9 goes, 7 stays
+        assert int(history.read_cells("web-1", 60, first, 60).samples[0]) == 11
+        history.forget_parts_before(8)  # a checkpoint covers chunk 7: never dropped now
+        assert client.zcard("st:deltas") == 0 and history.drop_parts_after(0) == 0
+        history.write_blocks(one_block("web-1", period, 0, 4, 5.0))  # a base again: replaces every part
+        assert int(history.read_cells("web-1", 60, first, 60).samples[0]) == 4
+        assert client.hkeys(f"st:{{web-1}}:m:{period}") == [b"0"]
+        assert history.read_range("nobody", 60, first, 60) is None and history.has_server("web-1")
+    finally:
+        history.close()
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA (``ca.pem``) and a certificate for 127.0.0.1 it signed (``server.pem``, ``server.key``)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca")
+    openssl("req", *curve, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return directory / "ca.pem", directory / "server.pem", directory / "server.key"
+
+
+def test_rediss_checks_the_server_against_the_store_ca(tmp_path: Path) -> None:
+    need_redis_server()
+    ca, certificate, key = make_certificates(tmp_path)
+    port = free_port()
+    process = subprocess.Popen(["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                                "--tls-cert-file", str(certificate), "--tls-key-file", str(key),
+                                "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no", "--save", "",
+                                "--appendonly", "no", "--dir", str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"rediss://127.0.0.1:{port}/0"
+    retention = Retention()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            probe = make_store(url, str(tmp_path / "probe"), retention, time.time, ca_file=str(ca))
+            try:
+                probe.open()
+                break
+            except ServerTrackError:
+                assert time.monotonic() < deadline and process.poll() is None, "redis-server with TLS did not start"
+                time.sleep(0.05)
+        asyncio.run(probe.close())
+        clock = FakeClock(START)
+        monitor = Monitor(lambda directory, kept, clock: make_store(url, str(directory), kept, clock,
+                                                                   ca_file=str(ca)), tmp_path / "data", clock)
+        try:
+            run_fleet(monitor, clock, 70, late=False)
+            wait_drained(monitor)
+            cells = monitor.store.open_reader().read_range("web-1", 60, int(START // 60), 30)
+            assert cells is not None and cells.samples.tolist() == [1] * 30  # 22:30 to 23:00, closed
+        finally:
+            monitor.close()
+        untrusted = make_store(url, str(tmp_path / "other"), retention, time.time)  # the system's CAs
+        with pytest.raises(ServerTrackError) as raised:
+            untrusted.open()
+        assert f"cannot use the Redis store {url}" in str(raised.value) and "\n" not in str(raised.value)
+        assert "certificate" in str(raised.value).lower()
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+def test_a_stop_while_redis_is_down_is_caught_up_by_the_next_start(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    need_redis_server()
+    monkeypatch.setattr(worker, "RETRY_MOST_SECONDS", 0.1)
+    monkeypatch.setattr(durable, "CLOSE_TIMEOUT_SECONDS", 1.0)
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis", None, persistent=True).start()
+    clock = FakeClock(START)
+    try:
+        monitor = Monitor(factory(server.url), tmp_path / "data", clock)
+        try:
+            run_fleet(monitor, clock, 20, late=False)
+            wait_drained(monitor)
+            server.stop()
+            run_fleet(monitor, clock, 60, late=False)  # the 22:00 hour closes while Redis is down
+        finally:
+            monitor.close()  # gives up the queue after CLOSE_TIMEOUT_SECONDS: no last checkpoint
+        with pytest.raises(ServerTrackError, match="cannot"):  # a start needs Redis
+            Monitor(factory(server.url), tmp_path / "data", clock)
+        server.start()
+        again = Monitor(factory(server.url), tmp_path / "data", clock)  # replays the log, writes the blocks again
+        try:
+            kept = again.store.open_reader().read_range("web-1", 60, int(START // 60), 80)
+            assert kept is not None and kept.samples.tolist() == [1] * 30 + [0] * 50  # 22:30-23:00 closed
+            windows = again.aggregator.windows("web-1")
+            assert windows is not None and int(windows.hours.samples.sum()) == 80
+        finally:
+            again.close()
+    finally:
+        server.stop()
+
+
+def test_the_queue_stays_within_its_cap_while_redis_is_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_redis_server()
+    cap = 64 * 1024
+    monkeypatch.setattr(durable, "STORE_QUEUE_BYTES", cap)
+    monkeypatch.setattr(durable, "CLOSE_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(worker, "RETRY_MOST_SECONDS", 0.1)
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis").start()
+    clock = FakeClock(START)
+    monitor = Monitor(factory(server.url), tmp_path / "data", clock)
+    try:
+        server.stop()
+        seen: list[int] = []
+        for _ in range(4):  # hours close, snapshots and checkpoints queue up: more than the cap holds
+            run_fleet(monitor, clock, 60, late=False)
+            seen.append(monitor.store.health()["history"]["queued_bytes"])
+        body = monitor.store.health()
+        assert body["store"] == "failing" and body["history"]["refused"] > 0  # refused, counted, not grown
+        assert 0 < max(seen) <= cap
+        windows = monitor.aggregator.windows("web-1")
+        assert windows is not None and int(windows.hours.samples.sum()) == 240  # ingest went on in memory
+    finally:
+        monitor.close()
+        server.stop()
