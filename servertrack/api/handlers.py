@@ -433,6 +433,8 @@ class StatsHandler(JsonHandler):
         store = self.application.settings.get("store")
         if store is not None:
             body["store"] = store.health()
+            # range reads the store could not answer (503s), counted by the history reader
+            body["store"]["read_failures"] = getattr(self.application.settings.get("history"), "read_failures", 0)
         trust = self.application.settings.get("curve")  # the collector's CURVE handshakes and keys, if on
         body["curve"] = trust() if trust is not None else {"enabled": False}
         self.write_json(200, body)

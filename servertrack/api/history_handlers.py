@@ -25,6 +25,7 @@ import tornado.httputil
 import tornado.web
 
 from ..common.aggregator import Aggregator
+from ..common.errors import HistoryUnreadable
 from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache
 from ..common.time_range import (
@@ -89,8 +90,20 @@ class HistoryAccess:
             raise ApiError(400, error.message, "bad_range") from None
 
     async def loads_of(self, name: str, plan: BucketPlan) -> RangeAnswer | None:
-        """The planned buckets of server ``name`` from the history reader (None: unknown server)."""
-        return await self.history.loads(name, plan.width, plan.first_bucket, plan.count)
+        """The planned buckets of server ``name`` from the history reader (None: unknown server); a 503 when
+        the store cannot be read."""
+        try:
+            return await self.history.loads(name, plan.width, plan.first_bucket, plan.count)
+        except HistoryUnreadable as error:
+            raise ApiError(503, error.message, "store_unavailable") from None
+
+    async def sections_of(self, node: str, first: int, last: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """The node's snapshots taken in ``first .. last`` from the history reader; a 503 when the store
+        cannot be read."""
+        try:
+            return await self.history.node_sections(node, first, last, limit)
+        except HistoryUnreadable as error:
+            raise ApiError(503, error.message, "store_unavailable") from None
 
 
 class ServerLoadsHistoryHandler(HistoryAccess, ServerLoadsHandler):
@@ -190,7 +203,7 @@ class NodeSectionHistoryHandler(HistoryAccess, NodeSectionHandler):
         if first > last:  # a range inside one second holds no whole second
             self.write_json(200, {})
             return
-        snapshots = await self.history.node_sections(node.name, first, last, MAX_SNAPSHOTS + 1)
+        snapshots = await self.sections_of(node.name, first, last, MAX_SNAPSHOTS + 1)
         if len(snapshots) > MAX_SNAPSHOTS:
             raise ApiError(400, f"from/to: the range holds more than {MAX_SNAPSHOTS:,} snapshots of node "
                                 f"{node.name!r}, the limit of one answer; narrow it", "bad_range")

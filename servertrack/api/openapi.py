@@ -188,7 +188,8 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
 
 ERROR_TEXTS = {400: "invalid request", 401: "no valid token (WWW-Authenticate: Bearer)", 403: "foreign Host or Origin",
                404: "unknown server, node or path", 405: "method not allowed", 409: "an address several nodes share",
-               413: "body too large", 415: "wrong Content-Type", 503: "queue or registry full"}
+               413: "body too large", 415: "wrong Content-Type",
+               503: "queue or registry full, or (a range) the store cannot be read now"}
 
 
 @dataclass(frozen=True)
@@ -361,6 +362,8 @@ def _operation(template: str, method: str, operation: Operation, route: Route,
         answer["content"] = {operation.media: {"schema": _ref(operation.response)}}
     responses: dict[str, Any] = {str(operation.status): answer}
     errors = set(operation.errors) | {403}
+    if {"from", "to"} & set(operation.query):  # a range reads the store: a 503 while it cannot be read
+        errors.add(503)
     security: list[dict[str, list[str]]] = [{}]
     if getattr(handler, "NEEDS_TOKEN", False):
         writes = method in getattr(handler, "STATE_CHANGING_METHODS", ())

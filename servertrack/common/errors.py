@@ -27,3 +27,12 @@ class InvalidSample(ServerTrackError):
 
 class StoreVersionError(ServerTrackError):
     """A store file was written by a newer ServerTrack (an unknown schema version): it is left untouched."""
+
+
+class HistoryUnreadable(ServerTrackError):
+    """The store's kept history could not be read just now (a disk or Redis fault): a range cannot be
+    answered until it can; ``message`` says what failed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

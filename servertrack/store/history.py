@@ -20,9 +20,11 @@ import numpy as np
 
 from ..common.aggregator import Aggregator
 from ..common.buckets import HOUR_SLOTS, MINUTE_SLOTS, BucketWindow, from_fixed_point
+from ..common.errors import HistoryUnreadable
 from ..common.nodes import NodeRegistry
 from ..common.periods import BUCKETS_PER_PERIOD, MINUTE_WIDTH
 from .interface import RangeAnswer
+from .worker import STORE_ERRORS
 
 READER_THREADS = 2
 
@@ -43,6 +45,7 @@ class LoadHistory:
         self._local = threading.local()
         self._executor = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="servertrack-reader") \
             if kept_for is not None else None
+        self.read_failures = 0  # range reads the store could not answer (each a 503 for its request)
 
     def close(self) -> None:
         """Stop the reader threads."""
@@ -64,7 +67,12 @@ class LoadHistory:
         stored = None
         if self._executor is not None:
             loop = asyncio.get_running_loop()
-            stored = await loop.run_in_executor(self._executor, self._read_cells, name, width, first_bucket, count)
+            try:
+                stored = await loop.run_in_executor(self._executor, self._read_cells, name, width, first_bucket,
+                                                    count)
+            except HistoryUnreadable:
+                self.read_failures += 1
+                raise
         if ring is None and stored is None:
             return None
         window = _merge(ring, stored, width, first_bucket, count)
@@ -80,7 +88,11 @@ class LoadHistory:
             stats = found.stats() or {}
             return [(int(found.snapshot_ts), stats)]
         loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(self._executor, self._read_snapshots, node, start, stop, limit)
+        try:
+            rows = await loop.run_in_executor(self._executor, self._read_snapshots, node, start, stop, limit)
+        except HistoryUnreadable:
+            self.read_failures += 1
+            raise
         return [(ts, msgpack.unpackb(sections)) for ts, sections in rows]
 
     def _reader(self) -> Any:
@@ -90,11 +102,23 @@ class LoadHistory:
         return reader
 
     def _read_cells(self, name: str, width: int, first_bucket: int, count: int) -> Any:
-        return self._reader().read_range(name, width, first_bucket, count)
+        try:
+            return self._reader().read_range(name, width, first_bucket, count)
+        except STORE_ERRORS as error:
+            raise self._unreadable(error) from error
 
     def _read_snapshots(self, node: str, start: int, stop: int, limit: int) -> list[tuple[int, bytes]]:
-        rows: list[tuple[int, bytes]] = self._reader().read_snapshots(node, start, stop, limit)
+        try:
+            rows: list[tuple[int, bytes]] = self._reader().read_snapshots(node, start, stop, limit)
+        except STORE_ERRORS as error:
+            raise self._unreadable(error) from error
         return rows
+
+    def _unreadable(self, error: Exception) -> HistoryUnreadable:
+        """The error a failed read becomes; this thread's reader is dropped, so the next read opens a new
+        one (a connection that broke stays broken)."""
+        self._local.reader = None
+        return HistoryUnreadable(f"the store cannot be read now ({type(error).__name__}: {error}); try again")
 
 
 def _merge(ring: tuple[BucketWindow, np.ndarray] | None, stored: Any, width: int, first_bucket: int,
