@@ -58,7 +58,9 @@ def tmux_pane(command: str, width: int = 120, height: int = 30) -> Iterator[Pane
     own; the server is killed on exit."""
     directory = Path(tempfile.mkdtemp(prefix="st-tmux-"))  # short: a socket path is limited to ~100 bytes
     pane = Pane(directory / "sock")
-    env = {key: value for key, value in subprocess_env().items() if key not in ("TMUX", "TMUX_PANE")}
+    # curses takes LINES and COLUMNS over the terminal's own size: a test runner may have set them (xdist does)
+    env = {key: value for key, value in subprocess_env().items()
+           if key not in ("TMUX", "TMUX_PANE", "LINES", "COLUMNS")}
     subprocess.run([*pane.tmux, "-f", "/dev/null", "new-session", "-d", "-x", str(width), "-y", str(height), command],
                    check=True, env=env, timeout=10)
     try:
