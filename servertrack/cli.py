@@ -19,6 +19,7 @@ from . import __version__
 from .common.errors import InvalidSample
 from .common.nodes import NODE_STATES
 from .common.protocol import normalize_name
+from .common.rendezvous import chosen_index
 from .common.settings import DEFAULT_EXPORTED_SERVERS, AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for, parse_duration
 from .common.tokens import token_problem
 from .event_loop import EVENT_LOOPS, loop_factory
@@ -133,6 +134,21 @@ def _endpoint(text: str) -> str:
     if match is None or (match.group(3) not in (None, "*") and int(match.group(3)) > 65535):
         raise argparse.ArgumentTypeError(f"expected tcp://HOST:PORT (or ipc://PATH), got {text!r}")
     return text
+
+
+MAX_COLLECTORS = 64
+
+
+def _endpoints(text: str) -> list[str]:
+    """An argparse ``type``: one endpoint or several, comma-separated (each checked; none twice)."""
+    endpoints = [part.strip() for part in text.split(",")]
+    if len(endpoints) > MAX_COLLECTORS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_COLLECTORS} addresses, got {len(endpoints)}")
+    for endpoint in endpoints:
+        _endpoint(endpoint)
+    if len(set(endpoints)) != len(endpoints):
+        raise argparse.ArgumentTypeError(f"an address is given twice in {text!r}")
+    return endpoints
 
 
 def _server_name(text: str) -> str:
@@ -339,8 +355,11 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
                             "the excess is dropped and counted (0: no budget; default %(default)s)")
 
     agent = commands.add_parser("agent", help="sample this node and publish to a collector")
-    agent.add_argument("--collector", type=_endpoint, default=env.collector, help="collector ingest address (default %(default)s)")
-    agent.add_argument("--control", type=_endpoint, default=env.control,
+    agent.add_argument("--collector", type=_endpoints, default=env.collector, metavar="ADDRESS[,ADDRESS...]",
+                       help="collector ingest address, or several comma-separated: the agent publishes to the one "
+                            "its name picks by rendezvous hashing, so adding or removing a collector moves only "
+                            "the agents that must move (default %(default)s)")
+    agent.add_argument("--control", type=_endpoints, default=env.control, metavar="ADDRESS[,ADDRESS...]",
                        help="collector control address, to be paused and resumed (default: the port after "
                             "--collector's)")
     agent.add_argument("--interval", type=_interval, default=env.interval, help="seconds between samples (default %(default)s)")
@@ -406,11 +425,8 @@ def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | Non
     env = defaults if defaults is not None else EnvironmentDefaults.from_environ()
     args = build_parser(env).parse_args(argv)
     _take_environment_tokens(args, env)
-    if args.command == "agent" and args.control is None:
-        try:
-            args.control = control_endpoint_for(args.collector, connect=True)
-        except ValueError as error:
-            raise CommandLineError(str(error)) from None
+    if args.command == "agent":
+        _choose_collector(args)
     if args.command in ("serve", "agent") and (args.curve_secret is None) != (
             (args.allowed_agents if args.command == "serve" else args.collector_key) is None):
         needed = "--allowed-agents" if args.command == "serve" else "--collector-key"
@@ -419,12 +435,32 @@ def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | Non
             and (args.store_password is not None or args.store_ca is not None):
         raise CommandLineError("--store-password-file and --store-ca are for a redis:// or redis+cluster:// "
                                    "--store")
-    if args.command == "agent" and args.name is None:
+    return args
+
+
+def _choose_collector(args: argparse.Namespace) -> None:
+    """The agent's name (default: this host's FQDN), and of its ``--collector`` list the one the name picks by
+    rendezvous hashing, with its control address (the same place in ``--control``'s list, or derived)."""
+    if args.name is None:
         try:
             args.name = normalize_name(socket.getfqdn())
         except InvalidSample:
             raise CommandLineError(f"this host's name {socket.getfqdn()!r} is not a valid server name; pass --name") from None
-    return args
+    collectors: list[str] = args.collector
+    controls: list[str] | None = args.control
+    if controls is not None and len(controls) != len(collectors):
+        raise CommandLineError(f"--control names {len(controls)} address(es) for {len(collectors)} collector(s): "
+                               "give one per collector, in the same order, or none")
+    index = chosen_index(args.name, collectors)
+    args.collectors = collectors
+    args.collector = collectors[index]
+    if controls is not None:
+        args.control = controls[index]
+    else:
+        try:
+            args.control = control_endpoint_for(args.collector, connect=True)
+        except ValueError as error:
+            raise CommandLineError(str(error)) from None
 
 
 def _take_environment_tokens(args: argparse.Namespace, env: EnvironmentDefaults) -> None:
@@ -483,6 +519,9 @@ def _run_agent(args: argparse.Namespace) -> int:
                              stats_every=args.stats_every, process_interval=args.process_interval,
                              control=args.control, curve_secret=args.curve_secret, collector_key=args.collector_key)
     assert settings.name is not None
+    if len(args.collectors) > 1:
+        print(f"servertrack agent {settings.name}: publishing to {settings.collector} (control {settings.control}), "
+              f"its pick of {len(args.collectors)} collectors by rendezvous hashing", file=sys.stderr, flush=True)
     curve = None
     if settings.curve_secret is not None and settings.collector_key is not None:
         curve = CollectorKeys(read_key_pair(Path(settings.curve_secret)), read_public_key(Path(settings.collector_key)))

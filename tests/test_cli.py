@@ -84,6 +84,10 @@ def test_show_and_demo_flags() -> None:
         ["serve", "--max-servers", "0"],
         ["serve", "--unknown"],
         ["agent", "--collector", "tcp://127.0.0.1"],
+        ["agent", "--collector", "tcp://127.0.0.1:5556,"],
+        ["agent", "--collector", "tcp://127.0.0.1:5556,tcp://127.0.0.1:5556"],
+        ["agent", "--collector", ",".join(f"tcp://127.0.0.1:{port}" for port in range(6000, 6065))],
+        ["agent", "--collector", "tcp://a:5556,tcp://b:5556", "--control", "tcp://a:5557"],
         ["agent", "--interval", "abc"],
         ["agent", "--coll", "tcp://127.0.0.1:5556"],
         ["agent", "--interval", "0"],
@@ -487,3 +491,25 @@ def test_the_pause_line_shows_remote_text_escaped(capsys: pytest.CaptureFixture[
         thread.join()
     out = capsys.readouterr().out
     assert out == "paused evil\\x1b]0;pwned\\x07\\x0d\\x0ax (state: online\\x1b[2J)\n"
+
+
+def test_an_agent_given_several_collectors_publishes_to_its_rendezvous_pick() -> None:
+    collectors = [f"tcp://127.0.0.1:{port}" for port in (5556, 6556, 7556)]
+    chosen = {}
+    for number in range(60):
+        args = parse(["agent", "--name", f"node-{number:02}", "--collector", " , ".join(collectors)],
+                     EnvironmentDefaults())
+        assert args.collectors == collectors and args.collector in collectors
+        assert args.control == args.collector[:-4] + str(int(args.collector[-4:]) + 1)  # the port after it
+        chosen[f"node-{number:02}"] = args.collector
+    assert set(chosen.values()) == set(collectors)  # the agents spread over all three
+    # the same agent with a collector less: it stays unless its own collector is the one gone
+    for name, collector in chosen.items():
+        fewer = [candidate for candidate in collectors if candidate != collectors[0]]
+        moved = parse(["agent", "--name", name, "--collector", ",".join(fewer)], EnvironmentDefaults()).collector
+        assert moved == collector or collector == collectors[0]
+    # --control as a list: the same place as the collector chosen
+    args = parse(["agent", "--name", "node-07", "--collector", ",".join(collectors),
+                  "--control", "tcp://127.0.0.1:1,tcp://127.0.0.1:2,tcp://127.0.0.1:3"], EnvironmentDefaults())
+    assert args.control == f"tcp://127.0.0.1:{collectors.index(args.collector) + 1}"
+
