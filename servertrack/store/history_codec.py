@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..common.buckets import FIXED_POINT_SCALE
+from .records import BASE_PART, BUCKETS_PER_PERIOD, HistoryBlocks
 
 PACKED_FORMAT = 1
 RAW_FORMAT = 2
@@ -521,3 +522,37 @@ def _decode_packed(blobs: Sequence[bytes], buckets: int, first_index: int) -> Bl
         ram_min=spread(ram_low).astype(np.uint32),
         ram_max=spread(ram_high).astype(np.uint32),
     )
+
+
+class EncodedBlocks(NamedTuple):
+    """A batch of closed blocks as a backend writes them: per block its server, period, part and packed
+    cells, in the batch's order, and for each ``(server, period)`` the index of its last base part (a base
+    replaces every part written before it)."""
+
+    names: list[str]
+    periods: list[int]
+    parts: list[int]
+    blobs: list[bytes]
+    last_base: dict[tuple[str, int], int]
+
+    def kept(self, index: int) -> bool:
+        """Whether block ``index`` survives the batch (no later base of the same block replaces it)."""
+        return self.last_base.get((self.names[index], self.periods[index]), -1) <= index
+
+
+def encode_blocks(blocks: HistoryBlocks) -> EncodedBlocks:
+    """``blocks`` checked (their cells one period a row) and packed, the form every backend writes."""
+    names = list(blocks.names)
+    per_period = BUCKETS_PER_PERIOD[blocks.width]
+    if blocks.samples.shape != (len(names), per_period):
+        raise ValueError(f"{len(names)} blocks need cells of shape ({len(names)}, {per_period}), "
+                         f"not {blocks.samples.shape}")
+    blobs = encode_many(BlockCells(blocks.samples, blocks.cpu_sum, blocks.ram_sum, blocks.cpu_min,
+                                   blocks.cpu_max, blocks.ram_min, blocks.ram_max)) if names else []
+    periods, parts = blocks.periods.tolist(), blocks.parts.tolist()
+    last_base: dict[tuple[str, int], int] = {}
+    for index, (name, period, part) in enumerate(zip(names, periods, parts)):
+        if part == BASE_PART:
+            last_base[name, period] = index
+    return EncodedBlocks(names, periods, parts, blobs, last_base)
+

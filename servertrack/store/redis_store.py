@@ -75,7 +75,7 @@ from redis.retry import Retry
 from ..common.errors import ServerTrackError
 from .agent_seqs import AgentSeqs, decode_agent_seqs, encode_agent_seqs
 from .history_backend import no_cells
-from .history_codec import BlockCells, empty_cells, encode_many, fields_of
+from .history_codec import empty_cells, encode_blocks, fields_of
 from .records import (
     BASE_PART,
     BUCKETS_PER_PERIOD,
@@ -196,26 +196,17 @@ class RedisHistory:
     def write_blocks(self, blocks: HistoryBlocks) -> None:
         """Keep ``blocks`` in one pipeline: a base deletes its hash and sets part 0, a delta sets its part
         (and is indexed in ``st:deltas``); each hash expires when its period leaves retention."""
-        width, per_period = blocks.width, BUCKETS_PER_PERIOD[blocks.width]
-        names = list(blocks.names)
-        if blocks.samples.shape != (len(names), per_period):
-            raise ValueError(f"{len(names)} blocks need cells of shape ({len(names)}, {per_period}), "
-                             f"not {blocks.samples.shape}")
+        width = blocks.width
+        encoded = encode_blocks(blocks)
+        names, periods, parts, blobs = encoded.names, encoded.periods, encoded.parts, encoded.blobs
         if not names:
             return
-        blobs = encode_many(BlockCells(blocks.samples, blocks.cpu_sum, blocks.ram_sum, blocks.cpu_min,
-                                       blocks.cpu_max, blocks.ram_min, blocks.ram_max))
-        periods, parts = blocks.periods.tolist(), blocks.parts.tolist()
-        last_base: dict[tuple[str, int], int] = {}
-        for index, (name, period, part) in enumerate(zip(names, periods, parts)):
-            if part == BASE_PART:
-                last_base[name, period] = index
         now, keep = self._clock(), self._keep[width]
         known: dict[str, int] = {}
         deltas: dict[str, int] = {}
         pipe = self._client.pipeline(transaction=False)
         for index, (name, period, part, blob) in enumerate(zip(names, periods, parts, blobs)):
-            if last_base.get((name, period), -1) > index:
+            if not encoded.kept(index):
                 continue  # a later base of the same block replaces it
             ttl = block_ttl(width, period, keep, now)
             if ttl <= 0:

@@ -54,12 +54,11 @@ from .history_codec import (
     CorruptBlock,
     decode_many,
     empty_cells,
-    encode_many,
+    encode_blocks,
     fields_of,
     merge,
 )
 from .records import (
-    BASE_PART,
     BUCKETS_PER_PERIOD,
     HOUR_WIDTH,
     MINUTE_WIDTH,
@@ -267,24 +266,15 @@ class SqliteStore(_Reads):
     def write_blocks(self, blocks: HistoryBlocks) -> None:
         """Store ``blocks`` in one transaction, in their order: a base part replaces its block (every
         part of it goes, then part 0 is written); a delta part is written or replaced."""
-        table, per_period = _table(blocks.width), BUCKETS_PER_PERIOD[blocks.width]
-        names = list(blocks.names)
-        if blocks.samples.shape != (len(names), per_period):
-            raise ValueError(f"{len(names)} blocks need cells of shape ({len(names)}, {per_period}), "
-                             f"not {blocks.samples.shape}")
+        table = _table(blocks.width)
+        encoded = encode_blocks(blocks)
+        names, periods, last_base = encoded.names, encoded.periods, encoded.last_base
         if not names:
             return
-        blobs = encode_many(BlockCells(blocks.samples, blocks.cpu_sum, blocks.ram_sum, blocks.cpu_min,
-                                       blocks.cpu_max, blocks.ram_min, blocks.ram_max))
-        periods, parts = blocks.periods.tolist(), blocks.parts.tolist()
-        last_base: dict[tuple[str, int], int] = {}
-        for index, (name, period, part) in enumerate(zip(names, periods, parts)):
-            if part == BASE_PART:
-                last_base[name, period] = index
         # what is left once every base has deleted the parts written before it
         rows = [(name, period, part, blob)
-                for index, (name, period, part, blob) in enumerate(zip(names, periods, parts, blobs))
-                if last_base.get((name, period), -1) <= index]
+                for index, (name, period, part, blob) in enumerate(zip(names, periods, encoded.parts, encoded.blobs))
+                if encoded.kept(index)]
         rows.sort(key=_block_key)  # key order: each page of the table is touched once
         newest: dict[str, int] = {}
         for name, period in zip(names, periods):
