@@ -187,13 +187,19 @@ def _url(text: str) -> str:
 _TOKEN_FILE_BYTES = 4096
 
 
-def _token_file(path: str) -> str:
-    """An argparse ``type``: the token in the file ``path``, whitespace stripped."""
+def _secret_file_bytes(path: str, what: str) -> bytes:
+    """The first ``_TOKEN_FILE_BYTES`` + 1 bytes of the ``what`` file ``path`` (one more than a secret may
+    take, so an oversized file shows), or an argparse error naming it."""
     try:
         with open(path, "rb") as file:
-            raw = file.read(_TOKEN_FILE_BYTES + 1)
+            return file.read(_TOKEN_FILE_BYTES + 1)
     except OSError as error:
-        raise argparse.ArgumentTypeError(f"cannot read token file {path!r}: {error.strerror or error}") from None
+        raise argparse.ArgumentTypeError(f"cannot read {what} file {path!r}: {error.strerror or error}") from None
+
+
+def _token_file(path: str) -> str:
+    """An argparse ``type``: the token in the file ``path``, whitespace stripped."""
+    raw = _secret_file_bytes(path, "token")
     token = raw.decode("latin-1").strip()  # a byte that is not ASCII is refused by token_problem
     if not token:
         raise argparse.ArgumentTypeError(f"token file {path!r} is empty (make one with: openssl rand -hex 32 > FILE)")
@@ -226,11 +232,7 @@ def _store(text: str) -> str:
 
 def _password_file(path: str) -> str:
     """An argparse ``type``: the first line of the file ``path`` (a password), without its line end."""
-    try:
-        with open(path, "rb") as file:
-            raw = file.read(_TOKEN_FILE_BYTES + 1)
-    except OSError as error:
-        raise argparse.ArgumentTypeError(f"cannot read password file {path!r}: {error.strerror or error}") from None
+    raw = _secret_file_bytes(path, "password")
     if len(raw) > _TOKEN_FILE_BYTES:
         raise argparse.ArgumentTypeError(f"password file {path!r} is too long for a password")
     try:
