@@ -87,9 +87,20 @@ _connections = _whole_number(1, 1_000_000, "connections")
 _frame_budget = _number(0.0, 1_000_000.0, "frames a second")
 _exported_servers = _whole_number(1, 1_000_000, "servers exported")
 _refresh = _number(0.1, 3600.0, "interval (seconds)")
+_share_every = _number(0.1, 60.0, "--share-every (seconds)")
 _page = _whole_number(1, 500, "limit")  # GET /fleet's page at most (common.fleet.MAX_LIMIT)
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _HOST_NAME = re.compile(r"(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?)\Z")
+
+
+def _collector_id(text: str) -> str:
+    """An argparse ``type``: a collector id (``fleet_directory.check_collector_id``)."""
+    from .store.fleet_directory import check_collector_id
+
+    try:
+        return check_collector_id(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _duration(low: float, high: float, what: str) -> Callable[[str], float]:
@@ -329,6 +340,12 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     serve.add_argument("--store-ca", type=_readable_file, default=env.store_ca, metavar="FILE",
                        help="trust the CA certificate(s) in FILE (PEM) for a rediss:// store (default: the "
                             "system's)")
+    serve.add_argument("--share-every", type=_share_every, default=env.share_every, metavar="SECONDS",
+                       help="with a Redis store, every serve on it is a collector of one fleet: share this one's "
+                            "live state with the others this often (default %(default)s s)")
+    serve.add_argument("--collector-id", type=_collector_id, default=env.collector_id, metavar="ID",
+                       help="this collector's name in the fleet (1-32 of a-z 0-9 -; default: one made at the "
+                            "first start and kept in --data-dir)")
     serve.add_argument("--data-dir", type=_data_dir, default=env.data_dir, metavar="DIR",
                        help="the store's directory, created on first start (default $XDG_DATA_HOME/servertrack "
                             "or ~/.local/share/servertrack)")
@@ -488,6 +505,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                              max_connections=args.max_connections, idle_timeout=args.idle_timeout,
                              body_timeout=args.body_timeout, store=args.store, data_dir=args.data_dir,
                              store_password=args.store_password, store_ca=args.store_ca,
+                             share_every=args.share_every, collector_id=args.collector_id,
                              keep_minutes=args.keep_minutes, keep_hours=args.keep_hours,
                              keep_snapshots=args.keep_snapshots, snapshot_every=args.snapshot_every,
                              checkpoint_every=args.checkpoint_every, event_loop=args.event_loop,

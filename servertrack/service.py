@@ -65,7 +65,7 @@ class Monitor:
                               snapshots=settings.keep_snapshots, snapshot_every=settings.snapshot_every,
                               checkpoint_every=settings.checkpoint_every)
         self.store = make_store(settings.store, settings.data_dir, retention, clock, settings.store_password,
-                                settings.store_ca)
+                                settings.store_ca, settings.collector_id, settings.share_every)
         # the rings hand the hours and days they close to a store that keeps them
         self.aggregator = Aggregator(settings.max_servers, clock=clock, closing=self.store.logs_chunks)
         self.batch = PendingBatch()
@@ -88,7 +88,10 @@ class Monitor:
                                     nodes=self.nodes, store=self.store, http_waiting=self.pressure.waiting,
                                     on_applied=self.metrics.observe_batch)
         kept_for = {60: retention.minutes, 3600: retention.hours} if self.store.logs_chunks else None
-        self.history = LoadHistory(self.aggregator, self.nodes, self.store.open_reader, kept_for, clock)
+        # every serve on one Redis store is a collector of one fleet (see store.fleet_directory)
+        self.fleet = getattr(self.store, "kind", "") in ("redis", "redis+cluster")
+        self.history = LoadHistory(self.aggregator, self.nodes, self.store.open_reader, kept_for, clock,
+                                   fleet=self.fleet)
         tokens = AccessTokens.of(settings.write_token, settings.read_token)
         policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts, tokens)
         self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes,
@@ -218,6 +221,14 @@ class Monitor:
                               http_waiting=self.pressure.waiting, keys=self.agent_keys)
         self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run()),
                        asyncio.create_task(keep_collected())]
+        if self.fleet:
+            self._tasks.append(asyncio.create_task(self._follow_fleet()))
+
+    async def _follow_fleet(self) -> None:
+        """Read the other collectors' directories every ``--share-every`` seconds."""
+        while True:
+            await self.history.refresh_fleet()
+            await asyncio.sleep(self.settings.share_every)
 
     async def stop(self) -> None:
         """Stop accepting, close connections and sockets, and apply what is still pending."""

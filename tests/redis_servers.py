@@ -123,10 +123,15 @@ class RedisServer:
 class RedisClusterServers:
     """Three masters as one Redis Cluster (see the module's docstring)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.nodes = [RedisServer(directory, free_cluster_port(), "--cluster-enabled", "yes", "--cluster-config-file",
-                                  str(directory / f"nodes-{index}.conf"), "--cluster-node-timeout", "2000")
-                      for index in range(3)]
+    def __init__(self, directory: Path, persistent: bool = False) -> None:
+        """``persistent``: each node keeps an append-only file (its own), so a node restarted has its data."""
+        self.nodes = []
+        for index in range(3):
+            port = free_cluster_port()
+            self.nodes.append(RedisServer(directory, port, "--cluster-enabled", "yes", "--cluster-config-file",
+                                          str(directory / f"nodes-{index}.conf"), "--cluster-node-timeout", "2000",
+                                          *(["--appenddirname", f"aof-{port}"] if persistent else []),
+                                          persistent=persistent))
 
     def start(self) -> RedisClusterServers:
         """Start the three, make them a cluster, wait for ``cluster_state:ok`` on each."""

@@ -90,6 +90,8 @@ def make_app(
     loads = dict(aggregator=aggregator, batch=batch, stats=stats, names=names, clock=clock)
     node_lookup = dict(nodes=nodes, names=names)
     metrics = metrics if metrics is not None else ServiceMetrics()
+    # every server and node; a collector of a fleet adds the other collectors' (their directories)
+    fleet_view = FleetView(aggregator, nodes, clock, getattr(history, "mirror", None))
     app = tornado.web.Application(
         [
             # Without ?from/to/step the windows; with them, a range from ``history`` (see history_handlers).
@@ -98,7 +100,7 @@ def make_app(
             (r"/servers/([^/]+)/seconds", ServerSecondsHandler, loads),
             (r"/loads", BatchLoadsHandler, dict(batch=batch, stats=stats, names=names, clock=clock)),
             (r"/servers", ServersHandler, dict(aggregator=aggregator, inventory=inventory, names=names)),
-            (r"/fleet", FleetHandler, dict(view=FleetView(aggregator, nodes, clock), names=names)),
+            (r"/fleet", FleetHandler, dict(view=fleet_view, names=names)),
             (r"/healthz", HealthHandler),
             (r"/openapi\.json", OpenApiHandler),  # the document of every route here (see openapi)
             (r"/stats", StatsHandler,
@@ -138,6 +140,7 @@ def make_app(
                                      "refused %d request(s) without a valid token since the last report; "
                                      "latest: %s %s from %s", clock),
         control=control,
+        fleet_view=fleet_view,  # GET /servers of a fleet lists from it
         history=history,  # the range reader (store.interface.HistoryReader), read by history_handlers
         started_at=clock(),  # when this service started (pindrop's service_start_time)
         metrics=metrics,

@@ -21,8 +21,9 @@ import tornado.web
 
 from ..common.aggregator import Aggregator, ServerWindows
 from ..common.batch import PendingBatch
+from ..common.errors import HistoryUnreadable, InvalidSample
+from ..common.fleet import fleet_servers
 from ..common.incidents import IncidentLog
-from ..common.errors import InvalidSample
 from ..common.inventory import AgentInventory
 from ..common.nodes import NodeRegistry
 from ..common.protocol import NameCache, check_load, check_timestamp
@@ -243,13 +244,26 @@ class LoadsHandler(StreamedJsonHandler):
         self.names = names
         self.clock = clock
 
+    async def prepare(self) -> None:  # type: ignore[override]
+        """For a collector of a fleet, a GET's server is read as the whole fleet holds it (this collector's
+        rings and what the others shared, off the loop: ``LoadHistory.windows``) before the handler runs."""
+        super().prepare()
+        history: Any = self.application.settings.get("history")
+        if self.request.method != "GET" or not self.path_args or getattr(history, "mirror", None) is None:
+            return
+        name = self.canonical_name(self.names, self.path_args[0])
+        try:
+            self._fleet_windows = await history.windows(name)
+        except HistoryUnreadable as error:
+            raise ApiError(503, error.message, "store_unavailable") from None
+
     def known_windows(self, raw_name: str, what: str = "server") -> ServerWindows:
         """The windows of the server in the URL: 400 for a bad name, 404 for an unknown one."""
         name = self.canonical_name(self.names, raw_name)
-        windows = self.aggregator.windows(name)
+        windows = self._fleet_windows if hasattr(self, "_fleet_windows") else self.aggregator.windows(name)
         if windows is None:
             raise ApiError(404, f"unknown {what} {name!r}")
-        return windows
+        return windows  # type: ignore[return-value]
 
 
 class ServerLoadsHandler(LoadsHandler):
@@ -379,7 +393,11 @@ class ServersHandler(JsonHandler):
         after = self.get_query_argument("after", None)
         if after is not None:
             after = self.canonical_name(self.names, after)
-        page = self.aggregator.servers(limit=limit + 1, after=after)
+        fleet = self.application.settings.get("fleet_view")
+        if fleet is not None and fleet.mirror is not None and fleet.mirror.tables:
+            page = fleet_servers(fleet.table(), limit + 1, after)  # the whole fleet's
+        else:
+            page = self.aggregator.servers(limit=limit + 1, after=after)
         more = len(page) > limit
         page = page[:limit]
         ips_of = self.inventory.ips_of

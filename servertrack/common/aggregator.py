@@ -40,6 +40,9 @@ Clock = Callable[[], float]
 SILENCE_EVICTION_SECONDS = 24 * 3600.0
 DAY_SECONDS = 86_400
 DEFAULT_MAX_SERVERS = 200_000
+# A touched (row, bucket) pair as one int64: row * _PAIR_SHIFT + bucket (a bucket below 2**34: an epoch second
+# until the year 2514; rows below 2**29)
+_PAIR_SHIFT = 1 << 34
 
 
 class ApplyResult(NamedTuple):
@@ -121,6 +124,17 @@ class ServerWindows:
         return self._hours
 
 
+class MergedWindows(NamedTuple):
+    """A server's windows as a fleet holds them (``ServerWindows``' fields, read once): this collector's
+    rings with the other collectors' parts added (``store.history.LoadHistory.windows``)."""
+
+    name: str
+    last_seen: float
+    seconds: SecondWindow
+    minutes: BucketWindow
+    hours: BucketWindow
+
+
 class FleetColumns(NamedTuple):
     """Every known server in name order: its row, last seen, and current cpu and ram (the newest of its last
     60 seconds, NaN when it sent nothing in them)."""
@@ -131,6 +145,23 @@ class FleetColumns(NamedTuple):
     cpu: np.ndarray
     ram: np.ndarray
     positions: np.ndarray  # positions[row]: where that row's server is in ``names`` (rows not in use: -1)
+
+
+class OpenCells(NamedTuple):
+    """Cells of open buckets, one per (server, bucket): the names, the buckets (epoch second // width) and the
+    cells (``BucketRing.open_cells``, ``SecondRing.cells_at``)."""
+
+    names: list[str]
+    buckets: np.ndarray
+    cells: tuple[np.ndarray, ...]
+
+
+class SharedLoads(NamedTuple):
+    """What changed since the last ``take_shared``: the seconds, and the minutes and hours of open periods."""
+
+    seconds: OpenCells
+    minutes: OpenCells
+    hours: OpenCells
 
 
 class Aggregator:
@@ -162,6 +193,9 @@ class Aggregator:
         self._minutes.closing = self._hours.closing = closing
         self._closed: list[HistoryBlocks] = []
         self.changes = 0  # counts the batches applied, evictions and restores: what a view's cache keys on
+        # With ``sharing`` set, the (row, bucket) pairs each apply touched, for ``take_shared``.
+        self.sharing = False
+        self._touched: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -208,7 +242,11 @@ class Aggregator:
             self._seconds.add(per_second)
             per_minute = coarsen(per_second, MINUTE_SECONDS)
             self._minutes.add(per_minute, chunk_id)
-            self._hours.add(coarsen(per_minute, HOUR_SECONDS // MINUTE_SECONDS), chunk_id)
+            per_hour = coarsen(per_minute, HOUR_SECONDS // MINUTE_SECONDS)
+            self._hours.add(per_hour, chunk_id)
+            if self.sharing:
+                for touched, groups in zip(self._touched, (per_second, per_minute, per_hour)):
+                    touched.append(groups.rows * _PAIR_SHIFT + groups.buckets)
             self._collect_closed()
         self._last_seen[rows] = self._clock() if now is None else now
         self.changes += 1
@@ -257,6 +295,27 @@ class Aggregator:
             ring.take_dirty()
         self._sorted_names = None
         self.changes += 1
+
+    def take_shared(self) -> SharedLoads:
+        """The cells of what the applies since the last call touched (``sharing`` must be set): every
+        (server, second) still in the second ring, every (server, minute) and (server, hour) of a period
+        its ring has not closed (a closed one went to the store as a delta), read as the rings hold them
+        now. A server evicted since is left out."""
+        taken = []
+        for touched, ring, width in zip(self._touched, (self._seconds, self._minutes, self._hours), (1, 60, 3600)):
+            pairs = np.unique(np.concatenate(touched)) if touched else np.zeros(0, dtype=np.int64)
+            touched.clear()
+            rows, buckets = pairs // _PAIR_SHIFT, pairs % _PAIR_SHIFT
+            names = self._names
+            named = np.fromiter((names[row] is not None for row in rows.tolist()), dtype=bool, count=rows.size)
+            rows, buckets = rows[named], buckets[named]
+            if isinstance(ring, SecondRing):
+                kept_rows, kept_buckets, cells = ring.cells_at(rows, buckets)
+            else:
+                assert isinstance(ring, BucketRing)
+                kept_rows, kept_buckets, cells = ring.open_cells(rows, buckets)
+            taken.append(OpenCells([names[row] or "" for row in kept_rows.tolist()], kept_buckets, cells))
+        return SharedLoads(*taken)
 
     def _rows_of(self, names: Sequence[str]) -> np.ndarray:
         """The row of each name, -1 for a server without one."""

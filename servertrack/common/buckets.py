@@ -471,6 +471,31 @@ class BucketRing(RingRows):
             np.minimum(samples, U32_TOP).astype(np.uint32), sums(self.cpu_sum), sums(self.ram_sum),
             minima[0], extremes[1], minima[1], extremes[3])))
 
+    def open_cells(self, rows: IntArray, buckets: IntArray) -> tuple[IntArray, IntArray, tuple[npt.NDArray[Any], ...]]:
+        """Of the (row, bucket) pairs given, those the ring holds in a period not closed yet, and their cells
+        as a block keeps them (samples uint32, sums float64 percent, min/max fixed-point uint32; zero where
+        empty): ``(rows, buckets, cells)``. What a collector shares of its open periods."""
+        rows = np.asarray(rows, dtype=np.int64)
+        buckets = np.asarray(buckets, dtype=np.int64)
+        head = self.head[rows].astype(np.int64)
+        held = (head != 0) & (buckets <= head) & (buckets > head - self.slots)
+        if self.per_period:
+            held &= buckets // self.per_period > self._flushed(head)
+        rows, buckets = rows[held], buckets[held]
+        flat = self._cell(rows, buckets % self.slots)
+        samples = self.count.take(flat)
+        empty = samples == 0
+        cpu_min_inverted, cpu_max, ram_min_inverted, ram_max = self._extremes(flat)
+        minima = [_EXTREME_TOP - values for values in (cpu_min_inverted, ram_min_inverted)]
+        for values in (*minima, cpu_max, ram_max):
+            values[empty] = 0
+        cpu_sum, ram_sum = from_fixed_point(self.cpu_sum.take(flat)), from_fixed_point(self.ram_sum.take(flat))
+        cpu_sum[empty] = 0
+        ram_sum[empty] = 0
+        cells = (np.minimum(samples, U32_TOP).astype(np.uint32), cpu_sum, ram_sum, minima[0], cpu_max, minima[1],
+                 ram_max)
+        return rows, buckets, cells
+
     def _emit_late(self, groups: BucketGroups, keep: npt.NDArray[np.bool_] | slice, part: int) -> None:
         """Emit the kept groups that fall in a period already closed, as delta blocks numbered ``part``."""
         rows, buckets = groups.rows[keep], groups.buckets[keep]

@@ -27,6 +27,7 @@ from .nodes import (
     NODE_STATES,
     OFFLINE,
     ONLINE,
+    PAUSED,
     STALE,
     STALE_AFTER_INTERVALS,
     NodeRegistry,
@@ -72,6 +73,7 @@ class FleetTable(NamedTuple):
     last_seen: npt.NDArray[np.float64]  # NaN: never (a node known only from a hello has a time)
     cpu: npt.NDArray[np.float64]  # NaN: no current load
     ram: npt.NDArray[np.float64]
+    served: npt.NDArray[np.bool_] | None = None  # a server with loads (not a node known only from a hello); None: all
 
 
 class FleetPage(NamedTuple):
@@ -113,11 +115,53 @@ def fleet_table(aggregator: Aggregator, nodes: NodeRegistry, now: float) -> Flee
         states[at] = node_codes[served]
         last_seen[at] = np.maximum(last_seen[at], node_seen[served])
         if not served.all():
-            names, is_node, states, last_seen, cpu, ram = _with_unserved(
+            names, is_node, states, last_seen, cpu, ram, with_loads = _with_unserved(
                 names, is_node, states, last_seen, cpu, ram,
                 [(node_names[index], int(node_codes[index]), float(node_seen[index]))
                  for index in np.flatnonzero(~served).tolist()])
-    return FleetTable(names, is_node, states, last_seen, cpu, ram)
+            return FleetTable(names, is_node, states, last_seen, cpu, ram, with_loads)
+    return FleetTable(names, is_node, states, last_seen, cpu, ram, np.ones(len(names), dtype=np.bool_))
+
+
+def with_foreign(own: FleetTable, foreign: list[FleetTable], now: float, offline_after: float) -> FleetTable:
+    """``own`` with the other collectors' tables (``store.fleet_mirror``) merged in, in name order; a name in
+    several keeps the entry seen last. A foreign entry's state is judged again as of ``now`` from its last
+    seen (a paused node stays paused until it is offline)."""
+    tables = [own] + [table for table in foreign if table.names]
+    if len(tables) == 1:
+        return own
+    adjusted = [own]
+    for table in tables[1:]:
+        states = server_states(table.last_seen, now, offline_after)
+        paused = (table.states == STATE_CODES[PAUSED]) & (states != STATE_CODES[OFFLINE])
+        states[paused] = STATE_CODES[PAUSED]
+        adjusted.append(table._replace(states=states))
+    names = [name for table in adjusted for name in table.names]
+    columns = [np.concatenate([getattr(table, field) for table in adjusted])
+               for field in ("is_node", "states", "last_seen", "cpu", "ram")]
+    served = np.concatenate([table.served if table.served is not None else np.ones(len(table.names), np.bool_)
+                             for table in adjusted])
+    seen = np.nan_to_num(columns[2], nan=-np.inf)
+    order = sorted(range(len(names)), key=lambda index: (names[index], -seen[index]))
+    keep = [index for position, index in enumerate(order)
+            if position == 0 or names[index] != names[order[position - 1]]]
+    picked = np.array(keep, dtype=np.int64)
+    is_node, states, last_seen, cpu, ram = (column[picked] for column in columns)
+    return FleetTable([names[index] for index in keep], is_node, states, last_seen, cpu, ram, served[picked])
+
+
+def fleet_servers(table: FleetTable, limit: int, after: str | None = None) -> list[tuple[str, float]]:
+    """Up to ``limit`` servers of ``table`` (entries with loads) in name order after ``after``, as
+    ``(name, last_seen)``: ``GET /servers`` for a fleet."""
+    at = 0 if after is None else bisect.bisect_right(table.names, after)
+    served = table.served
+    page: list[tuple[str, float]] = []
+    for index in range(at, len(table.names)):
+        if served is None or served[index]:
+            page.append((table.names[index], float(table.last_seen[index])))
+            if len(page) == limit:
+                break
+    return page
 
 
 class FleetView:
@@ -125,20 +169,26 @@ class FleetView:
     applied): every page, filter and viewer of that second reads the same table. A node's own change (a
     hello saying it is paused) shows within a second."""
 
-    def __init__(self, aggregator: Aggregator, nodes: NodeRegistry, clock: Callable[[], float]) -> None:
+    def __init__(self, aggregator: Aggregator, nodes: NodeRegistry, clock: Callable[[], float],
+                 mirror: Any = None) -> None:
+        """``mirror``: the other collectors' directories (``store.fleet_mirror.FleetMirror``), for a fleet."""
         self.aggregator = aggregator
         self.nodes = nodes
         self.clock = clock
-        self._key: tuple[int, int] | None = None
+        self.mirror = mirror
+        self._key: tuple[int, int, int] | None = None
         self._table: FleetTable | None = None
         self.builds = 0
 
     def table(self) -> FleetTable:
         """The table as of this second."""
         now = self.clock()
-        key = (int(now // 1), self.aggregator.changes)
+        key = (int(now // 1), self.aggregator.changes, self.mirror.version if self.mirror is not None else 0)
         if self._table is None or key != self._key:
             self._table = fleet_table(self.aggregator, self.nodes, now)
+            if self.mirror is not None:
+                self._table = with_foreign(self._table, list(self.mirror.tables.values()), now,
+                                           self.nodes.offline_after)
             self._key = key
             self.builds += 1
         return self._table
@@ -153,7 +203,7 @@ def _with_unserved(names: list[str], is_node: npt.NDArray[np.bool_], states: npt
     names = sorted(names + [name for name, _, _ in extra])  # two sorted runs: merged in one pass
     return (names, np.insert(is_node, at, True), np.insert(states, at, [code for _, code, _ in extra]),
             np.insert(last_seen, at, [seen for _, _, seen in extra]), np.insert(cpu, at, np.nan),
-            np.insert(ram, at, np.nan))
+            np.insert(ram, at, np.nan), np.insert(np.ones(len(is_node), dtype=np.bool_), at, False))
 
 
 def fleet_page(table: FleetTable, query: FleetQuery) -> FleetPage:

@@ -17,7 +17,7 @@ its load, it is flooding).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -83,6 +83,17 @@ class SecondRing(RingRows):
                 merged = sums / (samples * _FIXED_POINT_PER_UNIT)
             view[flat] = np.rint(merged).astype(np.uint16)
         count[flat] = np.minimum(total, MAX_SECOND_SAMPLES).astype(np.uint8)
+
+    def cells_at(self, rows: IntArray, seconds: IntArray) -> tuple[IntArray, IntArray, tuple[npt.NDArray[Any], ...]]:
+        """Of the (row, second) pairs given, those the ring still holds, and their cells (samples uint8,
+        average cpu and ram uint16 in hundredths of a percent): ``(rows, seconds, cells)``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        seconds = np.asarray(seconds, dtype=np.int64)
+        head = self.head[rows].astype(np.int64)
+        held = (head != 0) & (seconds <= head) & (seconds > head - self.slots)
+        rows, seconds = rows[held], seconds[held]
+        flat = self._cell(rows, seconds % self.slots)
+        return rows, seconds, tuple(cells.reshape(-1)[flat] for cells in self.cells)
 
     def recent(self, used: int, current: int) -> tuple[IntArray, FloatArray, FloatArray]:
         """For every row below ``used``: the samples of the ``shown`` seconds ending with second ``current``,

@@ -66,6 +66,10 @@ class ServeSettings:
     # file that a rediss:// server's certificate is checked with (None: the system's)
     store_password: str | None = field(default=None, repr=False)
     store_ca: str | None = None
+    # a Redis store's fleet: seconds between two shares of the live state, and this collector's id (None:
+    # the one kept in data_dir)
+    share_every: float = 1.0
+    collector_id: str | None = None
     keep_minutes: float = DEFAULT_KEEP_MINUTES
     keep_hours: float = DEFAULT_KEEP_HOURS
     keep_snapshots: float = DEFAULT_KEEP_SNAPSHOTS
@@ -168,6 +172,8 @@ class EnvironmentDefaults:
     data_dir: str | None = None
     store_password_file: str | None = None
     store_ca: str | None = None
+    share_every: str = "1.0"
+    collector_id: str | None = None
     keep_minutes: str = "7d"
     keep_hours: str = "400d"
     keep_snapshots: str = "7d"

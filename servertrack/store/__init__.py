@@ -32,10 +32,13 @@ __all__ = [
 
 
 def make_store(kind: str, data_dir: str | None, retention: Retention, clock: Callable[[], float],
-               password: str | None = None, ca_file: str | None = None) -> Store:
+               password: str | None = None, ca_file: str | None = None, collector: str | None = None,
+               share_every: float | None = 1.0) -> Store:
     """The store ``serve --store KIND`` runs on (no I/O until its ``open``): ``memory``, ``sqlite``, or a
     ``redis://``/``redis+cluster://`` URL (``store_url``; ``password`` and ``ca_file`` are for those), whose
-    local recovery state stays in ``data_dir`` (``redis_store``). ``ValueError`` for anything else."""
+    local recovery state stays in ``data_dir`` (``redis_store``). Every ``serve`` on one Redis store is a
+    collector of one fleet: ``collector`` names this one (default: made and kept in ``data_dir``), and it
+    shares its live state every ``share_every`` seconds (``fleet_directory``). ``ValueError`` for anything else."""
     target = parse_store(kind)
     if target == "memory":
         return MemoryStore()
@@ -45,11 +48,11 @@ def make_store(kind: str, data_dir: str | None, retention: Retention, clock: Cal
     assert isinstance(target, RedisTarget)
     redis_target = target
 
-    def open_history() -> Any:
+    def open_history(collector_id: str) -> Any:
         from .redis_store import open_redis_history
 
         return open_redis_history(redis_target, password, ca_file, {60: retention.minutes, 3600: retention.hours},
-                                  retention.snapshots, clock)
+                                  retention.snapshots, clock, collector_id)
 
     return DurableStore(directory, retention, clock, open_history=open_history, kind=target.kind,
-                        description=target.describe())
+                        description=target.describe(), collector=collector, share_every=share_every)

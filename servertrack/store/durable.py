@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -54,6 +55,7 @@ import numpy as np
 from ..common.aggregator import Aggregator
 from ..common.buckets import from_fixed_point
 from ..common.errors import ServerTrackError
+from ..common.fleet import fleet_table
 from ..common.inventory import AgentInventory
 from ..common.node_records import decode_node, encode_node
 from ..common.nodes import Node, NodeRegistry
@@ -64,7 +66,9 @@ from .agent_seqs import FILE_NAME as AGENT_SEQS_FILE
 from .agent_seqs import AgentSeqs
 from .batch_log import BatchLog, LogReplay, read_segments
 from .checkpoint import CorruptCheckpoint, load_checkpoint, write_checkpoint
+from .fleet_directory import check_collector_id, encode_directory
 from .history_backend import HistoryBackend, SqliteHistory, no_cells
+from .live_share import LiveEntries, LiveShare
 from .lock import DataDirLock
 from .pending import PendingBlocks, merge_pending
 from .records import LoggedBatch, SnapshotRecord, StoredCells
@@ -132,14 +136,28 @@ class DurableStore:
     logs_chunks = True
 
     def __init__(self, directory: Path, retention: Retention = Retention(), clock: Callable[[], float] = time.time,
-                 checkpoint_every: float | None = None, open_history: Callable[[], HistoryBackend] | None = None,
+                 checkpoint_every: float | None = None, open_history: Callable[[str], HistoryBackend] | None = None,
                  kind: str = "sqlite", description: str | None = None,
-                 report: Callable[[str], None] | None = None) -> None:
+                 report: Callable[[str], None] | None = None, collector: str | None = None,
+                 share_every: float | None = None) -> None:
+        """``open_history(collector)`` opens the backend; ``collector``: this collector's id (default: the one
+        kept in the directory, made at its first start); ``share_every``: seconds between two shares of the
+        live state with the other collectors of a fleet (a backend that can: ``write_share``), None: never."""
         self.directory = Path(directory)
+        self._given_collector = collector
+        self.collector = ""
+        self.share_every = share_every
+        self._share: LiveShare | None = None
+        self._share_queued = False
+        self._next_share = 0.0
+        self._directory_blob: bytes | None = None
+        self._shared_servers = 0
+        self.shares = 0
         self._report = report if report is not None else report_on_stderr
         self.kind = kind
         self.description = description if description is not None else f"{kind}:{self.directory}"
-        self._open_history = open_history if open_history is not None else self._open_sqlite
+        self._open_history: Callable[[str], Any] = open_history if open_history is not None \
+            else self._open_sqlite
         self.retention = retention
         self.checkpoint_every = retention.checkpoint_every if checkpoint_every is None else checkpoint_every
         self.recovery = Recovery()
@@ -180,7 +198,10 @@ class DurableStore:
         except OSError as error:
             raise StoreUnavailable(f"cannot use data directory {self.directory}: {error.strerror or error}") from None
         try:
-            self._history = self._open_history()
+            self.collector = collector_id(self.directory, self._given_collector)
+            self._history = self._open_history(self.collector)
+            if self.share_every is not None and hasattr(self._history, "write_share"):
+                self._share = LiveShare()
             self._log = BatchLog(self.directory / "log")
         except ServerTrackError:
             self._lock.release()
@@ -189,7 +210,7 @@ class DurableStore:
             self._lock.release()
             raise StoreUnavailable(f"cannot open the store in {self.directory}: {error}") from None
 
-    def _open_sqlite(self) -> HistoryBackend:
+    def _open_sqlite(self, collector: str) -> HistoryBackend:
         return SqliteHistory(self.directory / HISTORY_FILE, self.directory / "checkpoint" / AGENT_SEQS_FILE)
 
     def recover(self, aggregator: Aggregator, nodes: NodeRegistry,
@@ -267,6 +288,7 @@ class DurableStore:
         progress.finish()
         self._start_workers()
         now = self._clock()
+        aggregator.sharing = self._share is not None
         self._next_checkpoint = now + self.checkpoint_every
         self._next_purge = now
         self._next_snapshots = now + self.retention.snapshot_every
@@ -325,6 +347,10 @@ class DurableStore:
         assert self._store_worker is not None and self._history is not None
         history, logged, pending = self._history, self._last_logged, self.pending
         for block in blocks:
+            if self._share is not None:  # its base replaces the live cells shared of it: none may come after
+                bases = block.parts == 0
+                self._share.closed([name for name, base in zip(block.names, bases.tolist()) if base], block.width,
+                                   block.periods[bases])
             def write(block: HistoryBlocks = block) -> None:
                 _wait_until_logged(logged)
                 pending.written(block, history.write_blocks)
@@ -346,6 +372,10 @@ class DurableStore:
             self._log_worker.submit(log.sync)
             self._log_dirty = False
             self._last_sync = now
+        if self._share is not None and now >= self._next_share:
+            assert self.share_every is not None
+            self._next_share = now + self.share_every
+            self._share_live(now)
         if now >= self._next_snapshots:
             self._next_snapshots = now + self.retention.snapshot_every
             self._keep_snapshots()
@@ -357,6 +387,29 @@ class DurableStore:
         elif now >= self._next_checkpoint and not self._checkpointing:
             self._next_checkpoint = now + self.checkpoint_every
             await self.checkpoint(ROTATE_WAIT_SECONDS)
+
+    def _share_live(self, now: float) -> None:
+        """Queue a share of the live state: what the applies since the last one touched, and the directory
+        (see ``fleet_directory``). One share waits in the queue at most; it takes what is there when it runs."""
+        assert self._share is not None and self._aggregator is not None and self._nodes is not None
+        assert self._store_worker is not None
+        self._share.add(self._aggregator.take_shared())
+        table = fleet_table(self._aggregator, self._nodes, now)
+        self._directory_blob = encode_directory(table, self.collector, now)
+        self._shared_servers = len(table.names)
+        if self._share_queued:
+            return
+        live, history = self._share, self._history
+        taken: list[tuple[LiveEntries, bytes | None, int]] = []
+
+        def share() -> None:
+            if not taken:  # a retry writes what the first attempt took; later cells wait for the next share
+                self._share_queued = False
+                taken.append((live.take(), self._directory_blob, self._shared_servers))
+            history.write_share(*taken[0])
+            self.shares += 1
+
+        self._share_queued = self._store_worker.submit(share, len(self._directory_blob)) is not None
 
     def _save_nodes(self, changed: Iterable[tuple[str, Node | None]]) -> None:
         assert self._store_worker is not None and self._history is not None
@@ -512,6 +565,8 @@ class DurableStore:
             "backend": self.kind,
             "data_dir": str(self.directory),
             **({} if self.kind == "sqlite" else {"url": self.description}),  # a Redis store: where, no password
+            **({"collector": self.collector, "shares": self.shares, "unshared_cells": len(self._share)}
+               if self._share is not None else {}),
             "checkpoints": self.checkpoints,
             "checkpointed_chunk": self.checkpointed_chunk,
             "checkpoint_bytes": self.checkpoint_bytes,
@@ -559,6 +614,30 @@ class HistoryView:
             stored = no_cells(first_bucket, width, count)
         return merge_pending(stored, pending) if pending else stored
 
+    def read_split(self, name: str, width: int, first_bucket: int, count: int
+                   ) -> tuple[StoredCells, StoredCells] | None:
+        """For a store shared by a fleet: ``read_range``, and the same without this collector's own parts
+        (what its rings hold already; see ``redis_store.RedisReads.read_split``)."""
+        with self._pending.reading():
+            split = self._reader.read_split(name, width, first_bucket, count, self._reader.collector)
+            pending = self._pending.of(name, width)
+        if split is None:
+            if not pending:
+                return None
+            split = (no_cells(first_bucket, width, count), no_cells(first_bucket, width, count))
+        stored, others = split
+        return (merge_pending(stored, pending) if pending else stored), others
+
+    def read_seconds(self, name: str) -> list[tuple[int, int, int, int]]:
+        """The seconds the other collectors of the fleet shared of ``name``."""
+        seconds: list[tuple[int, int, int, int]] = self._reader.read_seconds(name, self._reader.collector)
+        return seconds
+
+    def read_directories(self) -> list[tuple[str, bytes]]:
+        """The other collectors' directories (``fleet_directory``)."""
+        directories: list[tuple[str, bytes]] = self._reader.read_directories()
+        return directories
+
     def read_snapshots(self, node: str, start: int, stop: int, limit: int) -> list[tuple[int, bytes]]:
         """Kept snapshots of ``node`` (see ``SqliteStore.read_snapshots``)."""
         rows: list[tuple[int, bytes]] = self._reader.read_snapshots(node, start, stop, limit)
@@ -584,6 +663,29 @@ def snapshot_record(name: str, ts: float, stored: StoredSnapshot) -> SnapshotRec
 def report_on_stderr(line: str) -> None:
     """Write one line of the start's progress to stderr (the service's log), at once."""
     print(f"servertrack: {line}", file=sys.stderr, flush=True)
+
+
+COLLECTOR_ID_FILE = "collector-id"
+
+
+def collector_id(directory: Path, given: str | None) -> str:
+    """This collector's id: ``given`` (kept in ``directory`` for the next start), else the one kept there,
+    else a new random one kept there. ``StoreUnavailable`` for a file that holds no id."""
+    path = directory / COLLECTOR_ID_FILE
+    if given is not None:
+        check_collector_id(given)
+        if not path.exists() or path.read_text().strip() != given:
+            path.write_text(given + "\n")
+        return given
+    if path.exists():
+        text = path.read_text().strip()
+        try:
+            return check_collector_id(text)
+        except ValueError as error:
+            raise StoreUnavailable(f"cannot use {path}: {error}") from None
+    made = "c-" + secrets.token_hex(4)
+    path.write_text(made + "\n")
+    return made
 
 
 def default_data_dir(environ: dict[str, str] | None = None) -> Path:

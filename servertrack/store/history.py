@@ -10,6 +10,7 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +19,20 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ..common.aggregator import Aggregator
-from ..common.buckets import HOUR_SLOTS, MINUTE_SLOTS, BucketWindow, from_fixed_point
+from ..common.aggregator import Aggregator, MergedWindows, ServerWindows
+from ..common.buckets import (
+    HOUR_SLOTS,
+    HOURS_SHOWN,
+    MINUTE_SLOTS,
+    MINUTES_SHOWN,
+    BucketWindow,
+    from_fixed_point,
+)
 from ..common.errors import HistoryUnreadable
 from ..common.nodes import NodeRegistry
 from ..common.periods import BUCKETS_PER_PERIOD, MINUTE_WIDTH
+from ..common.seconds import LOAD_SCALE, SECONDS_SHOWN, SecondWindow
+from .fleet_mirror import FleetMirror
 from .interface import RangeAnswer
 from .worker import STORE_ERRORS
 
@@ -35,8 +45,11 @@ class LoadHistory:
 
     def __init__(self, aggregator: Aggregator, nodes: NodeRegistry, open_reader: Callable[[], Any],
                  kept_for: dict[int, float] | None, clock: Callable[[], float],
-                 snapshots_kept_for: float | None = None) -> None:
-        """``kept_for``: seconds of history the store keeps per bucket width (None: only the rings)."""
+                 snapshots_kept_for: float | None = None, fleet: bool = False) -> None:
+        """``kept_for``: seconds of history the store keeps per bucket width (None: only the rings);
+        ``fleet``: the store is shared by several collectors (``fleet_directory``): every read adds the
+        other collectors' parts to this one's rings, and ``mirror`` holds their directories."""
+        self.mirror = FleetMirror() if fleet else None
         self._aggregator = aggregator
         self._nodes = nodes
         self._open_reader = open_reader
@@ -64,20 +77,69 @@ class LoadHistory:
     async def loads(self, name: str, width: int, first_bucket: int, count: int) -> RangeAnswer | None:
         """See ``HistoryReader.loads``."""
         ring = self._aggregator.ring_range(name, width, first_bucket, count)
-        stored = None
+        stored = others = None
         if self._executor is not None:
+            read = self._read_split if self.mirror is not None else self._read_cells
             loop = asyncio.get_running_loop()
             try:
-                stored = await loop.run_in_executor(self._executor, self._read_cells, name, width, first_bucket,
-                                                    count)
+                stored = await loop.run_in_executor(self._executor, read, name, width, first_bucket, count)
             except HistoryUnreadable:
                 self.read_failures += 1
                 raise
+            if self.mirror is not None and stored is not None:
+                stored, others = stored
         if ring is None and stored is None:
             return None
-        window = _merge(ring, stored, width, first_bucket, count)
+        window = _merge(ring, stored, width, first_bucket, count, others)
         kept_from = self.kept_from(width)
         return RangeAnswer(window, kept_from if first_bucket * width < kept_from else None)
+
+    async def windows(self, name: str) -> ServerWindows | MergedWindows | None:
+        """The second, minute and hour windows of server ``name`` as the whole fleet holds them: this
+        collector's rings, with what the other collectors shared of it added (stale by at most their
+        ``--share-every`` plus a batch); only the rings when this collector is alone. None: unknown here and
+        to every other collector."""
+        own = self._aggregator.windows(name)
+        if self.mirror is None or self._executor is None:
+            return own
+        now = self._clock()
+        foreign = self.mirror.entry(name)
+        if own is None and foreign is None:
+            return None
+        minute, hour = int(now // MINUTE_WIDTH), int(now // 3600)
+        minutes = await self.loads(name, MINUTE_WIDTH, minute - MINUTES_SHOWN + 1, MINUTES_SHOWN)
+        hours = await self.loads(name, 3600, hour - HOURS_SHOWN + 1, HOURS_SHOWN)
+        loop = asyncio.get_running_loop()
+        try:
+            seconds = await loop.run_in_executor(self._executor, self._read_seconds, name)
+        except HistoryUnreadable:
+            self.read_failures += 1
+            raise
+        second = int(now // 1)
+        own_seconds = own.seconds if own is not None else SecondWindow(
+            second - SECONDS_SHOWN + 1, np.zeros(SECONDS_SHOWN, np.uint32), np.zeros(SECONDS_SHOWN),
+            np.zeros(SECONDS_SHOWN))
+        last_seen = max(own.last_seen if own is not None else -math.inf,
+                        foreign.last_seen if foreign is not None else -math.inf)
+        empty = [BucketWindow(first, width, *_EMPTY_FIELDS(shown))
+                 for first, width, shown in ((minute - MINUTES_SHOWN + 1, MINUTE_WIDTH, MINUTES_SHOWN),
+                                             (hour - HOURS_SHOWN + 1, 3600, HOURS_SHOWN))]
+        return MergedWindows(name, last_seen, merge_seconds(own_seconds, seconds),
+                             minutes.window if minutes is not None else empty[0],
+                             hours.window if hours is not None else empty[1])
+
+    async def refresh_fleet(self) -> None:
+        """Read the other collectors' directories into ``mirror`` (a failed read is counted; the tables
+        before are kept)."""
+        if self.mirror is None or self._executor is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            directories = await loop.run_in_executor(self._executor, self._read_directories)
+        except HistoryUnreadable:
+            self.mirror.failures += 1
+            return
+        self.mirror.take(directories)
 
     async def node_sections(self, node: str, start: int, stop: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
         """See ``HistoryReader.node_sections``; without a store, the latest snapshot if it falls in the range."""
@@ -107,6 +169,26 @@ class LoadHistory:
         except STORE_ERRORS as error:
             raise self._unreadable(error) from error
 
+    def _read_split(self, name: str, width: int, first_bucket: int, count: int) -> Any:
+        try:
+            return self._reader().read_split(name, width, first_bucket, count)
+        except STORE_ERRORS as error:
+            raise self._unreadable(error) from error
+
+    def _read_seconds(self, name: str) -> list[tuple[int, int, int, int]]:
+        try:
+            seconds: list[tuple[int, int, int, int]] = self._reader().read_seconds(name)
+        except STORE_ERRORS as error:
+            raise self._unreadable(error) from error
+        return seconds
+
+    def _read_directories(self) -> list[tuple[str, bytes]]:
+        try:
+            directories: list[tuple[str, bytes]] = self._reader().read_directories()
+        except STORE_ERRORS as error:
+            raise self._unreadable(error) from error
+        return directories
+
     def _read_snapshots(self, node: str, start: int, stop: int, limit: int) -> list[tuple[int, bytes]]:
         try:
             rows: list[tuple[int, bytes]] = self._reader().read_snapshots(node, start, stop, limit)
@@ -121,15 +203,20 @@ class LoadHistory:
         return HistoryUnreadable(f"the store cannot be read now ({type(error).__name__}: {error}); try again")
 
 
+def _stored_window(stored: Any, width: int, first_bucket: int) -> BucketWindow:
+    return BucketWindow(first_bucket, width, stored.samples.astype(np.uint32), stored.cpu_sum, stored.ram_sum,
+                        from_fixed_point(stored.cpu_min), from_fixed_point(stored.cpu_max),
+                        from_fixed_point(stored.ram_min), from_fixed_point(stored.ram_max))
+
+
 def _merge(ring: tuple[BucketWindow, np.ndarray] | None, stored: Any, width: int, first_bucket: int,
-           count: int) -> BucketWindow:
-    """The ring's buckets where it holds them, the store's elsewhere."""
+           count: int, others: Any = None) -> BucketWindow:
+    """The ring's buckets where it holds them (with ``others``, the other collectors' parts, added), the
+    store's elsewhere."""
     if stored is None:
         assert ring is not None
         return ring[0]
-    disk = BucketWindow(first_bucket, width, stored.samples.astype(np.uint32), stored.cpu_sum, stored.ram_sum,
-                        from_fixed_point(stored.cpu_min), from_fixed_point(stored.cpu_max),
-                        from_fixed_point(stored.ram_min), from_fixed_point(stored.ram_max))
+    disk = _stored_window(stored, width, first_bucket)
     if ring is None:
         return disk
     window = ring[0]
@@ -138,5 +225,47 @@ def _merge(ring: tuple[BucketWindow, np.ndarray] | None, stored: Any, width: int
     held = window.samples > 0
     if not held.any():
         return disk
+    if others is not None:
+        window = add_windows(window, _stored_window(others, width, first_bucket))
     merged: list[Any] = [np.where(held, live, kept) for live, kept in zip(window[2:], disk[2:])]  # type: ignore[call-overload]
     return BucketWindow(first_bucket, width, *merged)
+
+
+def add_windows(one: BucketWindow, other: BucketWindow) -> BucketWindow:
+    """Buckets holding the samples of both (counts and sums add, min of mins, max of maxes)."""
+    one_filled, other_filled = one.samples > 0, other.samples > 0
+    both = one_filled & other_filled
+
+    def low(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.where(both, np.minimum(a, b), np.where(one_filled, a, b))
+
+    def high(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.where(both, np.maximum(a, b), np.where(one_filled, a, b))
+
+    return BucketWindow(one.first_bucket, one.width, (one.samples.astype(np.int64) + other.samples).astype(np.uint32),
+                        one.cpu_sum + other.cpu_sum, one.ram_sum + other.ram_sum, low(one.cpu_min, other.cpu_min),
+                        high(one.cpu_max, other.cpu_max), low(one.ram_min, other.ram_min),
+                        high(one.ram_max, other.ram_max))
+
+
+def merge_seconds(own: SecondWindow, shared: list[tuple[int, int, int, int]]) -> SecondWindow:
+    """``own`` with the seconds other collectors shared added (``(second, samples, cpu, ram)``, loads in
+    hundredths of a percent; averages weighted by samples)."""
+    if not shared:
+        return own
+    samples = own.samples.astype(np.int64)
+    cpu, ram = own.cpu_avg * samples, own.ram_avg * samples
+    for second, count, cpu_avg, ram_avg in shared:
+        at = second - own.first_second
+        if 0 <= at < samples.size and count:
+            samples[at] += count
+            cpu[at] += cpu_avg / LOAD_SCALE * count
+            ram[at] += ram_avg / LOAD_SCALE * count
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return SecondWindow(own.first_second, samples.astype(np.uint32),
+                            np.where(samples > 0, cpu / np.maximum(samples, 1), 0.0),
+                            np.where(samples > 0, ram / np.maximum(samples, 1), 0.0))
+
+
+def _EMPTY_FIELDS(shown: int) -> list[np.ndarray]:
+    return [np.zeros(shown, np.uint32)] + [np.zeros(shown) for _ in range(6)]

@@ -19,6 +19,7 @@ NODES_KEY = f"{PREFIX}:nodes"  # set: names of the nodes that have a record
 DELTAS_KEY = f"{PREFIX}:deltas"  # sorted set: delta parts by chunk id, "width|server|period|part"
 AGENT_SEQS_KEY = f"{PREFIX}:agent-seqs"  # the agents' last seqs at a clean stop (``agent_seqs`` bytes)
 META_KEY = f"{PREFIX}:meta"  # hash: schema_version
+COLLECTORS_KEY = f"{PREFIX}:collectors"  # hash: collector id -> its latest share (msgpack)
 WIDTH_LETTERS = {MINUTE_WIDTH: "m", HOUR_WIDTH: "h"}
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,253}\Z")  # what ``normalize_name`` lets through: no braces, no colon
 
@@ -54,9 +55,29 @@ def snapshots_key(name: str) -> str:
     return f"{_tag(name)}:snaps"
 
 
-def part_field(part: int) -> str:
-    """A block hash's field for ``part`` (0 the base, a chunk id a delta)."""
-    return str(int(part))
+def part_field(part: int, collector: str) -> str:
+    """A block hash's field for ``collector``'s ``part`` (0 the base, a chunk id a delta): ``C/PART``."""
+    return f"{collector}/{int(part)}"
+
+
+def seconds_key(name: str) -> str:
+    """``st:{name}:s``: the seconds the collectors shared of the server (field ``C/SECOND%64``)."""
+    return f"{_tag(name)}:s"
+
+
+def directory_key(collector: str) -> str:
+    """``st:dir:C``: collector ``C``'s directory (``fleet_directory``)."""
+    return f"{PREFIX}:dir:{collector}"
+
+
+def deltas_key(collector: str) -> str:
+    """``st:deltas:C``: collector ``C``'s delta parts by chunk id (what its crash recovery may drop)."""
+    return f"{DELTAS_KEY}:{collector}"
+
+
+def agent_seqs_key(collector: str) -> str:
+    """``st:agent-seqs:C``: the last seqs of collector ``C``'s agents at its clean stop."""
+    return f"{AGENT_SEQS_KEY}:{collector}"
 
 
 def delta_member(name: str, width: int, period: int, part: int) -> str:

@@ -65,6 +65,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgpack
 import numpy as np
 import redis
 from redis.backoff import ExponentialBackoff
@@ -74,8 +75,17 @@ from redis.retry import Retry
 
 from ..common.errors import ServerTrackError
 from .agent_seqs import AgentSeqs, decode_agent_seqs, encode_agent_seqs
+from .fleet_directory import (
+    LIVE_CELL,
+    LIVE_SECOND,
+    SECOND_FIELDS,
+    check_collector_id,
+    live_field,
+    part_of_field,
+)
 from .history_backend import no_cells
-from .history_codec import empty_cells, encode_blocks, fields_of
+from .history_codec import BlockCells, empty_cells, encode_blocks, fields_of, merge
+from .live_share import LiveEntries
 from .records import (
     BASE_PART,
     BUCKETS_PER_PERIOD,
@@ -84,29 +94,56 @@ from .records import (
     StoredCells,
 )
 from .redis_keys import (
-    AGENT_SEQS_KEY,
-    DELTAS_KEY,
+    COLLECTORS_KEY,
     META_KEY,
     NODES_KEY,
+    agent_seqs_key,
     block_key,
     block_ttl,
     delta_member,
+    deltas_key,
+    directory_key,
     known_key,
     node_key,
     parse_delta_member,
     part_field,
+    seconds_key,
     snapshot_ttl,
     snapshots_key,
 )
 from .sqlite_store import MAX_READ_BUCKETS, merged_periods
 from .store_url import RedisTarget
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: fields named by collector (C/PART); the unprefixed fields of 1 still read
 CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 5.0
 CLIENT_RETRIES = 2
 MIN_REDIS_MAJOR = 7
 _TS = struct.Struct(">q")
+SECONDS_KEY_TTL = 300  # a server's shared seconds outlive its last share by this long
+_SHARE_CELLS_PER_CALL = 500  # one call blocks its Redis node ~1 ms: reads wait at most that long
+# A base replaces this collector's fields of a block hash (its live cells, its deltas), no other collector's.
+_BASE_SCRIPT = """
+local prefix = ARGV[1]
+local fields = redis.call('HKEYS', KEYS[1])
+for i = 1, #fields do
+  if string.sub(fields[i], 1, #prefix) == prefix then redis.call('HDEL', KEYS[1], fields[i]) end
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+# A share's cells, (key, field, value, ttl) flattened in one msgpack array, all on this node: HSET each; a
+# positive ttl is set when the key has none (a block hash's), a negative one always (a seconds hash's).
+_SHARE_SCRIPT = """#!lua flags=allow-cross-slot-keys
+local d = cmsgpack.unpack(ARGV[1])
+for i = 1, #d, 4 do
+  redis.call('HSET', d[i], d[i + 1], d[i + 2])
+  local ttl = d[i + 3]
+  if ttl > 0 then redis.call('EXPIRE', d[i], ttl, 'NX') elseif ttl < 0 then redis.call('EXPIRE', d[i], -ttl) end
+end
+return #d / 4
+"""
 
 
 class RedisUnavailable(ServerTrackError):
@@ -171,9 +208,12 @@ class RedisHistory:
     purges = False  # every key has a TTL
 
     def __init__(self, client: Any, keep: dict[int, float], keep_snapshots: float,
-                 clock: Callable[[], float] = time.time, description: str = "redis") -> None:
-        """``keep``: seconds of history per bucket width (60, 3600)."""
+                 clock: Callable[[], float] = time.time, description: str = "redis", collector: str = "c") -> None:
+        """``keep``: seconds of history per bucket width (60, 3600); ``collector``: this collector's id (the
+        prefix of the fields it writes, see ``fleet_directory``)."""
         self._client = client
+        self.collector = check_collector_id(collector)
+        self._slots: dict[str, Any] = {}  # a server's cluster node, by name (a cluster client only)
         self._keep = dict(keep)
         self._keep_snapshots = keep_snapshots
         self._longest = math.ceil(max(*self._keep.values(), keep_snapshots))
@@ -212,11 +252,12 @@ class RedisHistory:
             if ttl <= 0:
                 continue  # out of retention already
             key = block_key(name, width, period)
-            if part == BASE_PART:
-                pipe.delete(key)
-            else:
-                deltas[delta_member(name, width, period, part)] = part
-            pipe.hset(key, part_field(part), blob)
+            if part == BASE_PART:  # replaces this collector's fields (its live cells, its deltas), no other's
+                pipe.execute_command("EVAL", _BASE_SCRIPT, 1, key, f"{self.collector}/", part_field(part, self.collector),
+                                     blob, ttl)
+                continue
+            deltas[delta_member(name, width, period, part)] = part
+            pipe.hset(key, part_field(part, self.collector), blob)
             pipe.expire(key, ttl)
             known[name] = max(ttl, known.get(name, 0))
         for name, ttl in known.items():
@@ -225,25 +266,26 @@ class RedisHistory:
             pipe.expire(key, ttl, nx=True)
             pipe.expire(key, ttl, gt=True)
         if deltas:
-            pipe.zadd(DELTAS_KEY, deltas)
-            pipe.expire(DELTAS_KEY, self._longest)
+            pipe.zadd(deltas_key(self.collector), deltas)
+            pipe.expire(deltas_key(self.collector), self._longest)
         pipe.execute()
 
     def drop_parts_after(self, chunk_id: int) -> int:
         """Delete the delta parts of chunks after ``chunk_id`` (from ``st:deltas``); how many were kept."""
-        members = [_text(member) for member in self._client.zrangebyscore(DELTAS_KEY, f"({int(chunk_id)}", "+inf")]
+        index = deltas_key(self.collector)
+        members = [_text(member) for member in self._client.zrangebyscore(index, f"({int(chunk_id)}", "+inf")]
         if not members:
             return 0
         pipe = self._client.pipeline(transaction=False)
         for member in members:
             name, width, period, part = parse_delta_member(member)
-            pipe.hdel(block_key(name, width, period), part_field(part))
-        pipe.zrem(DELTAS_KEY, *members)
+            pipe.hdel(block_key(name, width, period), part_field(part, self.collector))
+        pipe.zrem(index, *members)
         return int(sum(pipe.execute()[:-1]))
 
     def forget_parts_before(self, chunk_id: int) -> None:
         """Trim ``st:deltas`` of the parts of chunks before ``chunk_id`` (never dropped any more)."""
-        self._client.zremrangebyscore(DELTAS_KEY, "-inf", f"({int(chunk_id)}")
+        self._client.zremrangebyscore(deltas_key(self.collector), "-inf", f"({int(chunk_id)}")
 
     def purge(self, width: int, before_period: int, limit: int = 10_000) -> int:
         """Nothing to do: every block hash expires by itself (its TTL)."""
@@ -313,18 +355,67 @@ class RedisHistory:
 
     def take_agent_seqs(self) -> AgentSeqs | None:
         """The seqs the last clean stop kept (GETDEL: good for one start); ``ValueError`` if they do not decode."""
-        data = self._client.getdel(AGENT_SEQS_KEY)
-        return None if data is None else decode_agent_seqs(bytes(data), f"{self.description} {AGENT_SEQS_KEY}")
+        key = agent_seqs_key(self.collector)
+        data = self._client.getdel(key)
+        return None if data is None else decode_agent_seqs(bytes(data), f"{self.description} {key}")
 
     def keep_agent_seqs(self, seqs: AgentSeqs) -> None:
         """Keep the agents' last seqs for the next start."""
-        self._client.set(AGENT_SEQS_KEY, encode_agent_seqs(seqs), ex=self._longest)
+        self._client.set(agent_seqs_key(self.collector), encode_agent_seqs(seqs), ex=self._longest)
+
+    # ---------------------------------------------------------------- the fleet's live state
+
+    def write_share(self, entries: LiveEntries, directory: bytes | None, servers: int) -> None:
+        """Write a share (see ``fleet_directory``): the live cells into the block hashes (a field per bucket,
+        ``C/mI``), the seconds into each server's seconds hash (``C/SECOND%64``), the directory, and this
+        collector's line in ``st:collectors``. One script call per few hundred cells, sent to the node that
+        holds their keys; idempotent (a retry writes the same fields again)."""
+        now = self._clock()
+        collector = self.collector
+        flat: dict[Any, list[Any]] = {}
+        for (name, width, period), cells in entries.buckets.items():
+            ttl = block_ttl(width, period, self._keep[width], now)
+            if ttl <= 0:
+                continue
+            key = block_key(name, width, period)
+            target = flat.setdefault(self._node_of(name, key), [])
+            for index, cell in cells.items():
+                target += (key, live_field(collector, index), cell, ttl)
+        for name, seconds in entries.seconds.items():
+            key = seconds_key(name)
+            target = flat.setdefault(self._node_of(name, key), [])
+            for second, cell in seconds.items():
+                target += (key, f"{collector}/{second % SECOND_FIELDS}", cell, -SECONDS_KEY_TTL)
+        step = _SHARE_CELLS_PER_CALL * 4
+        for node, items in flat.items():
+            for start in range(0, len(items), step):
+                blob = msgpack.packb(items[start:start + step], use_bin_type=False)
+                if node is None:
+                    self._client.eval(_SHARE_SCRIPT, 0, blob)
+                else:
+                    self._client.execute_command("EVAL", _SHARE_SCRIPT, 0, blob, target_nodes=node)
+        pipe = self._client.pipeline(transaction=False)
+        if directory is not None:
+            pipe.set(directory_key(collector), directory, ex=self._longest)
+        pipe.hset(COLLECTORS_KEY, collector, msgpack.packb({"ts": now, "servers": servers}))
+        pipe.expire(COLLECTORS_KEY, self._longest)
+        pipe.execute()
+
+    def _node_of(self, name: str, key: str) -> Any:
+        """The cluster node that holds ``name``'s keys (None for a single Redis)."""
+        if not isinstance(self._client, RedisCluster):
+            return None
+        return self._client.get_node_from_key(key)
+
+    def read_directories(self) -> list[tuple[str, bytes]]:
+        """See ``RedisReads.read_directories``."""
+        return self.reader().read_directories()
 
     # ---------------------------------------------------------------- reading
 
     def reader(self) -> RedisReads:
         """A reader for one thread (the client's connection pool is shared; pipelines are per read)."""
-        return RedisReads(self._client, self._keep_snapshots, self._clock)
+        return RedisReads(self._client, self._keep_snapshots, self._clock, self.collector)
 
     def read_range(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells | None:
         """See ``RedisReads.read_range``."""
@@ -350,15 +441,23 @@ class RedisHistory:
 class RedisReads:
     """Reads of the Redis history: a range in one pipeline (one server's keys share a slot: one node)."""
 
-    def __init__(self, client: Any, keep_snapshots: float, clock: Callable[[], float]) -> None:
+    def __init__(self, client: Any, keep_snapshots: float, clock: Callable[[], float], collector: str = "c") -> None:
         self._client = client
+        self.collector = collector
         self._keep_snapshots = keep_snapshots
         self._clock = clock
 
     def read_range(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells | None:
         """Buckets ``first_bucket .. first_bucket + count - 1`` of ``server`` (every part of every block
-        they touch, merged; zeros where nothing is kept), or None when no block of ``server`` is kept:
-        one pipeline, ``EXISTS`` and one ``HGETALL`` per period."""
+        they touch, every collector's, merged; zeros where nothing is kept), or None when nothing of
+        ``server`` is kept: one pipeline, ``EXISTS`` and one ``HGETALL`` per period."""
+        split = self.read_split(server, width, first_bucket, count, None)
+        return None if split is None else split[0]
+
+    def read_split(self, server: str, width: int, first_bucket: int, count: int, own: str | None
+                   ) -> tuple[StoredCells, StoredCells] | None:
+        """``read_range`` twice from one read: every collector's parts merged, and every collector's but
+        ``own``'s (what a collector adds to its own rings' buckets); None when nothing of ``server`` is kept."""
         per_period = BUCKETS_PER_PERIOD.get(width)
         if per_period is None:
             raise ValueError(f"no history of {width}-second buckets (60 or 3600)")
@@ -376,16 +475,33 @@ class RedisReads:
         if not answers[0] and not any(hashes):
             return None
         if count == 0:
-            return no_cells(first_bucket, width, 0)
-        rows = sorted((first_period + offset, int(field), bytes(blob))
-                      for offset, fields in enumerate(hashes) for field, blob in fields.items())
+            return no_cells(first_bucket, width, 0), no_cells(first_bucket, width, 0)
         spans = last_period - first_period + 1
-        cells = merged_periods(rows, per_period, first_period, spans, f"{width}-second blocks of {server!r}") \
-            if rows else empty_cells((spans, per_period))
+        where = f"{width}-second blocks of {server!r}"
+        parts = [(first_period + offset, _text(field), bytes(blob))
+                 for offset, fields in enumerate(hashes) for field, blob in fields.items()]
+        merged = [stored_period_cells(parts, per_period, first_period, spans, where, None)]
+        merged.append(merged[0] if own is None else
+                      stored_period_cells(parts, per_period, first_period, spans, where, own))
         offset = first_bucket - first_period * per_period
-        return StoredCells._make([first_bucket, width,
-                                  *(np.ascontiguousarray(field.reshape(-1)[offset:offset + count])
-                                    for field in fields_of(cells))])
+        out = []
+        for cells in merged:
+            out.append(StoredCells._make([first_bucket, width,
+                                          *(np.ascontiguousarray(field.reshape(-1)[offset:offset + count])
+                                            for field in fields_of(cells))]))
+        return out[0], out[1]
+
+    def read_seconds(self, server: str, own: str | None) -> list[tuple[int, int, int, int]]:
+        """The seconds other collectors (all but ``own``) shared of ``server``: ``(second, samples, cpu,
+        ram)``, cpu and ram in hundredths of a percent."""
+        fields = self._client.hgetall(seconds_key(server))
+        seconds = []
+        for field, value in fields.items():
+            collector, _ = part_of_field(_text(field))
+            if collector == own or len(value) != LIVE_SECOND.size:
+                continue
+            seconds.append(LIVE_SECOND.unpack(value))
+        return seconds
 
     def read_cells(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells:
         """``read_range``, zeros for a server without history."""
@@ -395,6 +511,17 @@ class RedisReads:
     def has_server(self, server: str) -> bool:
         """Whether any block of ``server`` is kept."""
         return bool(self._client.exists(known_key(server)))
+
+    def read_directories(self) -> list[tuple[str, bytes]]:
+        """Every other collector's directory, ``(collector, blob)`` (one read of ``st:collectors``, then one
+        GET each)."""
+        others = sorted(_text(name) for name in self._client.hkeys(COLLECTORS_KEY) if _text(name) != self.collector)
+        if not others:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for other in others:
+            pipe.get(directory_key(other))
+        return [(other, bytes(blob)) for other, blob in zip(others, pipe.execute()) if blob is not None]
 
     def read_snapshots(self, node: str, from_ts: int, to_ts: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` snapshot records of ``node`` taken in ``from_ts .. to_ts`` and within
@@ -408,12 +535,51 @@ class RedisReads:
         return [(_TS.unpack_from(member)[0], bytes(member[_TS.size:])) for member in members]
 
 
+def stored_period_cells(parts: list[tuple[int, str, bytes]], per_period: int, first_period: int, spans: int,
+                        where: str, leave_out: str | None) -> BlockCells:
+    """The ``[spans, per_period]`` cells of periods ``first_period ..`` from the fields of their block hashes
+    ``(period, field, value)``: block parts (``C/0``, ``C/N``) decoded and merged, live cells (``C/mI``)
+    merged in; the fields of collector ``leave_out`` left out."""
+    rows: list[tuple[int, int, bytes]] = []
+    live: list[tuple[int, int, bytes]] = []
+    for period, field, value in parts:
+        collector, rest = part_of_field(field)
+        if collector == leave_out and leave_out is not None:
+            continue
+        if rest.startswith("m"):
+            index = int(rest[1:]) if rest[1:].isdigit() else -1
+            if 0 <= index < per_period and len(value) == LIVE_CELL.size:
+                live.append((period - first_period, index, value))
+        elif rest.isdigit():
+            rows.append((period, int(rest), value))
+    rows.sort()
+    cells = merged_periods(rows, per_period, first_period, spans, where) if rows else empty_cells((spans, per_period))
+    if live:
+        cells = merge(cells, _live_block(live, spans, per_period))
+    return cells
+
+
+def _live_block(live: list[tuple[int, int, bytes]], spans: int, per_period: int) -> BlockCells:
+    """Live cells as one ``[spans, per_period]`` block (several collectors' cells of one bucket merged)."""
+    out = empty_cells((spans, per_period))
+    for span, index, value in live:
+        samples, cpu_sum, ram_sum, cpu_min, cpu_max, ram_min, ram_max = LIVE_CELL.unpack(value)
+        if samples == 0:
+            continue
+        one = BlockCells(*(np.array([[v]], dtype=field.dtype) for v, field in
+                           zip((samples, cpu_sum, ram_sum, cpu_min, cpu_max, ram_min, ram_max), fields_of(out))))
+        here = BlockCells(*(field[span:span + 1, index:index + 1] for field in fields_of(out)))
+        for target, source in zip(fields_of(here), fields_of(merge(here, one))):
+            target[...] = source
+    return out
+
+
 def open_redis_history(target: RedisTarget, password: str | None, ca_file: str | None, keep: dict[int, float],
-                       keep_snapshots: float, clock: Callable[[], float]) -> RedisHistory:
+                       keep_snapshots: float, clock: Callable[[], float], collector: str = "c") -> RedisHistory:
     """Connect to ``target`` and check what it holds; ``RedisUnavailable`` with one line if it cannot be used."""
     client = connect(target, password, ca_file)
     try:
-        return RedisHistory(client, keep, keep_snapshots, clock, target.describe())
+        return RedisHistory(client, keep, keep_snapshots, clock, target.describe(), collector)
     except (RedisError, RedisClusterException, OSError) as error:
         client.close()
         raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: {_one_line(error)}") from None

@@ -99,11 +99,13 @@ def test_every_key_has_a_ttl_and_every_key_of_a_server_is_in_its_slot(
     finally:
         monitor.close()  # the agents' last seqs are written then
     keys.update(all_keys(clients))
-    kinds = {key.split(":")[-2] if key.count(":") == 3 else key.split(":")[-1] for key in keys}
-    # (``st:deltas`` lives from a delta part to the next checkpoint: when present, it is checked too)
-    assert {"m", "h", "known", "node", "snaps", "nodes", "meta", "agent-seqs"} <= kinds, sorted(keys)
+    # a server's keys: st:{NAME}:KIND[:PERIOD]; the fleet-wide ones: st:KIND[:COLLECTOR]
+    kinds = {key.split("}:")[1].split(":")[0] if "}" in key else key.split(":")[1] for key in keys}
+    # (``st:deltas:C`` lives from a delta part to the next checkpoint: when present, it is checked too)
+    assert {"m", "h", "s", "known", "node", "snaps", "nodes", "meta", "agent-seqs", "dir", "collectors"} <= kinds, \
+        sorted(keys)
     parts = {field for key, client in keys.items() if ":m:" in key for field in client.hkeys(key)}
-    assert b"0" in parts and len(parts) > 1  # bases and the late samples' delta parts
+    assert any(part.endswith(b"/0") for part in parts) and len(parts) > 1  # bases, deltas, live cells
     for key, client in keys.items():
         ttl = client.ttl(key)
         assert ttl > 0, (key, ttl)  # -1: a key without TTL
@@ -188,14 +190,14 @@ def test_redis_down_then_back_is_counted_survived_and_caught_up_with(
             assert ranged is not None and ranged.window.samples.tolist() == [1] * 150
         finally:
             monitor.close()
-        # from Redis alone (a fresh data dir): the hours that closed while it was down (22:00, 23:00; the
-        # 00:00 hour is still open in the rings) are there, every sample
+        # from Redis alone (a fresh data dir, so another collector id): the hours that closed while it was
+        # down (22:00, 23:00) are there, every sample, and the open 00:00 hour as the first one shared it
         again = Monitor(factory(server.url), tmp_path / "fresh", clock)
         try:
             reader = again.store.open_reader()
             for name in NAMES:
                 kept = reader.read_range(name, 60, first_minute, 150)
-                assert kept is not None and kept.samples.tolist() == [1] * 90 + [0] * 60, name
+                assert kept is not None and kept.samples.tolist() == [1] * 150, name
             assert applied == 150 * len(NAMES)
         finally:
             again.close()
@@ -227,10 +229,13 @@ def test_a_base_replaces_its_parts_and_a_crash_drops_the_parts_its_log_lost(redi
         assert history.drop_parts_after(8) == 1  # the log ended with chunk 8: part 9 goes, 7 stays
         assert int(history.read_cells("web-1", 60, first, 60).samples[0]) == 11
         history.forget_parts_before(8)  # a checkpoint covers chunk 7: never dropped now
-        assert client.zcard("st:deltas") == 0 and history.drop_parts_after(0) == 0
-        history.write_blocks(one_block("web-1", period, 0, 4, 5.0))  # a base again: replaces every part
-        assert int(history.read_cells("web-1", 60, first, 60).samples[0]) == 4
-        assert client.hkeys(f"st:{{web-1}}:m:{period}") == [b"0"]
+        assert client.zcard("st:deltas:c") == 0 and history.drop_parts_after(0) == 0
+        other = RedisHistory(client, {60: 7 * 86_400.0, 3600: 400 * 86_400.0}, 7 * 86_400.0, lambda: START,
+                             collector="other")
+        other.write_blocks(one_block("web-1", period, 0, 3, 5.0))  # another collector's part of the hour
+        history.write_blocks(one_block("web-1", period, 0, 4, 5.0))  # a base again: replaces its own parts
+        assert int(history.read_cells("web-1", 60, first, 60).samples[0]) == 4 + 3
+        assert sorted(client.hkeys(f"st:{{web-1}}:m:{period}")) == [b"c/0", b"other/0"]
         assert history.read_range("nobody", 60, first, 60) is None and history.has_server("web-1")
     finally:
         history.close()

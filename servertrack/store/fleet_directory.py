@@ -1,0 +1,124 @@
+"""What one collector tells the others about its fleet (pure: no I/O): its directory and its live cells.
+
+A collector of a fleet (several ``serve`` on one Redis store) shares, every
+``--share-every`` seconds:
+
+- its *directory*: every server and node it holds, as the fleet view's
+  columns (name, node or not, state, last seen, current cpu and ram), one
+  msgpack map of packed arrays, so that any collector lists the whole fleet;
+- the *live cells* of the servers that changed: the open buckets its rings
+  hold (the current minute and hour, and any other bucket of an open period a
+  sample touched), and the seconds. They are written into the same block
+  hashes the closed periods are kept in, under fields named by the
+  collector, so a read merges every collector's part (``redis_store``).
+
+Collector ids are short, lower case and free of ``/`` (the field separator).
+Decoding is validation: a directory another collector wrote that does not
+decode is ``ValueError`` (the reader counts it and goes on without it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import struct
+from typing import Any
+
+import msgpack
+import numpy as np
+import numpy.typing as npt
+
+from ..common.fleet import FleetTable
+from ..common.nodes import NODE_STATES
+
+DIRECTORY_VERSION = 1
+MAX_DIRECTORY_BYTES = 256 * 1024 * 1024  # 10M names of 25 bytes
+COLLECTOR_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
+# A live cell of a minute or an hour: samples, cpu and ram sums (percent), min and max fixed-point.
+LIVE_CELL = struct.Struct("<IddIIII")
+# A live second: its epoch second, samples, average cpu and ram (hundredths of a percent).
+LIVE_SECOND = struct.Struct("<qBHH")
+SECOND_FIELDS = 64  # a server's seconds hash keeps the last 64 seconds of each collector (field second % 64)
+_COLUMNS = (("is_node", np.bool_), ("states", np.int8), ("last_seen", np.float64), ("cpu", np.float64),
+            ("ram", np.float64), ("served", np.bool_))
+
+
+def check_collector_id(text: str) -> str:
+    """``text`` if it can name a collector (1 to 32 of ``a-z 0-9 -``, not starting with ``-``); ``ValueError``."""
+    if COLLECTOR_ID.match(text) is None:
+        raise ValueError(f"a collector id is 1 to 32 lower-case letters, digits and '-' (not first), not {text!r}")
+    return text
+
+
+def encode_directory(table: FleetTable, collector: str, now: float) -> bytes:
+    """The directory of ``collector`` as of ``now``: its fleet table's columns, packed."""
+    body: dict[str, Any] = {"v": DIRECTORY_VERSION, "collector": collector, "ts": float(now),
+                            "names": "\n".join(table.names)}
+    for name, dtype in _COLUMNS:
+        values = getattr(table, name)
+        if values is None:  # served: all
+            values = np.ones(len(table.names), dtype=dtype)
+        body[name] = np.ascontiguousarray(values, dtype=dtype).tobytes()
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode_directory(blob: bytes) -> tuple[str, float, FleetTable]:
+    """``(collector, ts, table)`` of a directory; ``ValueError`` for anything that is not one."""
+    if len(blob) > MAX_DIRECTORY_BYTES:
+        raise ValueError(f"a directory of {len(blob)} bytes is over {MAX_DIRECTORY_BYTES}")
+    try:
+        body = msgpack.unpackb(blob, raw=False, max_bin_len=MAX_DIRECTORY_BYTES, max_str_len=MAX_DIRECTORY_BYTES,
+                               max_map_len=32, max_array_len=0)
+    except (ValueError, msgpack.UnpackException, TypeError) as error:
+        raise ValueError(f"not a directory: {error}") from None
+    if type(body) is not dict or body.get("v") != DIRECTORY_VERSION:
+        raise ValueError("not a directory of version 1")
+    collector, ts, names_text = body.get("collector"), body.get("ts"), body.get("names")
+    if type(collector) is not str or type(ts) is not float or type(names_text) is not str:
+        raise ValueError("a directory needs collector, ts and names")
+    names = names_text.split("\n") if names_text else []
+    columns: list[npt.NDArray[Any]] = []
+    for name, dtype in _COLUMNS:
+        data = body.get(name)
+        if type(data) is not bytes or len(data) != len(names) * np.dtype(dtype).itemsize:
+            raise ValueError(f"a directory's {name} does not match its {len(names)} names")
+        columns.append(np.frombuffer(data, dtype=dtype).copy())
+    if columns[1].size and (columns[1].min() < 0 or columns[1].max() >= len(NODE_STATES)):
+        raise ValueError("a directory holds an unknown state")
+    if any(later <= earlier for earlier, later in itertools.pairwise(names)):
+        raise ValueError("a directory's names are not in order")
+    return check_collector_id(collector), ts, FleetTable(names, *columns)
+
+
+def live_cells(cells: tuple[npt.NDArray[Any], ...]) -> list[bytes]:
+    """Each open bucket's cells (``BucketRing.open_cells``) as a ``LIVE_CELL``."""
+    record = np.empty(cells[0].size, dtype=[("samples", "<u4"), ("cpu_sum", "<f8"), ("ram_sum", "<f8"),
+                                           ("cpu_min", "<u4"), ("cpu_max", "<u4"), ("ram_min", "<u4"),
+                                           ("ram_max", "<u4")])
+    for name, values in zip(record.dtype.names or (), cells):
+        record[name] = values
+    data = record.tobytes()
+    size = LIVE_CELL.size
+    return [data[start:start + size] for start in range(0, len(data), size)]
+
+
+def live_seconds(seconds: npt.NDArray[np.int64], cells: tuple[npt.NDArray[Any], ...]) -> list[bytes]:
+    """Each second's cells (``SecondRing.cells_at``) as a ``LIVE_SECOND``."""
+    samples, cpu, ram = cells
+    record = np.empty(seconds.size, dtype=[("second", "<i8"), ("samples", "u1"), ("cpu", "<u2"), ("ram", "<u2")])
+    record["second"], record["samples"], record["cpu"], record["ram"] = seconds, samples, cpu, ram
+    data = record.tobytes()
+    size = LIVE_SECOND.size
+    return [data[start:start + size] for start in range(0, len(data), size)]
+
+
+def live_field(collector: str, index: int) -> str:
+    """The block hash field of ``collector``'s live cell of bucket ``index`` of the period."""
+    return f"{collector}/m{int(index)}"
+
+
+def part_of_field(field: str) -> tuple[str, str]:
+    """``(collector, rest)`` of a block hash field: ``C/0`` a base, ``C/N`` a delta, ``C/mI`` a live cell; a
+    field without ``/`` is a part written by a single collector before fleets (collector ``""``)."""
+    collector, slash, rest = field.rpartition("/")
+    return (collector, rest) if slash else ("", field)

@@ -1,0 +1,158 @@
+"""The fleet's shared state, without Redis: directories, live cells, the pending share and how parts merge."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from servertrack.common.aggregator import Aggregator
+from servertrack.common.fleet import FleetTable
+from servertrack.store.fleet_directory import (
+    LIVE_CELL,
+    check_collector_id,
+    decode_directory,
+    encode_directory,
+    live_cells,
+    live_field,
+    part_of_field,
+)
+from servertrack.store.history_codec import BlockCells, encode_many
+from servertrack.store.live_share import LiveShare
+from servertrack.store.redis_store import stored_period_cells
+
+START = 1_700_000_000.0  # 22:13:20 UTC: mid-hour
+
+
+def table(names: list[str]) -> FleetTable:
+    count = len(names)
+    return FleetTable(names, np.arange(count) % 2 == 0, (np.arange(count) % 4).astype(np.int8),
+                      START - np.arange(count, dtype=np.float64), np.linspace(0, 100, count), np.full(count, np.nan),
+                      np.arange(count) % 3 != 0)
+
+
+def test_a_directory_decodes_to_what_was_encoded() -> None:
+    names = [f"web-{index:03d}" for index in range(50)]
+    collector, ts, decoded = decode_directory(encode_directory(table(names), "c-1", START))
+    assert (collector, ts, decoded.names) == ("c-1", START, names)
+    expected = table(names)
+    for got, want in zip(decoded[1:], expected[1:]):
+        np.testing.assert_array_equal(got, want)
+    assert decode_directory(encode_directory(table([]), "a", START))[2].names == []
+
+
+@pytest.mark.parametrize("blob", [
+    b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"v": 2}),
+    msgpack.packb({"v": 1, "collector": "a", "ts": 1.0, "names": "x"}),  # no columns
+    msgpack.packb({"v": 1, "collector": "A/B", "ts": 1.0, "names": "", "is_node": b"", "states": b"",
+                   "last_seen": b"", "cpu": b"", "ram": b""}),  # not a collector id
+    msgpack.packb({"v": 1, "collector": "a", "ts": 1.0, "names": "b\na", "is_node": b"\0\0", "states": b"\0\0",
+                   "last_seen": b"\0" * 16, "cpu": b"\0" * 16, "ram": b"\0" * 16}),  # out of order
+    msgpack.packb({"v": 1, "collector": "a", "ts": 1.0, "names": "a", "is_node": b"\0", "states": b"\x09",
+                   "last_seen": b"\0" * 8, "cpu": b"\0" * 8, "ram": b"\0" * 8}),  # no such state
+    msgpack.packb({"v": 1, "collector": "a", "ts": 1.0, "names": "a", "is_node": b"\0", "states": b"\0",
+                   "last_seen": b"\0" * 7, "cpu": b"\0" * 8, "ram": b"\0" * 8}),  # short column
+])
+def test_what_is_not_a_directory_is_refused(blob: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_directory(blob)
+
+
+@pytest.mark.parametrize("text", ["", "-a", "A", "a/b", "a" * 33, "a b", "a\n"])
+def test_a_collector_id_is_short_lower_case_and_has_no_slash(text: str) -> None:
+    with pytest.raises(ValueError):
+        check_collector_id(text)
+    assert check_collector_id("a" * 32) == "a" * 32 and check_collector_id("c-0f3a") == "c-0f3a"
+
+
+def test_a_field_names_its_collector_and_part() -> None:
+    assert part_of_field("a/0") == ("a", "0") and part_of_field(live_field("c-1", 7)) == ("c-1", "m7")
+    assert part_of_field("12") == ("", "12")  # written before fleets: a single collector's
+
+
+def _block(samples: list[int], cpu: float) -> BlockCells:
+    count = np.array(samples, dtype=np.uint32)
+    filled = count > 0
+    fixed = np.where(filled, int(cpu * 100_000), 0).astype(np.uint32)
+    return BlockCells(count, count * cpu, count * cpu * 0.5, fixed, fixed, (fixed // 2).astype(np.uint32),
+                      (fixed // 2).astype(np.uint32))
+
+
+def test_parts_of_every_collector_merge_and_one_can_be_left_out() -> None:
+    period = int(START // 3600)
+    base_a = _block([2] * 30 + [0] * 30, 10.0)
+    base_b = _block([0] * 30 + [1] * 30, 50.0)
+    parts = [(period, "a/0", encode_many(BlockCells(*(field[None, :] for field in base_a)))[0]),
+             (period, "b/0", encode_many(BlockCells(*(field[None, :] for field in base_b)))[0]),
+             (period, "b/m30", LIVE_CELL.pack(2, 60.0, 30.0, 1_000_000, 5_000_000, 500_000, 2_500_000)),
+             (period, "b/m99", LIVE_CELL.pack(9, 1.0, 1.0, 0, 0, 0, 0)),  # no such minute: ignored
+             (period, "b/mx", b"junk")]
+    merged = stored_period_cells(parts, 60, period, 1, "test", None)
+    assert merged.samples[0].tolist() == [2] * 30 + [3] + [1] * 29
+    assert float(merged.cpu_sum[0, 30]) == pytest.approx(50.0 + 60.0)
+    assert int(merged.cpu_min[0, 30]) == 1_000_000 and int(merged.cpu_max[0, 30]) == 5_000_000
+    without_b = stored_period_cells(parts, 60, period, 1, "test", "b")
+    assert without_b.samples[0].tolist() == [2] * 30 + [0] * 30
+
+
+def test_the_shared_cells_are_what_the_rings_hold_of_open_periods() -> None:
+    now = [START]
+    aggregator = Aggregator(10, clock=lambda: now[0], closing=True)
+    aggregator.sharing = True
+    aggregator.apply(["a", "b"], [START, START + 0.5], [10.0, 20.0], [30.0, 40.0], chunk_id=1)
+    aggregator.apply(["a"], [START + 45], [50.0], [60.0], chunk_id=2)  # the next minute
+    shared = aggregator.take_shared()
+    assert sorted(zip(shared.minutes.names, shared.minutes.buckets.tolist())) == [
+        ("a", int(START // 60)), ("a", int(START // 60) + 1), ("b", int(START // 60))]
+    assert sorted(zip(shared.seconds.names, shared.seconds.buckets.tolist())) == [
+        ("a", int(START)), ("a", int(START) + 45), ("b", int(START))]
+    now[0] = START + 45
+    windows = aggregator.windows("a")
+    assert windows is not None
+    at = shared.minutes.names.index("a")  # its first minute, the window's last but one
+    assert int(shared.minutes.cells[0][at]) == int(windows.minutes.samples[-2])
+    assert aggregator.take_shared().minutes.names == []  # taken: nothing new since
+    # a late sample for a closed hour is the store's delta, not a live cell
+    aggregator.apply(["a"], [START + 3600], [1.0], [1.0], chunk_id=3)
+    aggregator.take_shared()
+    aggregator.apply(["a"], [START], [1.0], [1.0], chunk_id=4)
+    assert aggregator.take_shared().minutes.names == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 7200), st.floats(0, 100)),
+                min_size=1, max_size=40))
+def test_a_buckets_shared_cell_is_its_ring_cell(samples: list[tuple[str, int, float]]) -> None:
+    """Whatever the order, a shared open minute holds exactly what the minute window shows of it."""
+    now = [START + 7200]
+    aggregator = Aggregator(10, clock=lambda: now[0], closing=True)
+    aggregator.sharing = True
+    for chunk, (name, offset, cpu) in enumerate(samples, 1):
+        aggregator.apply([name], [START + offset], [cpu], [cpu], chunk_id=chunk)
+    shared = aggregator.take_shared().minutes
+    for name, bucket, count in zip(shared.names, shared.buckets.tolist(), shared.cells[0].tolist()):
+        windows = aggregator.windows(name)
+        assert windows is not None
+        minutes = windows.minutes
+        index = bucket - minutes.first_bucket
+        if 0 <= index < len(minutes.samples):
+            assert count == int(minutes.samples[index])
+
+
+def test_a_closed_period_leaves_the_share_before_its_base_is_written() -> None:
+    now = [START]
+    aggregator = Aggregator(10, clock=lambda: now[0], closing=True)
+    aggregator.sharing = True
+    share = LiveShare()
+    aggregator.apply(["a"], [START], [10.0], [10.0], chunk_id=1)
+    share.add(aggregator.take_shared())
+    assert len(share) == 3  # its second, minute and hour
+    aggregator.apply(["a"], [START + 3600], [10.0], [10.0], chunk_id=2)  # the hour closes
+    closed = [blocks for blocks in aggregator.take_closed() if blocks.width == 60]
+    share.closed(closed[0].names, 60, closed[0].periods)
+    entries = share.take()
+    assert all(width != 60 for _, width, _ in entries.buckets) and len(share) == 0
+    cells = live_cells(aggregator.take_shared().minutes.cells)
+    assert len(cells) == 1 and LIVE_CELL.unpack(cells[0])[0] == 1

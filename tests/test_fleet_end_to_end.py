@@ -1,0 +1,178 @@
+"""Two real collectors on one real three-master Redis Cluster: one fleet.
+
+Each ``serve`` has its own data dir and collector id; samples reach one or
+the other (HTTP posts here, agents in ``test_collectors_end_to_end``), and
+every read route of either answers for every server, from its rings plus
+what the other shared. A server that moves between them in the middle of a
+minute is counted once, every sample; a collector killed leaves its data
+readable; a Redis master killed and restarted is survived and caught up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.redis_servers import (
+    RedisClusterServers,
+    need_redis_server,
+    temporary_directory,
+)
+from tests.test_end_to_end import Service, http, running_service, wait_for
+
+SHARE_EVERY = "0.2"
+WAIT_SECONDS = 15.0
+
+
+@contextlib.contextmanager
+def collector(url: str, data_dir: Path, collector_id: str, *flags: str) -> Iterator[Service]:
+    """A ``serve`` of the fleet on Redis ``url``."""
+    with running_service("--store", url, "--data-dir", str(data_dir), "--collector-id", collector_id,
+                         "--share-every", SHARE_EVERY, *flags) as service:
+        yield service
+
+
+def post_samples(service: Service, name: str, stamps: list[float], cpu: float = 10.0) -> None:
+    items = [{"server": name, "cpu": cpu + index, "ram": 50.0, "ts": ts} for index, ts in enumerate(stamps)]
+    status, body = http("POST", f"{service.url}/loads", items)
+    assert status == 202, body
+
+
+def loads(service: Service, name: str) -> dict[str, Any]:
+    status, body = http("GET", f"{service.url}/servers/{name}/loads")
+    assert status == 200, body
+    return body
+
+
+def counted(body: dict[str, Any], window: str) -> int:
+    return sum(bucket["samples"] for bucket in body[window])
+
+
+def recent_stamps(count: int) -> list[float]:
+    """``count`` timestamps one second apart in the current minute, ending now (at least one second into it)."""
+    now = time.time()
+    if now % 60 < count + 1:  # too close to the minute's start: wait for room in it
+        time.sleep(count + 1 - now % 60)
+        now = time.time()
+    return [now - count + 1 + index for index in range(count)]
+
+
+def raw(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_every_read_route_of_either_collector_answers_for_the_other_ones_servers(
+        redis_cluster_url: str, tmp_path: Path) -> None:
+    with collector(redis_cluster_url, tmp_path / "a", "col-a") as a, \
+            collector(redis_cluster_url, tmp_path / "b", "col-b") as b:
+        post_samples(a, "alpha.example", recent_stamps(4))
+        post_samples(b, "beta.example", recent_stamps(3), cpu=60.0)
+        for here, there, name, samples in ((a, b, "beta.example", 3), (b, a, "alpha.example", 4)):
+            wait_for(lambda here=here, name=name, samples=samples:
+                     http("GET", f"{here.url}/servers/{name}/loads")[0] == 200
+                     and counted(loads(here, name), "minutes") == samples, WAIT_SECONDS, f"{name} on the other")
+            mine, theirs = loads(here, name), loads(there, name)
+            for window in ("minutes", "hours"):
+                assert [bucket for bucket in mine[window]] == [bucket for bucket in theirs[window]], window
+            assert counted(mine, "hours") == samples
+            # the same answer on every route that reads a server's windows
+            for route in (f"/servers/{name}/seconds", f"/servers/{name}/summary", f"/perf/{name}/last_minute",
+                          f"/perf/{name}/last_hour", f"/perf/{name}/last_day", f"/server/{name}"):
+                status_here, body_here = raw(here.url + route)
+                status_there, body_there = raw(there.url + route)
+                assert status_here == status_there == 200, (route, body_here)
+                if route.endswith("/seconds"):
+                    assert sum(second["samples"] for second in json.loads(body_here)["seconds"]) == samples
+                else:
+                    assert body_here == body_there, route
+            # a range read of the other's server
+            start = int(time.time() // 3600) * 3600
+            status, ranged = http("GET", f"{here.url}/servers/{name}/loads?from={start}&to={start + 3599}")
+            assert status == 200 and counted(ranged, "buckets") == samples, ranged
+        for service in (a, b):
+            status, listing = http("GET", f"{service.url}/servers")
+            assert [entry["server"] for entry in listing["servers"]] == ["alpha.example", "beta.example"]
+            status, fleet = http("GET", f"{service.url}/fleet")
+            assert status == 200 and [row["name"] for row in fleet["rows"]] == ["alpha.example", "beta.example"]
+            assert http("GET", f"{service.url}/servers/nobody.example/loads")[0] == 404
+            status, stats = http("GET", f"{service.url}/stats")
+            assert stats["store"]["collector"] in ("col-a", "col-b") and stats["store"]["shares"] > 0
+
+
+def test_a_server_that_moves_mid_minute_is_counted_once_every_sample(redis_cluster_url: str, tmp_path: Path) -> None:
+    with collector(redis_cluster_url, tmp_path / "a", "col-a") as a, \
+            collector(redis_cluster_url, tmp_path / "b", "col-b") as b:
+        stamps = recent_stamps(6)
+        post_samples(a, "mover.example", stamps[:4])  # its first four seconds at a
+        time.sleep(0.5)
+        post_samples(b, "mover.example", stamps[4:])  # then b, the same minute
+        for service in (a, b):
+            wait_for(lambda service=service: counted(loads(service, "mover.example"), "minutes") == 6, WAIT_SECONDS,
+                     "all six samples on both")
+            body = loads(service, "mover.example")
+            assert body["minutes"][-1]["samples"] == 6 and counted(body, "hours") == 6
+            minute = body["minutes"][-1]
+            assert minute["cpu"]["min"] == 10.0 and minute["cpu"]["max"] == 13.0  # min of mins, max of maxes
+        time.sleep(1.0)  # more shares: still six, never twelve
+        assert counted(loads(a, "mover.example"), "minutes") == counted(loads(b, "mover.example"), "minutes") == 6
+
+
+def test_a_killed_collectors_data_stay_readable(redis_cluster_url: str, tmp_path: Path) -> None:
+    with collector(redis_cluster_url, tmp_path / "a", "col-a") as a:
+        with collector(redis_cluster_url, tmp_path / "b", "col-b") as b:
+            post_samples(b, "orphan.example", recent_stamps(3))
+            wait_for(lambda: http("GET", f"{a.url}/servers/orphan.example/loads")[0] == 200
+                     and counted(loads(a, "orphan.example"), "minutes") == 3, WAIT_SECONDS, "b's share")
+            b.process.send_signal(signal.SIGKILL)
+            b.process.wait(5)
+        body = loads(a, "orphan.example")
+        assert counted(body, "minutes") == 3 and counted(body, "hours") == 3
+        _, listing = http("GET", f"{a.url}/servers")
+        assert "orphan.example" in [entry["server"] for entry in listing["servers"]]
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[RedisClusterServers]:
+    """A cluster of its own (a master of it is killed), persistent so a restarted master has its data."""
+    need_redis_server()
+    directory = temporary_directory("servertrack-redis-kill-")
+    cluster = RedisClusterServers(directory, persistent=True)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def test_a_redis_master_killed_and_restarted_is_survived_and_caught_up(
+        own_cluster: RedisClusterServers, tmp_path: Path) -> None:
+    with collector(own_cluster.url, tmp_path / "a", "col-a") as a, \
+            collector(own_cluster.url, tmp_path / "b", "col-b") as b:
+        post_samples(b, "steady.example", recent_stamps(2))
+        wait_for(lambda: http("GET", f"{a.url}/servers/steady.example/loads")[0] == 200, WAIT_SECONDS, "b's share")
+        victim = own_cluster.nodes[0]
+        assert victim.process is not None
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait(5)
+        victim.process = None
+        wait_for(lambda: http("GET", f"{b.url}/healthz")[1].get("store") == "failing", WAIT_SECONDS,
+                 "b to see the store failing")
+        post_samples(b, "steady.example", [time.time()])  # ingest goes on in memory
+        assert http("GET", f"{b.url}/healthz")[0] == 200 and http("GET", f"{a.url}/healthz")[0] == 200
+        victim.start()
+        for service in (a, b):
+            wait_for(lambda service=service: http("GET", f"{service.url}/healthz")[1].get("store") == "ok",
+                     WAIT_SECONDS, "the store to be ok again")
+        wait_for(lambda: counted(loads(a, "steady.example"), "hours") == 3, WAIT_SECONDS, "the catch-up on a")
+        assert counted(loads(b, "steady.example"), "hours") == 3
