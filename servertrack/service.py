@@ -37,6 +37,7 @@ from .common.nodes import NodeRegistry
 from .api.request_policy import RequestPolicy
 from .common.protocol import NameCache, name_cache_limit
 from .common.settings import MIB, ServeSettings, control_endpoint_for
+from .common.control_messages import ALL_NODES
 from .common.snapshots import SnapshotBudget
 from .common.stats import IngestStats
 from .collection import collect_and_freeze, keep_collected
@@ -225,9 +226,22 @@ class Monitor:
             self._tasks.append(asyncio.create_task(self._follow_fleet()))
 
     async def _follow_fleet(self) -> None:
-        """Read the other collectors' directories every ``--share-every`` seconds."""
+        """Read the other collectors' directories every ``--share-every`` seconds, and do what the pause and
+        resume requests made on them since ask of the nodes this one holds."""
+        since = self.clock()
+        collector = getattr(self.store, "collector", None)
         while True:
             await self.history.refresh_fleet()
+            for node, paused, ts, by in self.history.controls_after(since):
+                since = max(since, ts)
+                if by == collector:
+                    continue
+                if node == ALL_NODES:
+                    self.nodes.set_all_paused(paused)
+                    self.control.publish_all(paused)
+                elif (held := self.nodes.get(node)) is not None:
+                    self.nodes.set_paused(node, paused)
+                    self.control.assert_state(held)
             await asyncio.sleep(self.settings.share_every)
 
     async def stop(self) -> None:

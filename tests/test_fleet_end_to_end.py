@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,12 +22,13 @@ from typing import Any
 
 import pytest
 
+from servertrack.common.rendezvous import chosen_index
 from tests.redis_servers import (
     RedisClusterServers,
     need_redis_server,
     temporary_directory,
 )
-from tests.test_end_to_end import Service, http, running_service, wait_for
+from tests.test_end_to_end import Service, http, running_service, spawned, wait_for
 
 SHARE_EVERY = "0.2"
 WAIT_SECONDS = 15.0
@@ -176,3 +178,59 @@ def test_a_redis_master_killed_and_restarted_is_survived_and_caught_up(
                      WAIT_SECONDS, "the store to be ok again")
         wait_for(lambda: counted(loads(a, "steady.example"), "hours") == 3, WAIT_SECONDS, "the catch-up on a")
         assert counted(loads(b, "steady.example"), "hours") == 3
+
+
+def names_picking(collectors: list[str]) -> list[str]:
+    """One agent name that rendezvous hashing sends to each of ``collectors``, in their order."""
+    picked: dict[int, str] = {}
+    for number in range(200):
+        name = f"fleet-node-{number:03}.local"
+        picked.setdefault(chosen_index(name, collectors), name)
+        if len(picked) == len(collectors):
+            return [picked[index] for index in range(len(collectors))]
+    raise AssertionError("no name for each collector")
+
+
+def node_state(service: Service, name: str) -> str | None:
+    status, body = http("GET", f"{service.url}/nodes/{name}")
+    return body.get("state") if status == 200 else None
+
+
+def test_agents_split_across_collectors_are_every_collectors_nodes_and_pause_from_either(
+        redis_cluster_url: str, tmp_path: Path) -> None:
+    with collector(redis_cluster_url, tmp_path / "a", "col-a") as a, \
+            collector(redis_cluster_url, tmp_path / "b", "col-b") as b:
+        collectors = [a.ingest, b.ingest]
+        names = names_picking(collectors)
+        agents = [spawned("agent", "--collector", ",".join(collectors), "--control", f"{a.control},{b.control}",
+                          # a second apart: "online" (seen within three intervals) holds through the other
+                          # collector's share and refresh even on a loaded machine
+                          "--name", name, "--interval", "1", "--stats-every", "1", stdout=subprocess.DEVNULL)
+                  for name in names]
+        with agents[0], agents[1]:
+            for service in (a, b):  # each collector knows both nodes: its own and the other's
+                for name in names:
+                    wait_for(lambda service=service, name=name: node_state(service, name) == "online",
+                             WAIT_SECONDS, f"{name} online on {service.url}")
+            for service in (a, b):
+                _, listing = http("GET", f"{service.url}/nodes")
+                assert [entry["name"] for entry in listing["nodes"]] == sorted(names)
+                status, cluster = http("GET", f"{service.url}/cluster/nodes")
+                assert status == 200 and len(cluster) >= 1
+                _, fleet = http("GET", f"{service.url}/fleet")
+                assert {row["name"] for row in fleet["rows"] if row.get("node", True)} >= set(names)
+            theirs = names[1]  # b's node, read and paused through a
+            wait_for(lambda: http("GET", f"{a.url}/nodes/{theirs}/cpu")[0] == 200, WAIT_SECONDS,
+                     "b's node's snapshot on a")
+            status, detail = http("GET", f"{a.url}/nodes/{theirs}")
+            assert status == 200 and detail["name"] == theirs
+            status, summary = http("GET", f"{a.url}/nodes/{theirs}/summary")
+            assert status == 200 and summary["samples"] > 0, summary
+            status, body = http("POST", f"{a.url}/nodes/{theirs}/pause")
+            assert status == 200, body
+            wait_for(lambda: node_state(b, theirs) == "paused", WAIT_SECONDS, "b to pause its node")
+            wait_for(lambda: node_state(a, theirs) == "paused", WAIT_SECONDS, "a to see it paused")
+            assert node_state(a, names[0]) == "online"  # a's own node untouched
+            status, body = http("POST", f"{a.url}/nodes/{theirs}/resume")
+            assert status == 200, body
+            wait_for(lambda: node_state(b, theirs) == "online", WAIT_SECONDS, "b to resume its node")

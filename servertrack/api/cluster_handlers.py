@@ -75,11 +75,11 @@ def find_node_by_ip(nodes: NodeRegistry, raw: str) -> Node:
 
 
 class ByAddress:
-    """``find`` for the ``/cluster`` handlers: by IP address only."""
+    """``lookup`` for the ``/cluster`` handlers: by IP address only."""
 
     nodes: NodeRegistry
 
-    def find(self, raw_id: str) -> Node:
+    def lookup(self, raw_id: str) -> Node:
         """The node owning address ``raw_id``, or the ``ApiError`` saying why there is none."""
         return find_node_by_ip(self.nodes, raw_id)
 

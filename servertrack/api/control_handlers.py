@@ -19,8 +19,10 @@ nor by one a browser marks cross-site (``Sec-Fetch-Site``, which an
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
+from ..common.control_messages import ALL_NODES
 from ..common.nodes import Node, NodeRegistry
 from ..common.protocol import NameCache
 from ..common.text import ascii_escaped
@@ -93,6 +95,14 @@ class ControlHandler(JsonHandler):
             raise RequestRefused(403, f"control requests sent by a page of another site are refused "
                                       f"(Sec-Fetch-Site: {shown})", "bad_origin")
 
+    def ask_fleet(self, node: str, paused: bool) -> None:
+        """Ask the collector of the fleet that holds ``node`` (``*``: every one) to pause or resume it, through
+        the store (``DurableStore.ask_control``); a 503 when the store cannot take the request."""
+        store = self.application.settings.get("store")
+        if store is None or not getattr(store, "ask_control", lambda *_: False)(node, paused):
+            raise ApiError(503, f"the store cannot take the request for {node!r} now (it is another collector's "
+                                "to apply); try again", "store_unavailable")
+
     def check_body(self) -> None:
         """Refuse a body that is not empty or a small JSON object."""
         body = self.request.body
@@ -114,9 +124,15 @@ class NodeControlHandler(ControlHandler):
     def post(self, raw_id: str, action: str) -> None:
         self.check_body()
         node = find_node(self.nodes, self.names, raw_id)
-        self.nodes.set_paused(node.name, action == "pause")
-        self.control.assert_state(node)
+        paused = action == "pause"
+        if self.nodes.is_foreign(node):  # another collector's: asked through the store, applied there
+            self.ask_fleet(node.name, paused)
+            node = dataclasses.replace(node, desired_paused=paused)
+        else:
+            self.nodes.set_paused(node.name, paused)
+            self.control.assert_state(node)
         self.write_json(200, detail_body(self, self.nodes, node))
+
 
 
 class FleetControlHandler(ControlHandler):
@@ -137,10 +153,16 @@ class FleetControlHandler(ControlHandler):
             raise ApiError(400, "node: give at most one node (or none for every node)", "bad_request")
         if wanted:
             node = find_node(self.nodes, self.names, wanted[0])
-            self.nodes.set_paused(node.name, paused)
-            self.control.assert_state(node)
+            if self.nodes.is_foreign(node):
+                self.ask_fleet(node.name, paused)
+            else:
+                self.nodes.set_paused(node.name, paused)
+                self.control.assert_state(node)
             names = [node.name]
         else:
             names = self.nodes.set_all_paused(paused)
             self.control.publish_all(paused)  # also reaches agents not registered yet
+            if self.nodes.fleet is not None:  # and every other collector of the fleet does the same
+                self.ask_fleet(ALL_NODES, paused)
+                names = sorted({*names, *(foreign.name for foreign in self.nodes.fleet.nodes())})
         self.write_json(200, {"status": _STATUS[paused], "nodes": names})

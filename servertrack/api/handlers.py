@@ -118,7 +118,7 @@ class JsonHandler(tornado.web.RequestHandler):
         """The kind of message this request carries, or None."""
         return self.MESSAGE_KINDS.get(self.request.method or "")
 
-    def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:  # a subclass may prepare asynchronously
         """Refuse a request without the token it needs (401), a foreign Host (403), a cross-origin
         write (403) and a message body that is not JSON (415) before anything else is read."""
         policy: RequestPolicy = self.application.settings["policy"]
@@ -139,6 +139,7 @@ class JsonHandler(tornado.web.RequestHandler):
             refusal = media_type_refusal(self.request.headers.get("Content-Type"), self.body_media_type)
             if refusal is not None:
                 raise ApiError(415, refusal, "bad_content_type")
+        return None
 
     def write_json(self, status: int, body: Any) -> None:
         """Finish the request with ``body`` as JSON."""
@@ -187,16 +188,17 @@ class JsonHandler(tornado.web.RequestHandler):
 class StreamedJsonHandler(JsonHandler):
     """A handler that reads its body itself, so an oversized one gets a JSON 413."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:  # a subclass may prepare asynchronously
         self.chunks: list[bytes] = []
         self.received_bytes = 0
         super().prepare()
         length = self.request.headers.get("Content-Length", "")
         if length and _DIGITS.fullmatch(length) is None:
-            return  # Tornado itself refuses a malformed Content-Length
+            return None  # Tornado itself refuses a malformed Content-Length
         if length and int(length) > MAX_BODY_BYTES:
             raise ApiError(413, f"body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}", "too_large")
         self.request.connection.set_max_body_size(MAX_STREAMED_BYTES)  # type: ignore[union-attr]
+        return None
 
     def data_received(self, chunk: bytes) -> None:
         self.received_bytes += len(chunk)
@@ -219,7 +221,7 @@ class StreamedJsonHandler(JsonHandler):
 class NotFoundHandler(JsonHandler):
     """Any path no route matches."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:  # a subclass may prepare asynchronously
         super().prepare()
         shown = self.request.path if len(self.request.path) <= 200 else self.request.path[:200] + "..."
         raise ApiError(404, f"no such endpoint: {shown}")
@@ -244,7 +246,7 @@ class LoadsHandler(StreamedJsonHandler):
         self.names = names
         self.clock = clock
 
-    async def prepare(self) -> None:  # type: ignore[override]
+    async def prepare(self) -> None:
         """For a collector of a fleet, a GET's server is read as the whole fleet holds it (this collector's
         rings and what the others shared, off the loop: ``LoadHistory.windows``) before the handler runs."""
         super().prepare()
@@ -453,6 +455,10 @@ class StatsHandler(JsonHandler):
             body["store"] = store.health()
             # range reads the store could not answer (503s), counted by the history reader
             body["store"]["read_failures"] = getattr(self.application.settings.get("history"), "read_failures", 0)
+        history = self.application.settings.get("history")
+        mirror = getattr(history, "mirror", None)
+        if mirror is not None:  # a collector of a fleet: what it knows of the others
+            body["fleet"] = {**mirror.counters(), "window_fallbacks": getattr(history, "fleet_fallbacks", 0)}
         trust = self.application.settings.get("curve")  # the collector's CURVE handshakes and keys, if on
         body["curve"] = trust() if trust is not None else {"enabled": False}
         self.write_json(200, body)

@@ -9,16 +9,27 @@ Errors leave as ``{"error": "..."}`` through ``JsonHandler.write_error``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import tornado.httputil
+import tornado.web
+
 from ..common.aggregator import Aggregator
-from ..common.errors import InvalidSample
-from ..common.node_messages import HELLO_FIELDS, STATS
+from ..common.errors import HistoryUnreadable, InvalidSample
 from ..common.inventory import AgentInventory
+from ..common.node_messages import HELLO_FIELDS, STATS
 from ..common.node_schema import MAX_PID, MAX_TOP_PROCESSES
-from ..common.nodes import NODE_STATES, AmbiguousAddress, Node, NodeRefused, NodeRegistry, UnknownNode
+from ..common.nodes import (
+    NODE_STATES,
+    AmbiguousAddress,
+    Node,
+    NodeRefused,
+    NodeRegistry,
+    UnknownNode,
+)
 from ..common.protocol import NameCache, check_ips, is_ip_address
 from .handlers import ApiError, JsonHandler, StreamedJsonHandler
 from .node_views import (
@@ -91,14 +102,47 @@ def detail_body(handler: JsonHandler, nodes: NodeRegistry, node: Node) -> dict[s
 class NodeAddressing:
     """How a handler finds the node its URL names: ``find_node`` (by name or IP address).
 
-    The ``/cluster`` handlers (``cluster_handlers``) override ``find`` to take IP addresses only.
+    The ``/cluster`` handlers (``cluster_handlers``) override ``lookup`` to take IP addresses only. For a
+    collector of a fleet, a GET for another collector's node reads its newest snapshot (and, for
+    ``FLEET_WINDOWS`` handlers, its windows) from the store first, off the loop.
     """
 
     nodes: NodeRegistry
     names: NameCache
+    application: tornado.web.Application
+    request: tornado.httputil.HTTPServerRequest
+    path_args: list[str]
+    FLEET_WINDOWS = False
+    _fleet_node: Node | None = None
+    _fleet_windows: Any = None
+
+    async def prepare(self) -> None:
+        """The handler's own checks, then (a fleet's GET of another collector's node) its snapshot."""
+        super().prepare()  # type: ignore[misc]
+        history: Any = self.application.settings.get("history")
+        if self.request.method != "GET" or not self.path_args or getattr(history, "mirror", None) is None:
+            return
+        try:
+            node = self.lookup(self.path_args[0])
+        except ApiError:
+            return  # the handler says why
+        if not self.nodes.is_foreign(node):
+            return
+        try:
+            latest = await history.foreign_snapshot(node.name)
+            if self.FLEET_WINDOWS:
+                self._fleet_windows = await history.windows(node.name)
+        except HistoryUnreadable as error:
+            raise ApiError(503, error.message, "store_unavailable") from None
+        self._fleet_node = node if latest is None else dataclasses.replace(node, snapshot_ts=latest[0],
+                                                                            snapshot=latest[1])
 
     def find(self, raw_id: str) -> Node:
         """The node ``raw_id`` names, or the ``ApiError`` saying why there is none."""
+        return self._fleet_node if self._fleet_node is not None else self.lookup(raw_id)
+
+    def lookup(self, raw_id: str) -> Node:
+        """``find`` in the registry (by name or IP address)."""
         return find_node(self.nodes, self.names, raw_id)
 
 
@@ -256,6 +300,8 @@ class NodeProcessHandler(NodeAddressing, JsonHandler):
 class NodeSummaryHandler(NodeAddressing, JsonHandler):
     """``GET /nodes/{id}/summary?window=1h|24h``: the node's loads over the last hour or day."""
 
+    FLEET_WINDOWS = True
+
     def initialize(self, nodes: NodeRegistry, names: NameCache, aggregator: Aggregator) -> None:
         self.nodes = nodes
         self.names = names
@@ -266,7 +312,7 @@ class NodeSummaryHandler(NodeAddressing, JsonHandler):
         if window_name not in SUMMARY_WINDOWS:
             raise ApiError(400, f"window must be one of {', '.join(SUMMARY_WINDOWS)}, got {window_name!r}")
         node = self.find(raw_id)
-        windows = self.aggregator.windows(node.name)
+        windows = self._fleet_windows if self._fleet_windows is not None else self.aggregator.windows(node.name)
         window = None
         if windows is not None:
             window = windows.minutes if window_name == "1h" else windows.hours

@@ -182,6 +182,9 @@ class NodeRegistry:
         self.refused = 0
         self._clock = clock
         self._nodes: dict[str, Node] = {}
+        # A collector of a fleet: the other collectors' nodes (``store.fleet_mirror.FleetMirror``: ``node``,
+        # ``nodes``), which ``resolve`` and ``nodes`` answer for too; read-only here.
+        self.fleet: Any = None
         # address -> the name of its node, or a tuple of names when nodes share it (rare): a set
         # per address would cost ~200 bytes each, and a node may have 32 addresses.
         self._by_ip: dict[str, str | tuple[str, ...]] = {}
@@ -198,6 +201,10 @@ class NodeRegistry:
     def get(self, name: str) -> Node | None:
         """The node called ``name``, or None."""
         return self._nodes.get(name)
+
+    def is_foreign(self, node: Node) -> bool:
+        """Whether ``node`` is another collector's (from ``fleet``), not this registry's."""
+        return self._nodes.get(node.name) is not node
 
     def state(self, node: Node) -> str:
         """The node's state now."""
@@ -334,10 +341,16 @@ class NodeRegistry:
         try:
             address = str(ipaddress.ip_address(name_or_ip))
         except ValueError:
+            foreign = self.fleet.node(name_or_ip.lower()) if self.fleet is not None else None
+            if foreign is not None:
+                return foreign
             raise UnknownNode(f"unknown node {name_or_ip!r}") from None
         found = self._by_ip.get(address, ())
         owners = [found] if isinstance(found, str) else sorted(found)
         if not owners:
+            foreign = self.fleet.node(address) if self.fleet is not None else None
+            if foreign is not None:
+                return foreign
             raise UnknownNode(f"no node has address {address}")
         if len(owners) > 1:
             raise AmbiguousAddress(address, owners)
@@ -347,8 +360,12 @@ class NodeRegistry:
         """``(node, state)`` sorted by name, optionally only those in ``state``."""
         now = self._clock()
         listed = []
-        for name in sorted(self._nodes):
-            node = self._nodes[name]
+        every = dict(self._nodes)
+        if self.fleet is not None:  # the others' nodes, where this collector holds none of that name
+            for foreign in self.fleet.nodes():
+                every.setdefault(foreign.name, foreign)
+        for name in sorted(every):
+            node = every[name]
             current = node_state(node.last_seen, node.interval, node.said_bye, now, self.offline_after,
                                  node.reported_paused)
             if state is None or current == state:

@@ -66,7 +66,7 @@ from .agent_seqs import FILE_NAME as AGENT_SEQS_FILE
 from .agent_seqs import AgentSeqs
 from .batch_log import BatchLog, LogReplay, read_segments
 from .checkpoint import CorruptCheckpoint, load_checkpoint, write_checkpoint
-from .fleet_directory import check_collector_id, encode_directory
+from .fleet_directory import check_collector_id, encode_directory, latest_snapshot
 from .history_backend import HistoryBackend, SqliteHistory, no_cells
 from .live_share import LiveEntries, LiveShare
 from .lock import DataDirLock
@@ -152,6 +152,8 @@ class DurableStore:
         self._next_share = 0.0
         self._directory_blob: bytes | None = None
         self._shared_servers = 0
+        self._record_at: dict[str, float] = {}  # when each node's record was last saved (a fleet's directory)
+        self._snapshot_shared: dict[str, float | None] = {}  # the snapshot each node last shared was taken at
         self.shares = 0
         self._report = report if report is not None else report_on_stderr
         self.kind = kind
@@ -395,7 +397,17 @@ class DurableStore:
         assert self._store_worker is not None
         self._share.add(self._aggregator.take_shared())
         table = fleet_table(self._aggregator, self._nodes, now)
-        self._directory_blob = encode_directory(table, self.collector, now)
+        ips: list[list[str]] = [[] for _ in table.names]
+        record_at = np.zeros(len(table.names))
+        for index in np.flatnonzero(table.is_node).tolist():
+            node = self._nodes.get(table.names[index])
+            if node is not None:
+                ips[index] = node.ips
+                record_at[index] = self._record_at.get(node.name, node.registered)
+                if node.snapshot is not None and node.snapshot_ts != self._snapshot_shared.get(node.name):
+                    self._snapshot_shared[node.name] = node.snapshot_ts
+                    self._share.add_snapshot(node.name, latest_snapshot(node.snapshot_ts or now, node.snapshot))
+        self._directory_blob = encode_directory(table, self.collector, now, ips, record_at)
         self._shared_servers = len(table.names)
         if self._share_queued:
             return
@@ -414,8 +426,20 @@ class DurableStore:
     def _save_nodes(self, changed: Iterable[tuple[str, Node | None]]) -> None:
         assert self._store_worker is not None and self._history is not None
         records = [(name, None if node is None else encode_node(node)) for name, node in changed]
+        if self._share is not None:  # the directory says when a record changed: the others read it again
+            now = self._clock()
+            for name, _ in records:
+                self._record_at[name] = now
         history = self._history
         self._store_worker.submit(lambda: history.save_nodes(records), sum(len(r or b"") for _, r in records))
+
+    def ask_control(self, node: str, paused: bool) -> bool:
+        """Ask the fleet's collector that holds ``node`` (``*``: all of them) to pause or resume it, through
+        the store (written by the store's worker); False if this store is not a fleet's or the queue is full."""
+        if self._share is None or self._store_worker is None:
+            return False
+        history = self._history
+        return self._store_worker.submit(lambda: history.ask_control(node, paused), 128) is not None
 
     def _keep_snapshots(self) -> None:
         """Queue the snapshots that arrived since the last time, one per node (decoded on the store thread)."""
@@ -637,6 +661,21 @@ class HistoryView:
         """The other collectors' directories (``fleet_directory``)."""
         directories: list[tuple[str, bytes]] = self._reader.read_directories()
         return directories
+
+    def read_node_records(self, names: list[str]) -> list[tuple[str, bytes | None]]:
+        """The node records of ``names`` as their collectors keep them."""
+        records: list[tuple[str, bytes | None]] = self._reader.read_node_records(names)
+        return records
+
+    def read_latest_snapshot(self, node: str) -> bytes | None:
+        """The newest snapshot another collector shared of ``node``."""
+        record: bytes | None = self._reader.read_latest_snapshot(node)
+        return record
+
+    def read_controls(self) -> list[tuple[str, bool, float, str]]:
+        """The pause/resume requests waiting for the collectors of the fleet."""
+        requests: list[tuple[str, bool, float, str]] = self._reader.read_controls()
+        return requests
 
     def read_snapshots(self, node: str, start: int, stop: int, limit: int) -> list[tuple[int, bytes]]:
         """Kept snapshots of ``node`` (see ``SqliteStore.read_snapshots``)."""

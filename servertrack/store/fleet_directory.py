@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import re
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from ..common.fleet import FleetTable
 from ..common.nodes import NODE_STATES
+from ..common.snapshots import StoredSnapshot
 
 DIRECTORY_VERSION = 1
 MAX_DIRECTORY_BYTES = 256 * 1024 * 1024  # 10M names of 25 bytes
@@ -50,10 +51,27 @@ def check_collector_id(text: str) -> str:
     return text
 
 
-def encode_directory(table: FleetTable, collector: str, now: float) -> bytes:
-    """The directory of ``collector`` as of ``now``: its fleet table's columns, packed."""
+class Directory(NamedTuple):
+    """A decoded directory: whose, when, its fleet table, and per entry (nodes; empty for a server) its IP
+    addresses and when its node record last changed (0: never)."""
+
+    collector: str
+    ts: float
+    table: FleetTable
+    ips: list[list[str]]
+    record_at: npt.NDArray[np.float64]
+
+
+def encode_directory(table: FleetTable, collector: str, now: float, ips: list[list[str]] | None = None,
+                     record_at: npt.NDArray[np.float64] | None = None) -> bytes:
+    """The directory of ``collector`` as of ``now``: its fleet table's columns, and its nodes' addresses
+    and record times (``Directory``), packed."""
+    count = len(table.names)
     body: dict[str, Any] = {"v": DIRECTORY_VERSION, "collector": collector, "ts": float(now),
-                            "names": "\n".join(table.names)}
+                            "names": "\n".join(table.names),
+                            "ips": "\n".join(",".join(addresses) for addresses in ips) if ips else "\n" * (count - 1),
+                            "record_at": np.ascontiguousarray(record_at if record_at is not None else np.zeros(count),
+                                                              dtype=np.float64).tobytes()}
     for name, dtype in _COLUMNS:
         values = getattr(table, name)
         if values is None:  # served: all
@@ -62,8 +80,8 @@ def encode_directory(table: FleetTable, collector: str, now: float) -> bytes:
     return msgpack.packb(body, use_bin_type=True)
 
 
-def decode_directory(blob: bytes) -> tuple[str, float, FleetTable]:
-    """``(collector, ts, table)`` of a directory; ``ValueError`` for anything that is not one."""
+def decode_directory(blob: bytes) -> Directory:
+    """The ``Directory`` of ``blob``; ``ValueError`` for anything that is not one."""
     if len(blob) > MAX_DIRECTORY_BYTES:
         raise ValueError(f"a directory of {len(blob)} bytes is over {MAX_DIRECTORY_BYTES}")
     try:
@@ -87,7 +105,14 @@ def decode_directory(blob: bytes) -> tuple[str, float, FleetTable]:
         raise ValueError("a directory holds an unknown state")
     if any(later <= earlier for earlier, later in itertools.pairwise(names)):
         raise ValueError("a directory's names are not in order")
-    return check_collector_id(collector), ts, FleetTable(names, *columns)
+    ips_text, record_at = body.get("ips"), body.get("record_at")
+    if type(ips_text) is not str or type(record_at) is not bytes or len(record_at) != 8 * len(names):
+        raise ValueError("a directory needs ips and record_at for each entry")
+    ips = [line.split(",") if line else [] for line in ips_text.split("\n")] if names else []
+    if len(ips) != len(names):
+        raise ValueError(f"a directory's ips do not match its {len(names)} names")
+    return Directory(check_collector_id(collector), ts, FleetTable(names, *columns), ips,
+                     np.frombuffer(record_at, dtype=np.float64).copy())
 
 
 def live_cells(cells: tuple[npt.NDArray[Any], ...]) -> list[bytes]:
@@ -110,6 +135,22 @@ def live_seconds(seconds: npt.NDArray[np.int64], cells: tuple[npt.NDArray[Any], 
     data = record.tobytes()
     size = LIVE_SECOND.size
     return [data[start:start + size] for start in range(0, len(data), size)]
+
+
+LATEST = struct.Struct("<d?")  # a latest snapshot's second and whether its data is compressed
+
+
+def latest_snapshot(ts: float, snapshot: StoredSnapshot) -> bytes:
+    """A node's newest snapshot as shared (``st:{NAME}:latest``)."""
+    return LATEST.pack(ts, snapshot.compressed) + snapshot.data
+
+
+def read_latest_snapshot(record: bytes) -> tuple[float, StoredSnapshot]:
+    """``(ts, snapshot)`` of a ``latest_snapshot``; ``ValueError`` for anything shorter."""
+    if len(record) < LATEST.size:
+        raise ValueError("not a snapshot record")
+    ts, compressed = LATEST.unpack_from(record)
+    return ts, StoredSnapshot(bytes(record[LATEST.size:]), compressed)
 
 
 def live_field(collector: str, index: int) -> str:

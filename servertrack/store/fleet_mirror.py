@@ -13,8 +13,12 @@ import bisect
 import logging
 from typing import NamedTuple
 
+import numpy as np
+
 from ..common.fleet import FleetTable
-from .fleet_directory import decode_directory
+from ..common.node_records import decode_node
+from ..common.nodes import Node
+from .fleet_directory import Directory, decode_directory
 
 _log = logging.getLogger("servertrack.store")
 
@@ -28,33 +32,37 @@ class ForeignEntry(NamedTuple):
 
 
 class FleetMirror:
-    """The other collectors' directories (see the module's docstring)."""
+    """The other collectors' directories, and the records of their nodes (see the module's docstring)."""
 
     def __init__(self) -> None:
         self.tables: dict[str, FleetTable] = {}  # by collector
+        self.directories: dict[str, Directory] = {}
         self.shared_at: dict[str, float] = {}  # when each collector shared its directory last
         self.refreshes = 0
-        self.refused = 0  # directories that did not decode
+        self.refused = 0  # directories (and node records) that did not decode
         self.failures = 0  # refreshes the store could not answer
         self.version = 0  # counts the refreshes that changed something: what a view's cache keys on
+        self._records: dict[str, tuple[float, Node]] = {}  # foreign nodes: (record time, node as recorded)
+        self._by_ip: dict[str, list[str]] | None = None
 
     def take(self, directories: list[tuple[str, bytes]]) -> None:
         """Hold the directories just read (``(collector, blob)``), in place of the ones before."""
-        tables: dict[str, FleetTable] = {}
-        shared_at: dict[str, float] = {}
+        decoded: dict[str, Directory] = {}
         for collector, blob in directories:
             try:
-                named, ts, table = decode_directory(blob)
+                directory = decode_directory(blob)
             except ValueError as error:
                 self.refused += 1
                 _log.warning("fleet: the directory of collector %r is left out: %s", collector, error)
                 continue
-            tables[named] = table
-            shared_at[named] = ts
+            decoded[directory.collector] = directory
         self.refreshes += 1
-        if shared_at != self.shared_at or tables.keys() != self.tables.keys():
+        shared_at = {collector: directory.ts for collector, directory in decoded.items()}
+        if shared_at != self.shared_at:
             self.version += 1
-        self.tables, self.shared_at = tables, shared_at
+            self._by_ip = None
+        self.directories, self.shared_at = decoded, shared_at
+        self.tables = {collector: directory.table for collector, directory in decoded.items()}
 
     def entry(self, name: str) -> ForeignEntry | None:
         """The newest entry of ``name`` in another collector's directory, or None."""
@@ -67,14 +75,70 @@ class FleetMirror:
                     found = ForeignEntry(collector, seen, bool(table.is_node[at]))
         return found
 
+    def records_wanted(self) -> list[str]:
+        """The other collectors' nodes whose record this mirror has not read since it last changed."""
+        wanted = []
+        for directory in self.directories.values():
+            table = directory.table
+            for index in np.flatnonzero(table.is_node).tolist():
+                name = table.names[index]
+                held = self._records.get(name)
+                if held is None or held[0] != directory.record_at[index]:
+                    wanted.append(name)
+        return wanted
+
+    def take_records(self, records: list[tuple[str, bytes | None]]) -> None:
+        """Hold the node records just read (None: none kept); forget the nodes no directory has any more."""
+        times = self._record_times()
+        for name, record in records:
+            if record is None:
+                continue
+            try:
+                node = decode_node(record)
+            except ValueError as error:
+                self.refused += 1
+                _log.warning("fleet: the record of node %r is left out: %s", name, error)
+                continue
+            self._records[name] = (times.get(name, 0.0), node)
+        for gone in self._records.keys() - times.keys():
+            del self._records[gone]
+        self._by_ip = None
+
+    def _record_times(self) -> dict[str, float]:
+        times: dict[str, float] = {}
+        for directory in self.directories.values():
+            table = directory.table
+            for index in np.flatnonzero(table.is_node).tolist():
+                times[table.names[index]] = float(directory.record_at[index])
+        return times
+
+    def node(self, name_or_ip: str) -> Node | None:
+        """Another collector's node by name or (one owner only) IP address, as of its last share: its
+        record with the last seen of its directory entry; None if there is none (or several own the IP)."""
+        held = self._records.get(name_or_ip)
+        if held is None:
+            if self._by_ip is None:
+                self._by_ip = {}
+                for name, (_, node) in self._records.items():
+                    for address in node.ips:
+                        self._by_ip.setdefault(address, []).append(name)
+            owners = self._by_ip.get(name_or_ip, [])
+            if len(owners) != 1:
+                return None
+            held = self._records[owners[0]]
+        node = held[1]
+        entry = self.entry(node.name)
+        if entry is not None and entry.last_seen > node.last_seen:
+            node.last_seen = entry.last_seen
+        return node
+
+    def nodes(self) -> list[Node]:
+        """Every other collector's node this mirror holds a record of."""
+        return [node for name in sorted(self._records) if (node := self.node(name)) is not None]
+
     def counters(self) -> dict[str, object]:
         """What ``/stats`` shows of the fleet: the collectors heard of, their entries, refreshes."""
         return {"collectors": {collector: {"entries": len(table.names), "shared_at": self.shared_at[collector]}
                                for collector, table in sorted(self.tables.items())},
-                "refreshes": self.refreshes, "refused_directories": self.refused,
-                "refresh_failures": self.failures}
-
-    def entries(self) -> int:
-        """How many entries the other directories hold together."""
-        return sum(len(table.names) for table in self.tables.values())
-
+                "foreign_nodes": len(self._records), "refreshes": self.refreshes,
+                "refused": self.refused, "refresh_failures": self.failures}

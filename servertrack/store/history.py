@@ -32,6 +32,8 @@ from ..common.errors import HistoryUnreadable
 from ..common.nodes import NodeRegistry
 from ..common.periods import BUCKETS_PER_PERIOD, MINUTE_WIDTH
 from ..common.seconds import LOAD_SCALE, SECONDS_SHOWN, SecondWindow
+from ..common.snapshots import StoredSnapshot
+from .fleet_directory import read_latest_snapshot
 from .fleet_mirror import FleetMirror
 from .interface import RangeAnswer
 from .worker import STORE_ERRORS
@@ -50,6 +52,9 @@ class LoadHistory:
         ``fleet``: the store is shared by several collectors (``fleet_directory``): every read adds the
         other collectors' parts to this one's rings, and ``mirror`` holds their directories."""
         self.mirror = FleetMirror() if fleet else None
+        if self.mirror is not None:
+            nodes.fleet = self.mirror  # the registry answers for the other collectors' nodes too (read-only)
+        self._controls: list[tuple[str, bool, float, str]] = []
         self._aggregator = aggregator
         self._nodes = nodes
         self._open_reader = open_reader
@@ -59,6 +64,7 @@ class LoadHistory:
         self._executor = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="servertrack-reader") \
             if kept_for is not None else None
         self.read_failures = 0  # range reads the store could not answer (each a 503 for its request)
+        self.fleet_fallbacks = 0  # window reads answered from this collector's rings alone (the store was down)
 
     def close(self) -> None:
         """Stop the reader threads."""
@@ -107,13 +113,19 @@ class LoadHistory:
         if own is None and foreign is None:
             return None
         minute, hour = int(now // MINUTE_WIDTH), int(now // 3600)
-        minutes = await self.loads(name, MINUTE_WIDTH, minute - MINUTES_SHOWN + 1, MINUTES_SHOWN)
-        hours = await self.loads(name, 3600, hour - HOURS_SHOWN + 1, HOURS_SHOWN)
         loop = asyncio.get_running_loop()
         try:
-            seconds = await loop.run_in_executor(self._executor, self._read_seconds, name)
+            minutes = await self.loads(name, MINUTE_WIDTH, minute - MINUTES_SHOWN + 1, MINUTES_SHOWN)
+            hours = await self.loads(name, 3600, hour - HOURS_SHOWN + 1, HOURS_SHOWN)
+            try:
+                seconds = await loop.run_in_executor(self._executor, self._read_seconds, name)
+            except HistoryUnreadable:
+                self.read_failures += 1
+                raise
         except HistoryUnreadable:
-            self.read_failures += 1
+            if own is not None:  # the store is down: this collector's own part, as a lone collector answers
+                self.fleet_fallbacks += 1
+                return own
             raise
         second = int(now // 1)
         own_seconds = own.seconds if own is not None else SecondWindow(
@@ -136,10 +148,35 @@ class LoadHistory:
         loop = asyncio.get_running_loop()
         try:
             directories = await loop.run_in_executor(self._executor, self._read_directories)
+            self.mirror.take(directories)
+            wanted = self.mirror.records_wanted()
+            records = await loop.run_in_executor(self._executor, self._read_node_records, wanted) if wanted else []
+            self.mirror.take_records(records)
+            self._controls = await loop.run_in_executor(self._executor, self._read_controls)
         except HistoryUnreadable:
             self.mirror.failures += 1
-            return
-        self.mirror.take(directories)
+
+    def controls_after(self, since: float) -> list[tuple[str, bool, float, str]]:
+        """The pause/resume requests the last refresh read that were made after ``since``:
+        ``(node or *, paused, ts, by collector)``, oldest first."""
+        return sorted((request for request in self._controls if request[2] > since), key=lambda request: request[2])
+
+    async def foreign_snapshot(self, node: str) -> tuple[float, StoredSnapshot] | None:
+        """The newest snapshot the collector holding ``node`` shared, or None."""
+        if self.mirror is None or self._executor is None:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            record = await loop.run_in_executor(self._executor, self._read_latest, node)
+        except HistoryUnreadable:
+            self.read_failures += 1
+            raise
+        if record is None:
+            return None
+        try:
+            return read_latest_snapshot(record)
+        except ValueError:
+            return None
 
     async def node_sections(self, node: str, start: int, stop: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
         """See ``HistoryReader.node_sections``; without a store, the latest snapshot if it falls in the range."""
@@ -181,6 +218,27 @@ class LoadHistory:
         except STORE_ERRORS as error:
             raise self._unreadable(error) from error
         return seconds
+
+    def _read_node_records(self, names: list[str]) -> list[tuple[str, bytes | None]]:
+        try:
+            records: list[tuple[str, bytes | None]] = self._reader().read_node_records(names)
+        except STORE_ERRORS as error:
+            raise self._unreadable(error) from error
+        return records
+
+    def _read_latest(self, node: str) -> bytes | None:
+        try:
+            record: bytes | None = self._reader().read_latest_snapshot(node)
+        except STORE_ERRORS as error:
+            raise self._unreadable(error) from error
+        return record
+
+    def _read_controls(self) -> list[tuple[str, bool, float, str]]:
+        try:
+            requests: list[tuple[str, bool, float, str]] = self._reader().read_controls()
+        except STORE_ERRORS as error:
+            raise self._unreadable(error) from error
+        return requests
 
     def _read_directories(self) -> list[tuple[str, bytes]]:
         try:

@@ -28,9 +28,10 @@ class LiveEntries(NamedTuple):
 
     buckets: dict[tuple[str, int, int], dict[int, bytes]]
     seconds: dict[str, dict[int, bytes]]
+    snapshots: dict[str, bytes]  # a node's latest snapshot (``latest_snapshot``), by node
 
     def __len__(self) -> int:
-        return sum(map(len, self.buckets.values())) + sum(map(len, self.seconds.values()))
+        return sum(map(len, self.buckets.values())) + sum(map(len, self.seconds.values())) + len(self.snapshots)
 
 
 class LiveShare:
@@ -38,12 +39,12 @@ class LiveShare:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries = LiveEntries({}, {})
+        self._entries = LiveEntries({}, {}, {})
 
     def add(self, shared: SharedLoads) -> None:
         """Keep the cells of ``shared`` (newer cells of a bucket replace older ones)."""
         with self._lock:
-            buckets, seconds = self._entries
+            buckets, seconds, _ = self._entries
             for width, opened in ((60, shared.minutes), (3600, shared.hours)):
                 per_period = BUCKETS_PER_PERIOD[width]
                 for name, bucket, cell in zip(opened.names, opened.buckets.tolist(), live_cells(opened.cells)):
@@ -58,6 +59,11 @@ class LiveShare:
                     for old in sorted(kept)[:len(kept) - SECOND_FIELDS]:
                         del kept[old]
 
+    def add_snapshot(self, node: str, record: bytes) -> None:
+        """Keep a node's newest snapshot (``latest_snapshot``) for the next share."""
+        with self._lock:
+            self._entries.snapshots[node] = record
+
     def closed(self, names: list[str], width: int, periods: np.ndarray) -> None:
         """Forget the live cells of the periods a ring just closed (their base block replaces them)."""
         with self._lock:
@@ -70,7 +76,7 @@ class LiveShare:
     def take(self) -> LiveEntries:
         """Everything not shared yet; the share starts afresh."""
         with self._lock:
-            entries, self._entries = self._entries, LiveEntries({}, {})
+            entries, self._entries = self._entries, LiveEntries({}, {}, {})
         return entries
 
     def __len__(self) -> int:

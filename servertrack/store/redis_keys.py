@@ -20,6 +20,7 @@ DELTAS_KEY = f"{PREFIX}:deltas"  # sorted set: delta parts by chunk id, "width|s
 AGENT_SEQS_KEY = f"{PREFIX}:agent-seqs"  # the agents' last seqs at a clean stop (``agent_seqs`` bytes)
 META_KEY = f"{PREFIX}:meta"  # hash: schema_version
 COLLECTORS_KEY = f"{PREFIX}:collectors"  # hash: collector id -> its latest share (msgpack)
+CONTROLS_KEY = f"{PREFIX}:controls"  # hash: node name or "*" -> the latest pause/resume asked of it (msgpack)
 WIDTH_LETTERS = {MINUTE_WIDTH: "m", HOUR_WIDTH: "h"}
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,253}\Z")  # what ``normalize_name`` lets through: no braces, no colon
 
@@ -63,6 +64,11 @@ def part_field(part: int, collector: str) -> str:
 def seconds_key(name: str) -> str:
     """``st:{name}:s``: the seconds the collectors shared of the server (field ``C/SECOND%64``)."""
     return f"{_tag(name)}:s"
+
+
+def latest_key(name: str) -> str:
+    """``st:{name}:latest``: the node's newest snapshot as its collector shared it (``latest_snapshot``)."""
+    return f"{_tag(name)}:latest"
 
 
 def directory_key(collector: str) -> str:

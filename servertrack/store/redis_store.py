@@ -95,6 +95,7 @@ from .records import (
 )
 from .redis_keys import (
     COLLECTORS_KEY,
+    CONTROLS_KEY,
     META_KEY,
     NODES_KEY,
     agent_seqs_key,
@@ -104,6 +105,7 @@ from .redis_keys import (
     deltas_key,
     directory_key,
     known_key,
+    latest_key,
     node_key,
     parse_delta_member,
     part_field,
@@ -120,6 +122,7 @@ SOCKET_TIMEOUT_SECONDS = 5.0
 CLIENT_RETRIES = 2
 MIN_REDIS_MAJOR = 7
 _TS = struct.Struct(">q")
+CONTROLS_TTL = 3600  # a pause or resume asked of a node another collector holds waits this long at most
 SECONDS_KEY_TTL = 300  # a server's shared seconds outlive its last share by this long
 _SHARE_CELLS_PER_CALL = 500  # one call blocks its Redis node ~1 ms: reads wait at most that long
 # A base replaces this collector's fields of a block hash (its live cells, its deltas), no other collector's.
@@ -395,6 +398,8 @@ class RedisHistory:
                 else:
                     self._client.execute_command("EVAL", _SHARE_SCRIPT, 0, blob, target_nodes=node)
         pipe = self._client.pipeline(transaction=False)
+        for node, record in entries.snapshots.items():
+            pipe.set(latest_key(node), record, ex=self._longest)
         if directory is not None:
             pipe.set(directory_key(collector), directory, ex=self._longest)
         pipe.hset(COLLECTORS_KEY, collector, msgpack.packb({"ts": now, "servers": servers}))
@@ -410,6 +415,15 @@ class RedisHistory:
     def read_directories(self) -> list[tuple[str, bytes]]:
         """See ``RedisReads.read_directories``."""
         return self.reader().read_directories()
+
+    def ask_control(self, node: str, paused: bool) -> None:
+        """Ask the collector that holds ``node`` (``*``: every collector, for all their nodes) to pause or
+        resume it: the request waits in ``st:controls`` for the collectors to read (``RedisReads.read_controls``)."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hset(CONTROLS_KEY, node, msgpack.packb({"paused": bool(paused), "ts": self._clock(),
+                                                      "by": self.collector}))
+        pipe.expire(CONTROLS_KEY, CONTROLS_TTL)
+        pipe.execute()
 
     # ---------------------------------------------------------------- reading
 
@@ -522,6 +536,32 @@ class RedisReads:
         for other in others:
             pipe.get(directory_key(other))
         return [(other, bytes(blob)) for other, blob in zip(others, pipe.execute()) if blob is not None]
+
+    def read_node_records(self, names: list[str]) -> list[tuple[str, bytes | None]]:
+        """The node records of ``names`` (None where none is kept), in one pipeline."""
+        if not names:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            pipe.get(node_key(name))
+        return [(name, None if record is None else bytes(record)) for name, record in zip(names, pipe.execute())]
+
+    def read_latest_snapshot(self, node: str) -> bytes | None:
+        """The newest snapshot of ``node`` its collector shared (``latest_snapshot``), or None."""
+        record = self._client.get(latest_key(node))
+        return None if record is None else bytes(record)
+
+    def read_controls(self) -> list[tuple[str, bool, float, str]]:
+        """The pause/resume requests waiting (``RedisHistory.ask_control``): ``(node or *, paused, ts, by)``;
+        entries that do not decode are left out."""
+        requests = []
+        for node, value in self._client.hgetall(CONTROLS_KEY).items():
+            try:
+                body = msgpack.unpackb(value, max_map_len=8, max_str_len=256)
+                requests.append((_text(node), bool(body["paused"]), float(body["ts"]), str(body["by"])))
+            except (ValueError, TypeError, KeyError, msgpack.UnpackException):
+                continue
+        return requests
 
     def read_snapshots(self, node: str, from_ts: int, to_ts: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` snapshot records of ``node`` taken in ``from_ts .. to_ts`` and within

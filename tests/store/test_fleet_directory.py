@@ -35,12 +35,14 @@ def table(names: list[str]) -> FleetTable:
 
 def test_a_directory_decodes_to_what_was_encoded() -> None:
     names = [f"web-{index:03d}" for index in range(50)]
-    collector, ts, decoded = decode_directory(encode_directory(table(names), "c-1", START))
+    directory = decode_directory(encode_directory(table(names), "c-1", START))
+    collector, ts, decoded = directory.collector, directory.ts, directory.table
     assert (collector, ts, decoded.names) == ("c-1", START, names)
+    assert directory.ips == [[] for _ in names] and not directory.record_at.any()
     expected = table(names)
     for got, want in zip(decoded[1:], expected[1:]):
         np.testing.assert_array_equal(got, want)
-    assert decode_directory(encode_directory(table([]), "a", START))[2].names == []
+    assert decode_directory(encode_directory(table([]), "a", START)).table.names == []
 
 
 @pytest.mark.parametrize("blob", [
@@ -156,3 +158,32 @@ def test_a_closed_period_leaves_the_share_before_its_base_is_written() -> None:
     assert all(width != 60 for _, width, _ in entries.buckets) and len(share) == 0
     cells = live_cells(aggregator.take_shared().minutes.cells)
     assert len(cells) == 1 and LIVE_CELL.unpack(cells[0])[0] == 1
+
+
+def test_the_mirror_finds_another_collectors_node_by_name_or_its_one_address() -> None:
+    from servertrack.common.node_records import encode_node
+    from servertrack.common.nodes import Node
+    from servertrack.store.fleet_mirror import FleetMirror
+
+    names = ["db-1", "web-1", "web-2"]
+    listed = FleetTable(names, np.array([True, True, True]), np.zeros(3, np.int8), np.full(3, START),
+                        np.zeros(3), np.zeros(3), np.ones(3, np.bool_))
+    ips = [["10.0.0.1"], ["10.0.0.2", "fd00::2"], ["10.0.0.2"]]
+    mirror = FleetMirror()
+    mirror.take([("b", encode_directory(listed, "b", START, ips, np.array([1.0, 2.0, 3.0]))),
+                 ("c", b"not a directory")])
+    assert mirror.refused == 1 and mirror.records_wanted() == names
+    records = [(name, encode_node(Node(name=name, ips=addresses, info={}, registered=1.0, last_seen=START - 60)))
+               for name, addresses in zip(names, ips)]
+    mirror.take_records(records)
+    assert mirror.records_wanted() == []  # read once until a record changes
+    found = mirror.node("db-1")
+    assert found is not None and found.last_seen == START  # the directory's last seen is newer
+    assert mirror.node("10.0.0.1") is found and mirror.node("fd00::2") is mirror.node("web-1")
+    assert mirror.node("10.0.0.2") is None  # two nodes own it: not one of them
+    assert [node.name for node in mirror.nodes()] == names
+    mirror.take([("b", encode_directory(listed, "b", START + 1, ips, np.array([1.0, 9.0, 3.0])))])
+    assert mirror.records_wanted() == ["web-1"]
+    mirror.take([])
+    mirror.take_records([])
+    assert mirror.nodes() == [] and mirror.node("db-1") is None
