@@ -37,10 +37,15 @@ _TCP_ENDPOINT = re.compile(r"tcp://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+|\*)\
 # --------------------------------------------------------------------------- loading
 
 
-def _services() -> dict[str, dict[str, Any]]:
-    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def _document(compose_file: str = "docker-compose.yml") -> dict[str, Any]:
+    """A compose file at the repository root, parsed (YAML anchors and ``<<`` merges resolved)."""
+    document = yaml.safe_load((ROOT / compose_file).read_text())
     assert isinstance(document, dict) and isinstance(document.get("services"), dict)
-    return document["services"]
+    return document
+
+
+def _services(compose_file: str = "docker-compose.yml") -> dict[str, dict[str, Any]]:
+    return _document(compose_file)["services"]
 
 
 def _argv(service: dict[str, Any]) -> list[str]:
