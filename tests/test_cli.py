@@ -59,6 +59,21 @@ def test_export_servers_takes_an_optional_cap_from_the_flag_or_the_environment()
             parse(["serve", "--export-servers", bad], EnvironmentDefaults())
 
 
+def test_share_every_and_collector_id_are_bounded_and_read_from_the_environment() -> None:
+    args = parse(["serve"], EnvironmentDefaults())
+    assert args.share_every == 1.0 and args.collector_id is None  # an id is made and kept in the data dir
+    args = parse(["serve", "--share-every", "0.1", "--collector-id", "col-a"], EnvironmentDefaults())
+    assert args.share_every == 0.1 and args.collector_id == "col-a"
+    env = EnvironmentDefaults.from_environ({"SERVERTRACK_SHARE_EVERY": "60", "SERVERTRACK_COLLECTOR_ID": "b-2"})
+    assert (parse(["serve"], env).share_every, parse(["serve"], env).collector_id) == (60.0, "b-2")
+    for bad in ("0.09", "60.5", "0", "nan", "-1", "soon"):
+        with pytest.raises(CommandLineError, match="--share-every"):
+            parse(["serve", "--share-every", bad], EnvironmentDefaults())
+    for bad in ("", "Col-A", "-a", "a/b", "a" * 33, "a b", "\x00"):
+        with pytest.raises(CommandLineError, match="collector id"):
+            parse(["serve", f"--collector-id={bad}"], EnvironmentDefaults())
+
+
 def test_agent_defaults_to_this_hosts_fqdn() -> None:
     fqdn = socket.getfqdn().lower()
     args = parse(["agent"], EnvironmentDefaults())

@@ -189,7 +189,8 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
 ERROR_TEXTS = {400: "invalid request", 401: "no valid token (WWW-Authenticate: Bearer)", 403: "foreign Host or Origin",
                404: "unknown server, node or path", 405: "method not allowed", 409: "an address several nodes share",
                413: "body too large", 415: "wrong Content-Type",
-               503: "queue or registry full, or (a range) the store cannot be read now"}
+               503: "queue or registry full, or the store cannot be read now (a range, or another collector's "
+                    "server or node in a fleet)"}
 
 
 @dataclass(frozen=True)
@@ -364,6 +365,8 @@ def _operation(template: str, method: str, operation: Operation, route: Route,
     errors = set(operation.errors) | {403}
     if {"from", "to"} & set(operation.query):  # a range reads the store: a 503 while it cannot be read
         errors.add(503)
+    if method == "GET" and route.names and route.tag in ("servers", "nodes", "cluster", "perf", "server"):
+        errors.add(503)  # a fleet reads another collector's server or node from the store
     security: list[dict[str, list[str]]] = [{}]
     if getattr(handler, "NEEDS_TOKEN", False):
         writes = method in getattr(handler, "STATE_CHANGING_METHODS", ())

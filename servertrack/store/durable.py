@@ -652,6 +652,23 @@ class HistoryView:
         stored, others = split
         return (merge_pending(stored, pending) if pending else stored), others
 
+    def read_fleet(self, name: str, spans: list[tuple[int, int, int]]
+                   ) -> tuple[list[tuple[StoredCells, StoredCells] | None], list[tuple[int, int, int, int]]]:
+        """``read_split`` of each ``(width, first_bucket, count)`` and ``read_seconds``, in one read."""
+        with self._pending.reading():
+            splits, seconds = self._reader.read_fleet(name, spans, self._reader.collector)
+            pending = [self._pending.of(name, width) for width, _, _ in spans]
+        merged: list[tuple[StoredCells, StoredCells] | None] = []
+        for (width, first_bucket, count), split, queued in zip(spans, splits, pending):
+            if split is None:
+                if not queued:
+                    merged.append(None)
+                    continue
+                split = (no_cells(first_bucket, width, count), no_cells(first_bucket, width, count))
+            stored, others = split
+            merged.append(((merge_pending(stored, queued) if queued else stored), others))
+        return merged, seconds
+
     def read_seconds(self, name: str) -> list[tuple[int, int, int, int]]:
         """The seconds the other collectors of the fleet shared of ``name``."""
         seconds: list[tuple[int, int, int, int]] = self._reader.read_seconds(name, self._reader.collector)

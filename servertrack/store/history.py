@@ -110,35 +110,34 @@ class LoadHistory:
             return own
         now = self._clock()
         foreign = self.mirror.entry(name)
-        if own is None and foreign is None:
-            return None
-        minute, hour = int(now // MINUTE_WIDTH), int(now // 3600)
+        if foreign is None:
+            # No other collector lists it: none holds a part of its last 24 hours (a collector lists a
+            # server until it evicts it, after 24 h of silence), so the rings are the whole answer.
+            return own
+        minute, hour, second = int(now // MINUTE_WIDTH), int(now // 3600), int(now // 1)
+        spans = [(MINUTE_WIDTH, minute - MINUTES_SHOWN + 1, MINUTES_SHOWN), (3600, hour - HOURS_SHOWN + 1, HOURS_SHOWN)]
         loop = asyncio.get_running_loop()
         try:
-            minutes = await self.loads(name, MINUTE_WIDTH, minute - MINUTES_SHOWN + 1, MINUTES_SHOWN)
-            hours = await self.loads(name, 3600, hour - HOURS_SHOWN + 1, HOURS_SHOWN)
-            try:
-                seconds = await loop.run_in_executor(self._executor, self._read_seconds, name)
-            except HistoryUnreadable:
-                self.read_failures += 1
-                raise
+            splits, seconds = await loop.run_in_executor(self._executor, self._read_fleet, name, spans)
         except HistoryUnreadable:
+            self.read_failures += 1
             if own is not None:  # the store is down: this collector's own part, as a lone collector answers
                 self.fleet_fallbacks += 1
                 return own
             raise
-        second = int(now // 1)
+        windows = []
+        for (width, first, count), split in zip(spans, splits):
+            ring = self._aggregator.ring_range(name, width, first, count)
+            if split is None and ring is None:
+                windows.append(BucketWindow(first, width, *_EMPTY_FIELDS(count)))
+            else:
+                stored, others = split if split is not None else (None, None)
+                windows.append(_merge(ring, stored, width, first, count, others))
         own_seconds = own.seconds if own is not None else SecondWindow(
             second - SECONDS_SHOWN + 1, np.zeros(SECONDS_SHOWN, np.uint32), np.zeros(SECONDS_SHOWN),
             np.zeros(SECONDS_SHOWN))
-        last_seen = max(own.last_seen if own is not None else -math.inf,
-                        foreign.last_seen if foreign is not None else -math.inf)
-        empty = [BucketWindow(first, width, *_EMPTY_FIELDS(shown))
-                 for first, width, shown in ((minute - MINUTES_SHOWN + 1, MINUTE_WIDTH, MINUTES_SHOWN),
-                                             (hour - HOURS_SHOWN + 1, 3600, HOURS_SHOWN))]
-        return MergedWindows(name, last_seen, merge_seconds(own_seconds, seconds),
-                             minutes.window if minutes is not None else empty[0],
-                             hours.window if hours is not None else empty[1])
+        last_seen = max(own.last_seen if own is not None else -math.inf, foreign.last_seen)
+        return MergedWindows(name, last_seen, merge_seconds(own_seconds, seconds), windows[0], windows[1])
 
     async def refresh_fleet(self) -> None:
         """Read the other collectors' directories into ``mirror`` (a failed read is counted; the tables
@@ -209,6 +208,12 @@ class LoadHistory:
     def _read_split(self, name: str, width: int, first_bucket: int, count: int) -> Any:
         try:
             return self._reader().read_split(name, width, first_bucket, count)
+        except STORE_ERRORS as error:
+            raise self._unreadable(error) from error
+
+    def _read_fleet(self, name: str, spans: list[tuple[int, int, int]]) -> Any:
+        try:
+            return self._reader().read_fleet(name, spans)
         except STORE_ERRORS as error:
             raise self._unreadable(error) from error
 

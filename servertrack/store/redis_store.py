@@ -472,50 +472,60 @@ class RedisReads:
                    ) -> tuple[StoredCells, StoredCells] | None:
         """``read_range`` twice from one read: every collector's parts merged, and every collector's but
         ``own``'s (what a collector adds to its own rings' buckets); None when nothing of ``server`` is kept."""
-        per_period = BUCKETS_PER_PERIOD.get(width)
-        if per_period is None:
-            raise ValueError(f"no history of {width}-second buckets (60 or 3600)")
-        if count > MAX_READ_BUCKETS:
-            raise ValueError(f"at most {MAX_READ_BUCKETS} buckets a read, not {count}")
-        count = max(0, count)
-        first_period, last_period = first_bucket // per_period, (first_bucket + max(count, 1) - 1) // per_period
+        return self.read_fleet(server, [(width, first_bucket, count)], own, seconds=False)[0][0]
+
+    def read_fleet(self, server: str, spans: list[tuple[int, int, int]], own: str | None, seconds: bool = True
+                   ) -> tuple[list[tuple[StoredCells, StoredCells] | None], list[tuple[int, int, int, int]]]:
+        """``read_split`` of each ``(width, first_bucket, count)`` of ``spans`` and (``seconds``)
+        ``read_seconds``, all in one pipeline: one round trip to the node holding ``server``'s slot."""
+        plans = []
         pipe = self._client.pipeline(transaction=False)
         pipe.exists(known_key(server))
-        if count:
-            for period in range(first_period, last_period + 1):
+        for width, first_bucket, count in spans:
+            per_period = BUCKETS_PER_PERIOD.get(width)
+            if per_period is None:
+                raise ValueError(f"no history of {width}-second buckets (60 or 3600)")
+            if count > MAX_READ_BUCKETS:
+                raise ValueError(f"at most {MAX_READ_BUCKETS} buckets a read, not {count}")
+            count = max(0, count)
+            first_period = first_bucket // per_period
+            last_period = (first_bucket + max(count, 1) - 1) // per_period
+            periods = range(first_period, last_period + 1) if count else range(0)
+            for period in periods:
                 pipe.hgetall(block_key(server, width, period))
+            plans.append((width, first_bucket, count, per_period, first_period, len(periods)))
+        if seconds:
+            pipe.hgetall(seconds_key(server))
         answers = pipe.execute()
-        hashes: list[dict[Any, Any]] = answers[1:]
-        if not answers[0] and not any(hashes):
-            return None
-        if count == 0:
-            return no_cells(first_bucket, width, 0), no_cells(first_bucket, width, 0)
-        spans = last_period - first_period + 1
-        where = f"{width}-second blocks of {server!r}"
-        parts = [(first_period + offset, _text(field), bytes(blob))
-                 for offset, fields in enumerate(hashes) for field, blob in fields.items()]
-        merged = [stored_period_cells(parts, per_period, first_period, spans, where, None)]
-        merged.append(merged[0] if own is None else
-                      stored_period_cells(parts, per_period, first_period, spans, where, own))
-        offset = first_bucket - first_period * per_period
-        out = []
-        for cells in merged:
-            out.append(StoredCells._make([first_bucket, width,
-                                          *(np.ascontiguousarray(field.reshape(-1)[offset:offset + count])
-                                            for field in fields_of(cells))]))
-        return out[0], out[1]
+        known, at = bool(answers[0]), 1
+        splits: list[tuple[StoredCells, StoredCells] | None] = []
+        for width, first_bucket, count, per_period, first_period, spans_read in plans:
+            hashes: list[dict[Any, Any]] = answers[at:at + spans_read]
+            at += spans_read
+            if not known and not any(hashes):
+                splits.append(None)
+                continue
+            if count == 0:
+                splits.append((no_cells(first_bucket, width, 0), no_cells(first_bucket, width, 0)))
+                continue
+            where = f"{width}-second blocks of {server!r}"
+            parts = [(first_period + offset, _text(field), bytes(blob))
+                     for offset, fields in enumerate(hashes) for field, blob in fields.items()]
+            merged = [stored_period_cells(parts, per_period, first_period, spans_read, where, None)]
+            merged.append(merged[0] if own is None else
+                          stored_period_cells(parts, per_period, first_period, spans_read, where, own))
+            offset = first_bucket - first_period * per_period
+            cut = [StoredCells._make([first_bucket, width,
+                                      *(np.ascontiguousarray(field.reshape(-1)[offset:offset + count])
+                                        for field in fields_of(cells))]) for cells in merged]
+            splits.append((cut[0], cut[1]))
+        shared = _shared_seconds(answers[at], own) if seconds else []
+        return splits, shared
 
     def read_seconds(self, server: str, own: str | None) -> list[tuple[int, int, int, int]]:
         """The seconds other collectors (all but ``own``) shared of ``server``: ``(second, samples, cpu,
         ram)``, cpu and ram in hundredths of a percent."""
-        fields = self._client.hgetall(seconds_key(server))
-        seconds = []
-        for field, value in fields.items():
-            collector, _ = part_of_field(_text(field))
-            if collector == own or len(value) != LIVE_SECOND.size:
-                continue
-            seconds.append(LIVE_SECOND.unpack(value))
-        return seconds
+        return _shared_seconds(self._client.hgetall(seconds_key(server)), own)
 
     def read_cells(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells:
         """``read_range``, zeros for a server without history."""
@@ -573,6 +583,16 @@ class RedisReads:
             return []
         members = self._client.zrangebyscore(snapshots_key(node), low, int(to_ts), start=0, num=int(limit))
         return [(_TS.unpack_from(member)[0], bytes(member[_TS.size:])) for member in members]
+
+
+def _shared_seconds(fields: dict[Any, Any], own: str | None) -> list[tuple[int, int, int, int]]:
+    """The seconds of a server's seconds hash but those of collector ``own``."""
+    seconds = []
+    for field, value in fields.items():
+        collector, _ = part_of_field(_text(field))
+        if collector != own and len(value) == LIVE_SECOND.size:
+            seconds.append(LIVE_SECOND.unpack(value))
+    return seconds
 
 
 def stored_period_cells(parts: list[tuple[int, str, bytes]], per_period: int, first_period: int, spans: int,
