@@ -217,7 +217,7 @@ class Monitor:
                               large_frame_share=self.settings.large_frame_share,
                               http_waiting=self.pressure.waiting, keys=self.agent_keys)
         self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run()),
-                       asyncio.create_task(keep_collected())]
+                       asyncio.create_task(keep_collected()), asyncio.create_task(self.control.beat())]
 
     async def stop(self) -> None:
         """Stop accepting, close connections and sockets, and apply what is still pending."""

@@ -115,7 +115,9 @@ class Agent:
         return True
 
     def obey(self, message: ControlMessage) -> bool:
-        """Apply a control message; True if it changed the state."""
+        """Apply a control message; True if it changed the state (never for a heartbeat)."""
+        if not message.command:
+            return False
         return self.pause() if message.paused else self.resume()
 
     def tick(self) -> Sample | None:
@@ -251,6 +253,6 @@ def _obey(agent: Agent, messages: list[ControlMessage]) -> bool:
     """Apply ``messages`` in order; True if the agent was resumed by them (and is sampling)."""
     resumed = False
     for message in messages:
-        if agent.obey(message):
+        if message.command and agent.obey(message):
             resumed = not message.paused
     return resumed and not agent.paused

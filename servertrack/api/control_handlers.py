@@ -66,7 +66,7 @@ class NoControlChannel:
 
     def counters(self) -> dict[str, Any]:
         """Nothing published."""
-        return {"published": 0, "pause": 0, "resume": 0, "unsent": self.unsent}
+        return {"published": 0, "pause": 0, "resume": 0, "unsent": self.unsent, "heartbeats": 0}
 
 
 class ControlHandler(JsonHandler):
