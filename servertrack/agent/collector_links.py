@@ -6,8 +6,12 @@ address, one control SUB (as always). With several: one PUB to the one
 address, so the agent hears each one's heartbeats and commands; it obeys
 commands only from the collector it publishes to. When the pick changes
 (``reconsider``), the PUB to the old collector is closed, one to the new
-collector opened, and a line on stderr says why. Every socket is secured the
-same way (``curve``: one collector key for all the collectors).
+collector opened, and a line on stderr says why. The agent then says hello at
+once and again once the new connection is up (``greeting_due``): PUB drops
+what is sent before the collector's subscription has arrived, and the
+collector learns the node (and re-asserts its pause state) from a hello.
+Every socket is secured the same way (``curve``: one collector key for all
+the collectors).
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from ..common.errors import ServerTrackError
 from .collector_choice import DEFAULT_FAILOVER_AFTER, CollectorAddress, CollectorChoice
 from .control import ControlSubscriber
 from .publisher import CollectorKeys, SamplePublisher
+
+# After a move: the hello that follows the new connection's handshake waits this long (the collector's
+# subscription arrives just after the handshake); until the handshake, the agent looks every POLL seconds,
+# for at most WATCH seconds (then only when it wakes anyway: ticks, control messages).
+GREETING_DELAY_SECONDS = 0.05
+HANDSHAKE_POLL_SECONDS = 0.1
+HANDSHAKE_WATCH_SECONDS = 10.0
 
 
 class AgentError(ServerTrackError):
@@ -61,6 +72,9 @@ class CollectorLinks:
         self._context = context
         self._curve = curve
         self._say = say
+        self._clock = clock
+        self._moved_at: float | None = None  # after a move, until the greeting: when it moved
+        self._connected_at: float | None = None  # and when the new connection's handshake was seen
         self.choice = (CollectorChoice(name, [address.ingest for address in collectors], failover_after, clock)
                        if len(collectors) > 1 else None)
         self.current = self.choice.pick() if self.choice is not None else 0
@@ -135,9 +149,36 @@ class CollectorLinks:
                 commands.extend(message for message in messages if message.command)
         return commands
 
-    def seconds_to_change(self) -> float | None:
-        """Seconds until the pick may change unless something is heard (None: only on hearing something)."""
-        return self.choice.seconds_to_change() if self.choice is not None else None
+    def seconds_to_wake(self) -> float | None:
+        """Seconds until the agent should look again (``reconsider``, ``greeting_due``) though nothing is
+        heard: when the pick may change, or the greeting after a move be due (None: only on hearing something)."""
+        waits = []
+        if self.choice is not None and (change := self.choice.seconds_to_change()) is not None:
+            waits.append(change)
+        now = self._clock()
+        if self._connected_at is not None:
+            waits.append(max(0.0, self._connected_at + GREETING_DELAY_SECONDS - now))
+        elif self._moved_at is not None and now - self._moved_at < HANDSHAKE_WATCH_SECONDS:
+            waits.append(HANDSHAKE_POLL_SECONDS)
+        return min(waits) if waits else None
+
+    def greeting_due(self) -> bool:
+        """After a move: True once, when the new connection has been up for ``GREETING_DELAY_SECONDS`` (say
+        hello then: the one said at the move itself is most likely dropped)."""
+        if self._moved_at is None:
+            return False
+        now = self._clock()
+        if self._connected_at is None:
+            handshakes = self._publisher.handshakes
+            if handshakes is not None:
+                handshakes.check()
+            if handshakes is None or handshakes.connected:
+                self._connected_at = now
+            return False
+        if now < self._connected_at + GREETING_DELAY_SECONDS:
+            return False
+        self._moved_at = self._connected_at = None
+        return True
 
     def reconsider(self) -> bool:
         """Move the PUB to the collector picked now, if that changed; True if it moved."""
@@ -157,6 +198,7 @@ class CollectorLinks:
         self._publisher = publisher
         self.current = pick
         self.moves += 1
+        self._moved_at, self._connected_at = self._clock(), None
         address = self.collectors[pick]
         self._say(f"servertrack agent {self.name}: {reason}; publishing to {address.ingest} "
                   f"(control {address.control})")

@@ -88,11 +88,6 @@ class Agent:
         period = paused_hello_period(self._interval, self._hello_every) if self.paused else self._hello_every
         self._next_hello = now + period
 
-    def hello_at_next_tick(self) -> None:
-        """Say hello again at the next tick, whenever the last one was (no-op without ``node_stats``)."""
-        if self._node_stats is not None:
-            self._next_hello = None
-
     def bye(self) -> None:
         """Say this node is stopping (no-op without ``node_stats``)."""
         if self._node_stats is not None:
@@ -212,8 +207,8 @@ async def run_agent(
 
 
 async def _tick_until(stop: asyncio.Event, agent: Agent, interval: float, links: CollectorLinks) -> None:
-    """Tick on the grid until ``stop``; between ticks, wake at once for a control message, and when a
-    collector would go down unheard (the pick may change then)."""
+    """Tick on the grid until ``stop``; between ticks, wake at once for a control message, and when the
+    links ask (a collector would go down unheard, or a hello is due after a move)."""
     loop = asyncio.get_running_loop()
     # The first sample waits one interval: cpu_percent then measures a real
     # interval, and the PUB socket has had time to connect.
@@ -223,19 +218,18 @@ async def _tick_until(stop: asyncio.Event, agent: Agent, interval: float, links:
     try:
         while not stop.is_set():
             timeout = next_tick - loop.time()
-            change = links.seconds_to_change()
-            if change is not None:
-                timeout = min(timeout, change)
+            wake = links.seconds_to_wake()
+            if wake is not None:
+                timeout = min(timeout, wake)
             await asyncio.wait({stopping, *links.readable()}, timeout=max(0.0, timeout),
                                return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():
                 return
             commands = links.receive()
-            if links.reconsider():
-                # the new collector learns the node (and re-asserts its pause state) from a hello: one now,
-                # and one at the next tick, once the new connection is surely up (PUB drops before that)
+            if links.reconsider() or links.greeting_due():
+                # the new collector learns the node (and re-asserts its pause state) from a hello: one at
+                # once, and one when the new connection is up (PUB drops what is sent before)
                 agent.hello()
-                agent.hello_at_next_tick()
             if _obey(agent, commands):
                 # resumed: the first sample comes one full interval later (cpu_percent measures it)
                 start = loop.time()
