@@ -16,11 +16,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
+from .common.control_messages import HEARTBEAT_SECONDS
 from .common.errors import InvalidSample
 from .common.nodes import NODE_STATES
 from .common.protocol import normalize_name
 from .common.rendezvous import chosen_index
-from .common.settings import DEFAULT_EXPORTED_SERVERS, AgentSettings, EnvironmentDefaults, ServeSettings, control_endpoint_for, parse_duration
+from .common.settings import (
+    DEFAULT_EXPORTED_SERVERS,
+    MAX_FAILOVER_AFTER,
+    MIN_FAILOVER_AFTER,
+    AgentSettings,
+    EnvironmentDefaults,
+    ServeSettings,
+    control_endpoint_for,
+    parse_duration,
+)
 from .common.tokens import token_problem
 from .event_loop import EVENT_LOOPS, loop_factory
 from .event_loop import run as run_on_loop
@@ -88,6 +98,7 @@ _frame_budget = _number(0.0, 1_000_000.0, "frames a second")
 _exported_servers = _whole_number(1, 1_000_000, "servers exported")
 _refresh = _number(0.1, 3600.0, "interval (seconds)")
 _share_every = _number(0.1, 60.0, "--share-every (seconds)")
+_failover_after = _number(MIN_FAILOVER_AFTER, MAX_FAILOVER_AFTER, "failover-after (seconds)")
 _page = _whole_number(1, 500, "limit")  # GET /fleet's page at most (common.fleet.MAX_LIMIT)
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _HOST_NAME = re.compile(r"(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?)\Z")
@@ -376,11 +387,17 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     agent = commands.add_parser("agent", help="sample this node and publish to a collector")
     agent.add_argument("--collector", type=_endpoints, default=env.collector, metavar="ADDRESS[,ADDRESS...]",
                        help="collector ingest address, or several comma-separated: the agent publishes to the one "
-                            "its name picks by rendezvous hashing, so adding or removing a collector moves only "
-                            "the agents that must move (default %(default)s)")
+                            "its name picks by rendezvous hashing among those it hears from, so adding or removing "
+                            "a collector moves only the agents that must move; it listens to every one's control "
+                            "channel, moves away from one silent for --failover-after and back when it is heard "
+                            "again (default %(default)s)")
     agent.add_argument("--control", type=_endpoints, default=env.control, metavar="ADDRESS[,ADDRESS...]",
-                       help="collector control address, to be paused and resumed (default: the port after "
-                            "--collector's)")
+                       help="collector control address, to be paused and resumed, one per collector in the same "
+                            "order (default: the port after each --collector's)")
+    agent.add_argument("--failover-after", type=_failover_after, default=env.failover_after, metavar="SECONDS",
+                       help=f"with several collectors: seconds a collector may be silent (no heartbeat, which it "
+                            f"sends every {HEARTBEAT_SECONDS:g} s) before the agent publishes to another, from "
+                            f"{MIN_FAILOVER_AFTER:g} to {MAX_FAILOVER_AFTER:g} (default %(default)s)")
     agent.add_argument("--interval", type=_interval, default=env.interval, help="seconds between samples (default %(default)s)")
     agent.add_argument("--name", type=_server_name, default=env.name, help="server name (default: this host's FQDN)")
     agent.add_argument("--stats-every", type=_sample_count, default=env.stats_every,
@@ -390,7 +407,8 @@ def build_parser(defaults: EnvironmentDefaults | None = None) -> argparse.Argume
     agent.add_argument("--curve-secret", type=_file, default=env.curve_secret, metavar="FILE",
                        help="this agent's secret key file: connect with CURVE (needs --collector-key)")
     agent.add_argument("--collector-key", type=_file, default=env.collector_key, metavar="FILE",
-                       help="the collector's public key file (its NAME.key)")
+                       help="the collector's public key file (its NAME.key); with several collectors, they "
+                            "share one key pair")
 
     demo = commands.add_parser("demo", help="a server and N local agents in one command")
     demo.add_argument("--agents", type=_agent_count, default=3, help="local agents to start (default %(default)s)")
@@ -458,8 +476,9 @@ def parse(argv: Sequence[str] | None = None, defaults: EnvironmentDefaults | Non
 
 
 def _choose_collector(args: argparse.Namespace) -> None:
-    """The agent's name (default: this host's FQDN), and of its ``--collector`` list the one the name picks by
-    rendezvous hashing, with its control address (the same place in ``--control``'s list, or derived)."""
+    """The agent's name (default: this host's FQDN), every collector's control address (the same place in
+    ``--control``'s list, or derived), and of its ``--collector`` list the one the name picks by rendezvous
+    hashing when all are up (``collector``, ``control``)."""
     if args.name is None:
         try:
             args.name = normalize_name(socket.getfqdn())
@@ -470,16 +489,16 @@ def _choose_collector(args: argparse.Namespace) -> None:
     if controls is not None and len(controls) != len(collectors):
         raise CommandLineError(f"--control names {len(controls)} address(es) for {len(collectors)} collector(s): "
                                "give one per collector, in the same order, or none")
-    index = chosen_index(args.name, collectors)
-    args.collectors = collectors
-    args.collector = collectors[index]
-    if controls is not None:
-        args.control = controls[index]
-    else:
+    if controls is None:
         try:
-            args.control = control_endpoint_for(args.collector, connect=True)
+            controls = [control_endpoint_for(collector, connect=True) for collector in collectors]
         except ValueError as error:
             raise CommandLineError(str(error)) from None
+    index = chosen_index(args.name, collectors)
+    args.collectors = collectors
+    args.controls = controls
+    args.collector = collectors[index]
+    args.control = controls[index]
 
 
 def _take_environment_tokens(args: argparse.Namespace, env: EnvironmentDefaults) -> None:
@@ -532,22 +551,30 @@ def _run_agent(args: argparse.Namespace) -> int:
 
     from .agent.node_stats import NodeStatsCollector
 
+    from .agent.collector_choice import CollectorAddress
     from .agent.publisher import CollectorKeys
     from .keys import read_key_pair, read_public_key
 
     settings = AgentSettings(collector=args.collector, interval=args.interval, name=args.name,
                              stats_every=args.stats_every, process_interval=args.process_interval,
-                             control=args.control, curve_secret=args.curve_secret, collector_key=args.collector_key)
+                             control=args.control, curve_secret=args.curve_secret, collector_key=args.collector_key,
+                             collectors=tuple(zip(args.collectors, args.controls)) if len(args.collectors) > 1 else (),
+                             failover_after=args.failover_after)
     assert settings.name is not None
-    if len(args.collectors) > 1:
+    if settings.collectors:
         print(f"servertrack agent {settings.name}: publishing to {settings.collector} (control {settings.control}), "
-              f"its pick of {len(args.collectors)} collectors by rendezvous hashing", file=sys.stderr, flush=True)
+              f"its pick of {len(settings.collectors)} collectors by rendezvous hashing; moving to another when "
+              f"it is silent for {settings.failover_after:g} s", file=sys.stderr, flush=True)
     curve = None
     if settings.curve_secret is not None and settings.collector_key is not None:
         curve = CollectorKeys(read_key_pair(Path(settings.curve_secret)), read_public_key(Path(settings.collector_key)))
     node_stats = NodeStatsCollector(process_interval=settings.process_interval)
-    asyncio.run(run_agent(settings.name, settings.collector, settings.interval, node_stats=node_stats,
-                          stats_every=settings.stats_every, control=settings.control, curve=curve))
+    endpoint: str | list[CollectorAddress] = settings.collector
+    if settings.collectors:
+        endpoint = [CollectorAddress(ingest, control) for ingest, control in settings.collectors]
+    asyncio.run(run_agent(settings.name, endpoint, settings.interval, node_stats=node_stats,
+                          stats_every=settings.stats_every, control=settings.control, curve=curve,
+                          failover_after=settings.failover_after))
     return 0
 
 

@@ -221,7 +221,7 @@ class Monitor:
                               large_frame_share=self.settings.large_frame_share,
                               http_waiting=self.pressure.waiting, keys=self.agent_keys)
         self._tasks = [asyncio.create_task(reader.run()), asyncio.create_task(self.applier.run()),
-                       asyncio.create_task(keep_collected())]
+                       asyncio.create_task(keep_collected()), asyncio.create_task(self.control.beat())]
         if self.fleet:
             self._tasks.append(asyncio.create_task(self._follow_fleet()))
 

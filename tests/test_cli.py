@@ -528,3 +528,37 @@ def test_an_agent_given_several_collectors_publishes_to_its_rendezvous_pick() ->
                   "--control", "tcp://127.0.0.1:1,tcp://127.0.0.1:2,tcp://127.0.0.1:3"], EnvironmentDefaults())
     assert args.control == f"tcp://127.0.0.1:{collectors.index(args.collector) + 1}"
 
+
+
+def test_failover_after_defaults_to_3_s_takes_1_to_600_and_its_environment_variable() -> None:
+    collectors = "tcp://127.0.0.1:5556,tcp://127.0.0.1:6556"
+    args = parse(["agent", "--name", "n1", "--collector", collectors], EnvironmentDefaults())
+    assert args.failover_after == 3.0
+    assert args.controls == ["tcp://127.0.0.1:5557", "tcp://127.0.0.1:6557"]  # every collector's, derived
+    for value, seconds in (("1", 1.0), ("600", 600.0), ("2.5", 2.5)):
+        assert parse(["agent", "--failover-after", value], EnvironmentDefaults()).failover_after == seconds
+    env = EnvironmentDefaults.from_environ({"SERVERTRACK_FAILOVER_AFTER": "10"})
+    assert parse(["agent"], env).failover_after == 10.0
+    assert parse(["agent", "--failover-after", "4"], env).failover_after == 4.0
+
+
+@pytest.mark.parametrize("value", ["0.99", "0", "-1", "600.01", "1e9", "nan", "inf", "three", ""])
+def test_failover_after_out_of_bounds_is_one_line_and_exit_2(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["agent", "--failover-after", value]) == 2
+    err = capsys.readouterr().err
+    assert err == f"servertrack: error: argument --failover-after: failover-after (seconds) must be a number from 1 " \
+                  f"to 600, got {value!r}\n"
+
+
+def test_a_bad_failover_after_in_the_environment_is_a_usage_error() -> None:
+    with pytest.raises(CommandLineError, match="failover-after"):
+        parse(["agent"], EnvironmentDefaults.from_environ({"SERVERTRACK_FAILOVER_AFTER": "0.5"}))
+
+
+def test_the_agents_help_tells_of_failover() -> None:
+    result = subprocess.run([*servertrack_command(), "agent", "--help"], capture_output=True, text=True, timeout=30,
+                            env={**subprocess_env(), "COLUMNS": "400"})  # no line broken inside a flag's name
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "--failover-after SECONDS" in text and "silent for --failover-after" in text
+    assert "they share one key pair" in text

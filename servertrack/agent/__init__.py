@@ -1,7 +1,8 @@
 """The ServerTrack agent: samples the node with psutil and publishes over ZeroMQ."""
 
+from .collector_choice import CollectorAddress
 from .daemon import Agent, run_agent
 from .publisher import SamplePublisher
 from .sampler import LoadSampler
 
-__all__ = ["Agent", "LoadSampler", "SamplePublisher", "run_agent"]
+__all__ = ["Agent", "CollectorAddress", "LoadSampler", "SamplePublisher", "run_agent"]

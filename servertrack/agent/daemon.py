@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
-from ..common.errors import ServerTrackError
 from .. import __version__
 from ..common.control_messages import ControlMessage
 from ..common.node_messages import encode_bye, encode_hello, encode_snapshot
@@ -18,11 +16,13 @@ from ..common.nodes import paused_hello_period
 from ..common.protocol import Sample, encode_sample
 from ..common.settings import DEFAULT_STATS_EVERY
 from ..shutdown import stop_on_signals
-from .control import ControlSubscriber
+from .collector_choice import DEFAULT_FAILOVER_AFTER, CollectorAddress
+from .collector_links import AgentError, CollectorLinks, say_on_stderr
 from .node_stats import NodeStatsCollector
-from .publisher import CollectorKeys, SamplePublisher
+from .publisher import CollectorKeys
 from .sampler import LoadSampler
 
+__all__ = ["BYE_LINGER_MS", "HELLO_EVERY_SECONDS", "Agent", "AgentError", "next_deadline", "run_agent"]
 
 HELLO_EVERY_SECONDS = 60.0
 # How long a stopping agent waits for its bye to leave (well within the 2 s stop budget).
@@ -115,7 +115,9 @@ class Agent:
         return True
 
     def obey(self, message: ControlMessage) -> bool:
-        """Apply a control message; True if it changed the state."""
+        """Apply a control message; True if it changed the state (never for a heartbeat)."""
+        if not message.command:
+            return False
         return self.pause() if message.paused else self.resume()
 
     def tick(self) -> Sample | None:
@@ -154,13 +156,9 @@ def next_deadline(start: float, interval: float, now: float) -> float:
     return start + ticks * interval
 
 
-class AgentError(ServerTrackError):
-    """The agent cannot start (for example, a malformed collector address)."""
-
-
 async def run_agent(
     name: str,
-    endpoint: str,
+    endpoint: str | Sequence[CollectorAddress],
     interval: float,
     stop: asyncio.Event | None = None,
     sampler: LoadSampler | None = None,
@@ -169,88 +167,85 @@ async def run_agent(
     control: str | None = None,
     hello_every: float = HELLO_EVERY_SECONDS,
     curve: CollectorKeys | None = None,
+    failover_after: float = DEFAULT_FAILOVER_AFTER,
+    say: Callable[[str], None] = say_on_stderr,
 ) -> int:
     """Publish samples every ``interval`` seconds until SIGINT/SIGTERM; return how many samples were sent.
 
+    ``endpoint`` is the collector's ingest address (with ``control``, its
+    control address), or several collectors (``CollectorAddress``, each with
+    its control address): then the agent publishes to the one its name picks
+    among those heard from within ``failover_after`` seconds, and moves (saying
+    so with ``say``) when that changes; see ``collector_links``.
+
     The collector need not be up: ZeroMQ connects (and reconnects) in the
     background and sends never block. With ``node_stats`` the agent also
-    sends hellos, snapshots and, when stopped, a bye. With ``control`` (the
-    collector's control address) it pauses and resumes when told to. With
-    ``curve`` both connections are CURVE clients of the collector; a refused
+    sends hellos, snapshots and, when stopped, a bye. With a control address
+    it pauses and resumes when told to. With ``curve`` every connection is a
+    CURVE client of the collectors (one collector key for all); a refused
     key or a wrong collector key is logged (once a minute), never fatal.
     """
+    collectors = [CollectorAddress(endpoint, control)] if isinstance(endpoint, str) else list(endpoint)
     context = zmq.Context()
     try:
-        try:
-            publisher = SamplePublisher(context, endpoint, curve=curve)
-        except zmq.ZMQError as error:
-            raise AgentError(f"cannot use collector address {endpoint}: {error}") from None
-        subscriber: ControlSubscriber | None = None
+        links = CollectorLinks(context, name, collectors, failover_after, curve=curve, say=say)
         linger = 0
         try:
-            if control is not None:
-                try:
-                    subscriber = ControlSubscriber(zmq.asyncio.Context.shadow(context.underlying), control, name,
-                                                   curve=curve)
-                except zmq.ZMQError as error:
-                    raise AgentError(f"cannot use control address {control}: {error}") from None
-            agent = Agent(name, sampler if sampler is not None else LoadSampler(), publisher.publish,
+            agent = Agent(name, sampler if sampler is not None else LoadSampler(), links.publish,
                           node_stats=node_stats, interval=interval, stats_every=stats_every, hello_every=hello_every,
-                          controlled=subscriber is not None)
+                          controlled=links.controlled)
             with stop_on_signals(stop if stop is not None else asyncio.Event()) as stopping:
-                await _tick_until(stopping, agent, interval, subscriber)
+                await _tick_until(stopping, agent, interval, links)
             if node_stats is not None:
                 agent.bye()
                 linger = BYE_LINGER_MS
             return agent.samples
         finally:
-            if subscriber is not None:
-                subscriber.close()
-            publisher.close(linger)
+            links.close(linger)
     finally:
         context.term()
 
 
-async def _tick_until(stop: asyncio.Event, agent: Agent, interval: float,
-                      control: ControlSubscriber | None = None) -> None:
-    """Tick on the grid until ``stop``; between ticks, wake at once for a control message."""
+async def _tick_until(stop: asyncio.Event, agent: Agent, interval: float, links: CollectorLinks) -> None:
+    """Tick on the grid until ``stop``; between ticks, wake at once for a control message, and when the
+    links ask (a collector would go down unheard, or a hello is due after a move)."""
     loop = asyncio.get_running_loop()
     # The first sample waits one interval: cpu_percent then measures a real
     # interval, and the PUB socket has had time to connect.
     start = loop.time()
     next_tick = start + interval
     stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-    readable: asyncio.Future[Any] | None = None
     try:
         while not stop.is_set():
-            waiting = {stopping}
-            if control is not None:
-                if readable is None or readable.done():
-                    readable = control.readable()
-                waiting.add(readable)
-            await asyncio.wait(waiting, timeout=max(0.0, next_tick - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+            timeout = next_tick - loop.time()
+            wake = links.seconds_to_wake()
+            if wake is not None:
+                timeout = min(timeout, wake)
+            await asyncio.wait({stopping, *links.readable()}, timeout=max(0.0, timeout),
+                               return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():
                 return
-            if control is not None and readable is not None and readable.done():
-                readable.result()  # raises what the poll raised (the socket failed)
-                if _obey(agent, control.receive()):
-                    # resumed: the first sample comes one full interval later (cpu_percent measures it)
-                    start = loop.time()
-                    next_tick = start + interval
-                    continue
+            commands = links.receive()
+            if links.reconsider() or links.greeting_due():
+                # the new collector learns the node (and re-asserts its pause state) from a hello: one at
+                # once, and one when the new connection is up (PUB drops what is sent before)
+                agent.hello()
+            if _obey(agent, commands):
+                # resumed: the first sample comes one full interval later (cpu_percent measures it)
+                start = loop.time()
+                next_tick = start + interval
+                continue
             if loop.time() >= next_tick:
                 agent.tick()
                 next_tick = next_deadline(start, interval, loop.time())
     finally:
         stopping.cancel()
-        if readable is not None:
-            readable.cancel()
 
 
 def _obey(agent: Agent, messages: list[ControlMessage]) -> bool:
     """Apply ``messages`` in order; True if the agent was resumed by them (and is sampling)."""
     resumed = False
     for message in messages:
-        if agent.obey(message):
+        if message.command and agent.obey(message):
             resumed = not message.paused
     return resumed and not agent.paused

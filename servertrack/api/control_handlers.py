@@ -68,7 +68,7 @@ class NoControlChannel:
 
     def counters(self) -> dict[str, Any]:
         """Nothing published."""
-        return {"published": 0, "pause": 0, "resume": 0, "unsent": self.unsent}
+        return {"published": 0, "pause": 0, "resume": 0, "unsent": self.unsent, "heartbeats": 0}
 
 
 class ControlHandler(JsonHandler):
@@ -95,11 +95,14 @@ class ControlHandler(JsonHandler):
             raise RequestRefused(403, f"control requests sent by a page of another site are refused "
                                       f"(Sec-Fetch-Site: {shown})", "bad_origin")
 
-    def ask_fleet(self, node: str, paused: bool) -> None:
+    def ask_fleet(self, node: str, paused: bool, required: bool = True) -> None:
         """Ask the collector of the fleet that holds ``node`` (``*``: every one) to pause or resume it, through
-        the store (``DurableStore.ask_control``); a 503 when the store cannot take the request."""
+        the store (``DurableStore.ask_control``); a 503 when the store cannot take a ``required`` request (one
+        that only tells the others of a change made here is let go: a collector the node moves to later
+        would keep its older wish)."""
         store = self.application.settings.get("store")
-        if store is None or not getattr(store, "ask_control", lambda *_: False)(node, paused):
+        taken = store is not None and getattr(store, "ask_control", lambda *_: False)(node, paused)
+        if not taken and required:
             raise ApiError(503, f"the store cannot take the request for {node!r} now (it is another collector's "
                                 "to apply); try again", "store_unavailable")
 
@@ -131,6 +134,8 @@ class NodeControlHandler(ControlHandler):
         else:
             self.nodes.set_paused(node.name, paused)
             self.control.assert_state(node)
+            if self.nodes.fleet is not None:  # the others forget an older wish for it (it may move there)
+                self.ask_fleet(node.name, paused, required=False)
         self.write_json(200, detail_body(self, self.nodes, node))
 
 
@@ -158,6 +163,8 @@ class FleetControlHandler(ControlHandler):
             else:
                 self.nodes.set_paused(node.name, paused)
                 self.control.assert_state(node)
+                if self.nodes.fleet is not None:
+                    self.ask_fleet(node.name, paused, required=False)
             names = [node.name]
         else:
             names = self.nodes.set_all_paused(paused)

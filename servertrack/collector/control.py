@@ -6,13 +6,18 @@ the desired state of every node lives in the node registry, and the registry
 calls ``reassert`` (this channel re-publishes it) whenever a node's hello
 disagrees with it; see ``common.nodes``.
 
+It also says the collector is alive (``heartbeat``, every ``HEARTBEAT_SECONDS``
+from ``beat``): an agent given several collectors moves away from one it has
+not heard from for a while, and back when it is heard again.
+
 Sends never block: a message for a subscriber whose queue is full is dropped
-by ZeroMQ (the next hello heals it). Published and unsent messages are counted
-for ``GET /stats``.
+by ZeroMQ (the next hello heals it). Published and unsent messages, and the
+heartbeats sent, are counted for ``GET /stats``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +26,14 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from ..common.control_messages import ALL_NODES, PAUSE, RESUME, encode_control
+from ..common.control_messages import (
+    ALL_NODES,
+    HEARTBEAT_SECONDS,
+    PAUSE,
+    RESUME,
+    encode_alive,
+    encode_control,
+)
 from ..common.nodes import Node
 
 # Control messages queued per connected agent at most (each is ~100 bytes); an agent that cannot
@@ -55,6 +67,7 @@ class ControlChannel:
         self._socket: zmq.Socket | None = None
         self.published: Counter[str] = Counter({PAUSE: 0, RESUME: 0})
         self.unsent = 0
+        self.heartbeats = 0
 
     @property
     def attached(self) -> bool:
@@ -83,6 +96,29 @@ class ControlChannel:
         self.unsent += 1
         return False
 
+    def heartbeat(self) -> bool:
+        """Say to every connected agent that this collector is alive; False if not sent (not counted then:
+        a heartbeat is never owed, the next one replaces it)."""
+        if self._socket is None:
+            return False
+        try:
+            self._socket.send_multipart(encode_alive(self._clock()), zmq.NOBLOCK)
+        except zmq.ZMQError:
+            return False
+        self.heartbeats += 1
+        return True
+
+    async def beat(self, every: float = HEARTBEAT_SECONDS) -> None:
+        """Send a heartbeat every ``every`` seconds (the first at once) until cancelled; the beats keep
+        to a fixed grid of the loop's clock, so a slow turn of the loop does not delay the later ones."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        beats = 0
+        while True:
+            self.heartbeat()
+            beats = max(beats + 1, int((loop.time() - start) // every) + 1)  # skip the beats missed
+            await asyncio.sleep(max(0.0, start + beats * every - loop.time()))
+
     def publish_all(self, paused: bool) -> bool:
         """Ask every connected agent to pause or resume."""
         return self.publish(ALL_NODES, paused)
@@ -96,6 +132,6 @@ class ControlChannel:
         self.assert_state(node)
 
     def counters(self) -> dict[str, Any]:
-        """What ``GET /stats`` shows under ``control``."""
+        """What ``GET /stats`` shows under ``control`` (``heartbeats``: the alive messages sent)."""
         return {"published": sum(self.published.values()), "pause": self.published[PAUSE],
-                "resume": self.published[RESUME], "unsent": self.unsent}
+                "resume": self.published[RESUME], "unsent": self.unsent, "heartbeats": self.heartbeats}

@@ -1,4 +1,4 @@
-"""Control messages: what the collector tells agents (pause, resume) over the control channel.
+"""Control messages: what the collector tells agents (pause, resume, alive) over the control channel.
 
 The channel runs the other way from ingest: the collector binds a PUB
 socket, every agent connects a SUB socket. A message is two ZeroMQ frames,
@@ -15,6 +15,17 @@ socket, every agent connects a SUB socket. A message is two ZeroMQ frames,
   refused: a relay cannot re-address it), ``ts`` is when the collector sent
   it (epoch seconds, informative: the agent's clock may differ). Unknown keys
   are ignored.
+
+Kinds:
+
+- ``pause`` and ``resume`` (commands): the addressed agent stops or restarts
+  sampling.
+- ``alive`` (a heartbeat, ``HEARTBEAT_SECONDS`` apart): always for every
+  node, topic ``*\\0``, payload ``{"v": 1, "kind": "alive", "node": "*",
+  "ts": float}``; it asks nothing. An agent given several collectors listens
+  to every one's control channel and counts a collector silent for its
+  ``--failover-after`` as down (see ``agent.collector_choice``). An ``alive``
+  addressed to one node is refused (``bad_topic``).
 
 Decoding is validation, with the limits and refusal reasons of the ingest
 protocol (``InvalidSample``: ``too_large``, ``not_msgpack``, ``not_a_map``,
@@ -33,8 +44,12 @@ from .errors import InvalidSample
 from .protocol import MAX_NAME_LENGTH, normalize_name
 
 CONTROL_VERSION = 1
-PAUSE, RESUME = "pause", "resume"
-CONTROL_KINDS = (PAUSE, RESUME)
+PAUSE, RESUME, ALIVE = "pause", "resume", "alive"
+COMMAND_KINDS = (PAUSE, RESUME)
+CONTROL_KINDS = (*COMMAND_KINDS, ALIVE)
+# The collector says it is alive this often: twice a second, so that even the shortest
+# ``agent --failover-after`` (1 s) spans two heartbeats and a late one is not a dead collector.
+HEARTBEAT_SECONDS = 0.5
 ALL_NODES = "*"
 TOPIC_END = b"\0"
 # A control payload is ~60 bytes plus the name (at most 253): 1 KiB leaves room for unknown keys.
@@ -54,7 +69,8 @@ _UNPACK_LIMITS = dict(
 
 
 class ControlMessage(NamedTuple):
-    """One decoded control message: ``kind`` is ``pause`` or ``resume``; ``node`` a canonical name or ``*``."""
+    """One decoded control message: ``kind`` is ``pause``, ``resume`` or ``alive``; ``node`` a canonical name or
+    ``*`` (always ``*`` for ``alive``)."""
 
     kind: str
     node: str
@@ -64,6 +80,11 @@ class ControlMessage(NamedTuple):
     def paused(self) -> bool:
         """The state the message asks for."""
         return self.kind == PAUSE
+
+    @property
+    def command(self) -> bool:
+        """Whether the message asks something of the agent (pause or resume; not a heartbeat)."""
+        return self.kind in COMMAND_KINDS
 
 
 def control_topic(node: str) -> bytes:
@@ -76,6 +97,13 @@ def encode_control(paused: bool, node: str, ts: float) -> list[bytes]:
     kind = PAUSE if paused else RESUME
     payload = msgpack.packb({"v": CONTROL_VERSION, "kind": kind, "node": node, "ts": float(ts)}, use_bin_type=True)
     return [control_topic(node), payload]
+
+
+def encode_alive(ts: float) -> list[bytes]:
+    """The two frames ``[b"*\\0", payload]`` of a heartbeat: the collector is alive at ``ts``."""
+    payload = msgpack.packb({"v": CONTROL_VERSION, "kind": ALIVE, "node": ALL_NODES, "ts": float(ts)},
+                            use_bin_type=True)
+    return [control_topic(ALL_NODES), payload]
 
 
 def decode_control(frames: list[bytes]) -> ControlMessage:
@@ -101,6 +129,8 @@ def decode_control(frames: list[bytes]) -> ControlMessage:
         node = normalize_name(node)
         if node != message["node"]:  # the collector sends canonical names only
             raise InvalidSample("bad_name", f"control node {_shown(message['node'])} is not a canonical name", "node")
+        if kind == ALIVE:
+            raise InvalidSample("bad_topic", f"an alive message is for every node (*), not {node!r}", "node")
     if topic != control_topic(node):
         raise InvalidSample("bad_topic", f"topic {_shown(topic)} does not address node {node!r}", "node")
     ts = message["ts"]

@@ -10,7 +10,7 @@ the newcomer's). The hash is BLAKE2b, the same on every machine and Python.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def weight(candidate: str, key: str) -> int:
@@ -19,9 +19,10 @@ def weight(candidate: str, key: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def chosen_index(key: str, candidates: Sequence[str]) -> int:
-    """The index in ``candidates`` of the one ``key`` goes to (ties, never seen in 64 bits, to the first)."""
+def chosen_index(key: str, candidates: Sequence[str], weigh: Callable[[str, str], int] = weight) -> int:
+    """The index in ``candidates`` of the one ``key`` goes to (ties, never seen in 64 bits, to the first);
+    ``weigh`` scores a candidate for a key (tests give one that ties)."""
     if not candidates:
         raise ValueError("rendezvous hashing needs at least one candidate")
-    scores = [weight(candidate, key) for candidate in candidates]
+    scores = [weigh(candidate, key) for candidate in candidates]
     return scores.index(max(scores))

@@ -21,6 +21,11 @@ DEFAULT_INTERVAL = 1.0
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_STATS_EVERY = 5  # samples between two stats snapshots (5 s at the default interval)
 DEFAULT_PROCESS_INTERVAL = 15.0  # seconds between two process scans (the costly part of a snapshot)
+# agent --failover-after: seconds a collector may be silent before an agent given several moves away;
+# at least two of the collector's heartbeats (common.control_messages.HEARTBEAT_SECONDS), at most 10 min
+DEFAULT_FAILOVER_AFTER = 3.0
+MIN_FAILOVER_AFTER = 1.0
+MAX_FAILOVER_AFTER = 600.0
 MIB = 1024 * 1024
 DEFAULT_SNAPSHOT_MEMORY_MIB = DEFAULT_TOTAL_SNAPSHOT_BUDGET // MIB
 # Of one core's CPU time, for decoding frames over 4 KiB (snapshots): ~3,000 typical ones a second
@@ -107,9 +112,14 @@ class AgentSettings:
     process_interval: float = DEFAULT_PROCESS_INTERVAL
     # The collector's control address; None: derived from ``collector`` (``control_endpoint_for``).
     control: str | None = None
-    # CURVE: this agent's secret key file and the collector's public key file (None: plain).
+    # CURVE: this agent's secret key file and the collector's public key file (None: plain); with several
+    # collectors, one key for all of them.
     curve_secret: str | None = None
     collector_key: str | None = None
+    # Several collectors: every one's (ingest, control) address, in the order given (empty: just
+    # ``collector``), and the seconds one may be silent before the agent moves to another.
+    collectors: tuple[tuple[str, str], ...] = ()
+    failover_after: float = DEFAULT_FAILOVER_AFTER
 
 
 _DURATION = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?)([smhdw]?)\Z")
@@ -189,6 +199,7 @@ class EnvironmentDefaults:
     name: str | None = None
     stats_every: str = str(DEFAULT_STATS_EVERY)
     process_interval: str = str(DEFAULT_PROCESS_INTERVAL)
+    failover_after: str = str(DEFAULT_FAILOVER_AFTER)
     url: str = DEFAULT_URL
     # HTTP trust
     # SERVERTRACK_WRITE_TOKEN, _READ_TOKEN and _TOKEN (the client's) hold the token itself, unlike the

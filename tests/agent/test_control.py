@@ -119,6 +119,14 @@ def test_pause_and_resume_are_idempotent() -> None:
     assert agent.obey(ControlMessage("resume", "*", 0.0)) and not agent.paused
 
 
+def test_a_heartbeat_is_never_obeyed() -> None:
+    agent, outbox, _, _, _ = paused_agent()
+    agent.pause()
+    sent = len(outbox.frames)
+    assert not agent.obey(ControlMessage("alive", "*", 0.0)) and agent.paused  # not read as "resume"
+    assert len(outbox.frames) == sent
+
+
 def test_a_paused_agent_without_node_stats_sends_nothing_at_all() -> None:
     outbox, sampler = Outbox(), FakeSampler()
     agent = Agent("n1", sampler, outbox, clock=FakeClock())

@@ -285,7 +285,8 @@ def test_an_api_without_a_control_channel_records_and_counts_unsent(api: LiveApi
     register(api, "web-01")
     assert api.request("POST", "/nodes/web-01/pause").json["paused"] is True
     assert api.get("/stop").status == 200
-    assert api.get("/stats").json["control"] == {"published": 0, "pause": 0, "resume": 0, "unsent": 2}
+    assert api.get("/stats").json["control"] == {"published": 0, "pause": 0, "resume": 0, "unsent": 2,
+                                                 "heartbeats": 0}
 
 
 # -- fuzz ----------------------------------------------------------------------------------------

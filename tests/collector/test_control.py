@@ -118,10 +118,49 @@ def test_a_message_for_every_node_reaches_all(channel, subscribers) -> None:
     assert after["published"] == before["published"] + 1 and after["pause"] == before["pause"] + 1
 
 
+def test_a_heartbeat_reaches_every_agent_and_is_counted_apart(channel, subscribers, clock: FakeClock) -> None:
+    control, endpoint = channel
+    sockets = [subscribers.new(endpoint, name, "*") for name in ("a", "b")]
+    settle(control, *sockets)
+    before = control.counters()
+    assert control.heartbeat()
+    for socket in sockets:
+        assert received(socket) == [ControlMessage("alive", "*", clock.now)]
+    after = control.counters()
+    assert after["heartbeats"] == before["heartbeats"] + 1
+    assert {key: after[key] for key in ("published", "pause", "resume", "unsent")} == {
+        key: before[key] for key in ("published", "pause", "resume", "unsent")}  # the commands' counts unchanged
+
+
+def test_beat_sends_a_heartbeat_at_once_then_every_period(channel, subscribers) -> None:
+    control, endpoint = channel
+    agent = subscribers.new(endpoint, "a", "*")
+    settle(control, agent)
+
+    async def scenario() -> int:
+        beating = asyncio.create_task(control.beat(every=0.05))
+        try:
+            deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+            while control.heartbeats < 4:
+                assert asyncio.get_running_loop().time() < deadline, "no heartbeats"
+                await asyncio.sleep(0.01)
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+        return control.heartbeats
+
+    sent = asyncio.run(scenario())
+    kinds = [message.kind for message in received(agent)]
+    assert kinds and set(kinds) == {"alive"} and len(kinds) <= sent
+
+
 def test_a_channel_without_a_socket_counts_what_it_could_not_send(clock: FakeClock) -> None:
     control = ControlChannel(clock)
     assert not control.publish("web-01", True) and not control.publish_all(False)
-    assert control.counters() == {"published": 0, "pause": 0, "resume": 0, "unsent": 2}
+    assert not control.heartbeat()  # not owed: not counted as unsent
+    assert control.counters() == {"published": 0, "pause": 0, "resume": 0, "unsent": 2,
+                                                       "heartbeats": 0}
 
 
 @contextlib.asynccontextmanager

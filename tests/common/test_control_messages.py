@@ -1,5 +1,5 @@
-"""Control messages (pause / resume): the two-frame shape, validation by reason, and a decoder that
-never raises anything but InvalidSample."""
+"""Control messages (pause / resume, and the collector's alive heartbeat): the two-frame shape, validation
+by reason, and a decoder that never raises anything but InvalidSample."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from servertrack.common.control_messages import (
     ControlMessage,
     control_topic,
     decode_control,
+    encode_alive,
     encode_control,
 )
 from servertrack.common.errors import InvalidSample
@@ -45,6 +46,36 @@ def test_a_resume_for_every_node_is_addressed_to_star() -> None:
     assert frames[0] == b"*\0"
     message = decode_control(frames)
     assert message == ControlMessage("resume", "*", NOW) and not message.paused
+
+
+def test_a_heartbeat_is_alive_for_every_node_and_no_command() -> None:
+    frames = encode_alive(NOW)
+    assert frames[0] == b"*\0"
+    assert msgpack.unpackb(frames[1]) == {"v": 1, "kind": "alive", "node": "*", "ts": NOW}
+    message = decode_control(frames)
+    assert message == ControlMessage("alive", "*", NOW)
+    assert not message.command and not message.paused
+    assert decode_control(encode_control(True, "web-01", NOW)).command
+    assert decode_control(encode_control(False, "*", NOW)).command
+
+
+@pytest.mark.parametrize(
+    ("frames", "reason"),
+    [
+        ([b"web-01\0", payload(kind="alive")], "bad_topic"),  # a heartbeat is for every node
+        ([b"*\0", payload(kind="alive")], "bad_topic"),  # payload addressed to one node
+        ([b"*\0", payload(kind="Alive", node="*")], "unknown_kind"),
+        ([b"*\0", payload(kind="alive", node="*", v=2)], "bad_version"),
+        ([b"*\0", payload(kind="alive", node="*", ts=...)], "missing_field"),
+        ([b"*\0", payload(kind="alive", node="*", ts="soon")], "bad_type"),
+        ([b"*\0", payload(kind="alive", node="*", ts=-0.5)], "out_of_range"),
+        ([b"*\0", payload(kind="alive", node="*", pad="x" * MAX_CONTROL_BYTES)], "too_large"),
+        ([b"*\0", payload(kind="alive", node="*")[:-1]], "not_msgpack"),  # cut short
+        ([b"*\0"], "bad_frame"),
+    ],
+)
+def test_bad_heartbeats_are_refused_by_reason(frames: list[bytes], reason: str) -> None:
+    assert reason_of(frames) == reason
 
 
 def test_no_topic_is_a_prefix_of_another_nodes_topic() -> None:
@@ -113,6 +144,7 @@ _names = st.from_regex(r"[a-z][a-z0-9_-]{0,40}", fullmatch=True)
 def test_encode_then_decode_round_trips(paused: bool, node: str, ts: float) -> None:
     message = decode_control(encode_control(paused, node, ts))
     assert message == ControlMessage("pause" if paused else "resume", node, ts)
+    assert decode_control(encode_alive(ts)) == ControlMessage("alive", "*", ts)
 
 
 _values = st.recursive(
@@ -122,7 +154,7 @@ _values = st.recursive(
 )
 _maps = st.fixed_dictionaries(
     {},
-    optional={"v": st.one_of(st.just(1), _values), "kind": st.one_of(st.sampled_from(["pause", "resume"]), _values),
+    optional={"v": st.one_of(st.just(1), _values), "kind": st.one_of(st.sampled_from(["pause", "resume", "alive"]), _values),
               "node": st.one_of(_names, st.just("*"), _values), "ts": st.one_of(st.floats(), _values)},
 )
 
@@ -134,7 +166,7 @@ def test_any_bytes_decode_or_raise_invalid_sample_only(frames: list[bytes]) -> N
     except InvalidSample as invalid:
         assert invalid.reason and invalid.message
     else:
-        assert message.kind in ("pause", "resume")
+        assert message.kind in ("pause", "resume", "alive")
 
 
 @given(topic=st.one_of(_names.map(lambda name: name.encode() + b"\0"), st.binary(max_size=64)), message=_maps,
@@ -148,7 +180,8 @@ def test_any_map_decodes_to_a_valid_message_or_raises_invalid_sample_only(
         assert invalid.reason and invalid.message
     else:
         # whatever is taken is exactly what the specification allows
-        assert decoded.kind in ("pause", "resume") and message["kind"] == decoded.kind
+        assert decoded.kind in ("pause", "resume", "alive") and message["kind"] == decoded.kind
+        assert decoded.kind != "alive" or decoded.node == "*"
         assert topic == decoded.node.encode() + b"\0"
         assert type(message["v"]) is int and message["v"] == 1
         assert 0 <= decoded.ts <= 253_402_300_799
