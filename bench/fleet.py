@@ -73,6 +73,7 @@ from tests.redis_servers import RedisClusterServers
 READ_TARGET_MS = 5.0
 PAGE = 10_000
 POLL_SECONDS = 0.5
+RECHECK_SECONDS = (5.0, 20.0)  # unequal minute windows are read again this long after the check
 OWNER_EVERY = 5  # one read in 5 goes to the owning collector (its latency is shown apart)
 
 
@@ -277,6 +278,7 @@ class FleetRun:
     checked: int
     check_equal: int
     check_mismatches: list[tuple[str, int | None, int | None]]
+    recheck: list[tuple[float, int]]
     read_p50_ms: float
     read_p99_ms: float
     read_max_ms: float
@@ -357,14 +359,30 @@ def fleet_run(args: argparse.Namespace, servers: int, run: int, workdir: Path) -
             listed = [count_servers(c) for c in clients]
             rng = random.Random(1000 + run)
             picks = rng.sample(range(servers), min(args.check, servers))
-            equal, mismatches = 0, []
+            equal, mismatches, unequal = 0, [], []
             for index in picks:
                 owner, other = (clients[0], clients[1]) if index < half else (clients[1], clients[0])
                 mine, theirs = minute_samples(owner, index), minute_samples(other, index)
                 if mine is not None and mine == theirs:
                     equal += 1
-                elif len(mismatches) < 10:
-                    mismatches.append((loadgen.server_name(index), mine, theirs))
+                else:
+                    unequal.append(index)
+                    if len(mismatches) < 10:
+                        mismatches.append((loadgen.server_name(index), mine, theirs))
+            recheck: list[tuple[float, int]] = []  # (seconds after the check, still unequal): lag or lost?
+            checked_at = time.monotonic()
+            for later in RECHECK_SECONDS:
+                if not unequal:
+                    break
+                time.sleep(max(0.0, checked_at + later - time.monotonic()))
+                still = []
+                for index in unequal:
+                    owner, other = (clients[0], clients[1]) if index < half else (clients[1], clients[0])
+                    mine, theirs = minute_samples(owner, index), minute_samples(other, index)
+                    if mine is None or mine != theirs:
+                        still.append(index)
+                unequal = still
+                recheck.append((later, len(still)))
         finally:
             for c in clients:
                 c.close()
@@ -386,7 +404,7 @@ def fleet_run(args: argparse.Namespace, servers: int, run: int, workdir: Path) -
             never_arrived=[s - f["received"] for s, f in zip(sent, finals)],
             warmup_sent=[r["warmup_sent"] for r in results],
             sender_rate=[r["rate"] for r in results], sender_cpu_percent=[r["cpu_percent"] for r in results],
-            listed=listed, checked=len(picks), check_equal=equal, check_mismatches=mismatches,
+            listed=listed, checked=len(picks), check_equal=equal, check_mismatches=mismatches, recheck=recheck,
             read_p50_ms=harness.percentile(lat, 0.5), read_p99_ms=harness.percentile(lat, 0.99),
             read_max_ms=max(lat) if lat else float("nan"), reads_ok=len(lat), read_statuses=reader.statuses,
             owner_p50_ms=harness.percentile(reader.owner_latencies, 0.5),
