@@ -39,15 +39,18 @@ its windows exactly; one started with an empty data dir on the same Redis
 comes back with the history, nodes and snapshots (not the open hour's
 minutes and today's hours, which only the rings and the log held).
 
-Several collectors (a later step, not built here): a block's hash is already
-a set of parts merged on read (counts and sums add, min of mins, max of
-maxes: ``history_codec.merge``), so collectors sharing a fleet write their
-parts under fields prefixed by a collector id (``C:0`` base, ``C:CHUNK``
-deltas); a base then replaces only its own collector's fields (a small
-server-side script on the server's one slot, instead of ``DEL``), and a read
-merges every field as today. Their crash indexes and seqs get a collector
-suffix (``st:deltas:C``, ``st:agent-seqs:C``); node records and snapshots are
-per node, written by the collector its agent talks to.
+Several collectors (``fleet_directory``): every ``serve`` on one Redis store is
+a collector of one fleet, named by its id ``C``. The fields of a block hash
+are named by collector (``C/0`` its base, ``C/CHUNK`` its deltas, ``C/mI``
+its live cell of bucket ``I``), so a read merges every collector's part as it
+merges base and deltas (``history_codec.merge``), and a base replaces only its
+own collector's fields (a script on the server's one slot, ``_BASE_SCRIPT``,
+instead of ``DEL``). The crash index and the agents' seqs are per collector
+(``st:deltas:C``, ``st:agent-seqs:C``). A share (``write_share``) writes the
+live cells in one script call per few hundred cells per cluster node
+(``_SHARE_SCRIPT``), the seconds, the directory and the newest snapshots;
+``read_fleet`` reads a server's windows of every collector, and of every
+collector but one, in one round trip.
 
 Faults: a command that fails (node down, timeout, cluster re-sharding) fails
 the worker's job, which is retried with a growing pause while ingest goes on
@@ -216,7 +219,12 @@ class RedisHistory:
         prefix of the fields it writes, see ``fleet_directory``)."""
         self._client = client
         self.collector = check_collector_id(collector)
-        self._slots: dict[str, Any] = {}  # a server's cluster node, by name (a cluster client only)
+        self._slots: dict[str, Any] = {}  # the cluster node of a server's slot, by name (a cluster client only)
+        self._live_fields = [live_field(self.collector, index) for index in range(60)]
+        self._expiring: set[tuple[str, int, int]] = set()  # the block hashes a share gave a TTL
+        self._seconds_renewed: dict[str, float] = {}  # when a share last renewed a seconds hash's TTL
+        self._pruned_at = -math.inf
+        self._prefixes: dict[str, str] = {}  # "st:{NAME}:" by name (the tag checked once)
         self._keep = dict(keep)
         self._keep_snapshots = keep_snapshots
         self._longest = math.ceil(max(*self._keep.values(), keep_snapshots))
@@ -369,26 +377,52 @@ class RedisHistory:
     # ---------------------------------------------------------------- the fleet's live state
 
     def write_share(self, entries: LiveEntries, directory: bytes | None, servers: int) -> None:
+        """See ``_write_share``; after a failure every hash gets its TTL again (Redis may have lost them)."""
+        try:
+            self._write_share(entries, directory, servers)
+        except BaseException:
+            self._expiring.clear()
+            self._seconds_renewed.clear()
+            self._slots.clear()
+            raise
+
+    def _write_share(self, entries: LiveEntries, directory: bytes | None, servers: int) -> None:
         """Write a share (see ``fleet_directory``): the live cells into the block hashes (a field per bucket,
         ``C/mI``), the seconds into each server's seconds hash (``C/SECOND%64``), the directory, and this
         collector's line in ``st:collectors``. One script call per few hundred cells, sent to the node that
         holds their keys; idempotent (a retry writes the same fields again)."""
         now = self._clock()
         collector = self.collector
+        fields = self._live_fields
+        expiring = self._expiring
         flat: dict[Any, list[Any]] = {}
+        ttls: dict[tuple[int, int], int] = {}
+        prefixes = self._prefixes
+        letters = {60: "m", 3600: "h"}
         for (name, width, period), cells in entries.buckets.items():
-            ttl = block_ttl(width, period, self._keep[width], now)
+            ttl = ttls.get((width, period))
+            if ttl is None:
+                ttl = ttls[width, period] = block_ttl(width, period, self._keep[width], now)
             if ttl <= 0:
                 continue
-            key = block_key(name, width, period)
-            target = flat.setdefault(self._node_of(name, key), [])
+            prefix = prefixes.get(name)
+            if prefix is None:  # block_key's, checked once per name
+                prefix = prefixes[name] = block_key(name, width, period).rsplit(":", 2)[0] + ":"
+            key = f"{prefix}{letters[width]}:{period}"
+            # a block hash gets its TTL once (the first share of the period); later cells set none
+            expire = 0 if (name, width, period) in expiring else ttl
+            target = flat.setdefault(self._node_of(name), [])
             for index, cell in cells.items():
-                target += (key, live_field(collector, index), cell, ttl)
+                target += (key, fields[index], cell, expire)
+                expire = 0
         for name, seconds in entries.seconds.items():
             key = seconds_key(name)
-            target = flat.setdefault(self._node_of(name, key), [])
+            # a seconds hash's TTL is renewed once a minute (it outlives the last share by 4 to 5 minutes)
+            renew = -SECONDS_KEY_TTL if self._seconds_renewed.get(name, -math.inf) < now - 60 else 0
+            target = flat.setdefault(self._node_of(name), [])
             for second, cell in seconds.items():
-                target += (key, f"{collector}/{second % SECOND_FIELDS}", cell, -SECONDS_KEY_TTL)
+                target += (key, f"{collector}/{second % SECOND_FIELDS}", cell, renew)
+                renew = 0
         step = _SHARE_CELLS_PER_CALL * 4
         for node, items in flat.items():
             for start in range(0, len(items), step):
@@ -397,6 +431,18 @@ class RedisHistory:
                     self._client.eval(_SHARE_SCRIPT, 0, blob)
                 else:
                     self._client.execute_command("EVAL", _SHARE_SCRIPT, 0, blob, target_nodes=node)
+        for name, width, period in entries.buckets:  # written: their TTLs are set
+            expiring.add((name, width, period))
+        for name in entries.seconds:
+            if self._seconds_renewed.get(name, -math.inf) < now - 60:
+                self._seconds_renewed[name] = now
+        if now - self._pruned_at >= 60:  # forget the periods of the hours and days gone, once a minute
+            self._pruned_at = now
+            current = {60: int(now // 3600), 3600: int(now // 86_400)}
+            self._expiring = {item for item in expiring if item[2] >= current[item[1]] - 1}
+            self._seconds_renewed = {name: at for name, at in self._seconds_renewed.items() if at >= now - 600}
+            if len(self._prefixes) > 4 * len(self._seconds_renewed) + 10_000:
+                self._prefixes.clear()
         pipe = self._client.pipeline(transaction=False)
         for node, record in entries.snapshots.items():
             pipe.set(latest_key(node), record, ex=self._longest)
@@ -406,11 +452,16 @@ class RedisHistory:
         pipe.expire(COLLECTORS_KEY, self._longest)
         pipe.execute()
 
-    def _node_of(self, name: str, key: str) -> Any:
-        """The cluster node that holds ``name``'s keys (None for a single Redis)."""
+    def _node_of(self, name: str) -> Any:
+        """The cluster node that holds ``name``'s keys (None for a single Redis), looked up once until a
+        share fails."""
         if not isinstance(self._client, RedisCluster):
             return None
-        return self._client.get_node_from_key(key)
+        node = self._slots.get(name)
+        if node is None:  # forgotten after a failed share (a node down, slots moved): asked again
+            node = self._slots[name] = self._client.nodes_manager.get_node_from_slot(
+                self._client.keyslot(known_key(name)))
+        return node
 
     def read_directories(self) -> list[tuple[str, bytes]]:
         """See ``RedisReads.read_directories``."""

@@ -150,12 +150,13 @@ def test_a_closed_period_leaves_the_share_before_its_base_is_written() -> None:
     share = LiveShare()
     aggregator.apply(["a"], [START], [10.0], [10.0], chunk_id=1)
     share.add(aggregator.take_shared())
-    assert len(share) == 3  # its second, minute and hour
+    assert len(share) == 1  # queued as it came: the worker turns it into cells
     aggregator.apply(["a"], [START + 3600], [10.0], [10.0], chunk_id=2)  # the hour closes
     closed = [blocks for blocks in aggregator.take_closed() if blocks.width == 60]
     share.closed(closed[0].names, 60, closed[0].periods)
     entries = share.take()
     assert all(width != 60 for _, width, _ in entries.buckets) and len(share) == 0
+    assert len(entries.seconds["a"]) == 1 and [width for _, width, _ in entries.buckets] == [3600]
     cells = live_cells(aggregator.take_shared().minutes.cells)
     assert len(cells) == 1 and LIVE_CELL.unpack(cells[0])[0] == 1
 
