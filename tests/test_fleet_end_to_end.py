@@ -108,6 +108,8 @@ def test_every_read_route_of_either_collector_answers_for_the_other_ones_servers
             assert [entry["server"] for entry in listing["servers"]] == ["alpha.example", "beta.example"]
             status, fleet = http("GET", f"{service.url}/fleet")
             assert status == 200 and [row["name"] for row in fleet["rows"]] == ["alpha.example", "beta.example"]
+            for row in fleet["rows"]:  # the other collector's server has its sparkline too
+                assert row["spark"] is not None and any(value is not None for value in row["spark"]["cpu"]), row
             assert http("GET", f"{service.url}/servers/nobody.example/loads")[0] == 404
             status, stats = http("GET", f"{service.url}/stats")
             assert stats["store"]["collector"] in ("col-a", "col-b") and stats["store"]["shares"] > 0

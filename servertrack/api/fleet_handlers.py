@@ -9,6 +9,7 @@ request whatever the fleet's size. The table is the application's
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..common.buckets import iso_utc
+from ..common.errors import HistoryUnreadable
 from ..common.fleet import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -45,10 +47,11 @@ class FleetHandler(JsonHandler):
         self.aggregator = view.aggregator
         self.names = names
 
-    def get(self) -> None:
+    async def get(self) -> None:
         query = self.fleet_query()
         table = self.view.table()
         page = fleet_page(table, query)
+        self._fleet_windows = await self.foreign_windows([table.names[index] for index in page.indexes.tolist()])
         self.write_json(200, {
             "now": iso_utc(self.view.clock()),
             "total": len(table.names),
@@ -121,9 +124,28 @@ class FleetHandler(JsonHandler):
             "spark": self.sparkline(name),
         }
 
+    async def foreign_windows(self, names: list[str]) -> dict[str, Any]:
+        """For a collector of a fleet, the windows of the page's servers other collectors list (read from
+        the store, concurrently; one the store cannot answer gets no sparkline)."""
+        history: Any = self.application.settings.get("history")
+        mirror = getattr(history, "mirror", None)
+        if mirror is None:
+            return {}
+        foreign = [name for name in names if mirror.entry(name) is not None]
+        answers = await asyncio.gather(*(history.windows(name) for name in foreign), return_exceptions=True)
+        found = {}
+        for name, answer in zip(foreign, answers):
+            if isinstance(answer, HistoryUnreadable):
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            found[name] = answer
+        return found
+
     def sparkline(self, name: str) -> dict[str, Any] | None:
         """The minute averages of the last 60 minutes, oldest first (null: no sample), or None."""
-        windows = self.aggregator.windows(name)
+        fleet_windows: dict[str, Any] = getattr(self, "_fleet_windows", {})
+        windows = fleet_windows[name] if name in fleet_windows else self.aggregator.windows(name)
         if windows is None:
             return None
         minutes = windows.minutes
