@@ -123,10 +123,12 @@ class RedisServer:
 class RedisClusterServers:
     """Three masters as one Redis Cluster (see the module's docstring)."""
 
-    def __init__(self, directory: Path, persistent: bool = False) -> None:
-        """``persistent``: each node keeps an append-only file (its own), so a node restarted has its data."""
+    def __init__(self, directory: Path, persistent: bool = False, replicas: int = 0) -> None:
+        """``persistent``: each node keeps an append-only file (its own), so a node restarted has its data;
+        ``replicas``: replicas per master (``--cluster-replicas``), so a master killed is failed over."""
         self.nodes = []
-        for index in range(3):
+        self.replicas = replicas
+        for index in range(3 * (1 + replicas)):
             port = free_cluster_port()
             self.nodes.append(RedisServer(directory, port, "--cluster-enabled", "yes", "--cluster-config-file",
                                           str(directory / f"nodes-{index}.conf"), "--cluster-node-timeout", "2000",
@@ -138,7 +140,7 @@ class RedisClusterServers:
         for node in self.nodes:
             node.start()
         subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in self.nodes),
-                        "--cluster-replicas", "0", "--cluster-yes"], check=True, stdout=subprocess.DEVNULL,
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=30)
         deadline = time.monotonic() + START_SECONDS
         for node in self.nodes:

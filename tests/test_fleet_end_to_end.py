@@ -238,3 +238,45 @@ def test_agents_split_across_collectors_are_every_collectors_nodes_and_pause_fro
             status, body = http("POST", f"{a.url}/nodes/{theirs}/resume")
             assert status == 200, body
             wait_for(lambda: node_state(b, theirs) == "online", WAIT_SECONDS, "b to resume its node")
+
+
+@pytest.fixture
+def replicated_cluster() -> Iterator[RedisClusterServers]:
+    """Three masters with a replica each (a master killed is failed over to its replica)."""
+    need_redis_server()
+    directory = temporary_directory("servertrack-redis-failover-")
+    cluster = RedisClusterServers(directory, replicas=1)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def test_a_redis_master_failed_over_to_its_replica_is_survived(
+        replicated_cluster: RedisClusterServers, tmp_path: Path) -> None:
+    with collector(replicated_cluster.url, tmp_path / "a", "col-a") as a, \
+            collector(replicated_cluster.url, tmp_path / "b", "col-b") as b:
+        post_samples(b, "steady.example", recent_stamps(2))
+        wait_for(lambda: http("GET", f"{a.url}/servers/steady.example/loads")[0] == 200
+                 and counted(loads(a, "steady.example"), "minutes") == 2, WAIT_SECONDS, "b's share")
+        time.sleep(0.5)  # the replicas have it (replication is asynchronous)
+        client = replicated_cluster.client()
+        try:
+            master = client.get_node_from_key("st:{steady.example}:s")
+        finally:
+            client.close()
+        victim = next(node for node in replicated_cluster.nodes if node.port == master.port)
+        assert victim.process is not None
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait(5)
+        victim.process = None
+        post_samples(b, "steady.example", [time.time()])  # while the replica takes over: into memory
+        def hours_of(service: Service) -> int:  # 503 while the slot has no master
+            status, body = http("GET", f"{service.url}/servers/steady.example/loads")
+            return counted(body, "hours") if status == 200 else -1
+
+        for service in (a, b):  # the replica is master now: the store is ok again, without the old master
+            wait_for(lambda service=service: hours_of(service) == 3, WAIT_SECONDS,
+                     f"the third sample on {service.url} after the failover")
+            wait_for(lambda service=service: http("GET", f"{service.url}/healthz")[1].get("store") == "ok",
+                     WAIT_SECONDS, f"{service.url}'s store writes to go on")
