@@ -133,10 +133,14 @@ class RedisClusterServers:
             self.nodes.append(RedisServer(directory, port, "--cluster-enabled", "yes", "--cluster-config-file",
                                           str(directory / f"nodes-{index}.conf"), "--cluster-node-timeout", "2000",
                                           *(["--appenddirname", f"aof-{port}"] if persistent else []),
+                                          # a replica fails over however long its link was down (a loaded
+                                          # machine delays replication)
+                                          *(["--cluster-replica-validity-factor", "0"] if replicas else []),
                                           persistent=persistent))
 
     def start(self) -> RedisClusterServers:
-        """Start the three, make them a cluster, wait for ``cluster_state:ok`` on each."""
+        """Start the nodes, make them a cluster, wait for ``cluster_state:ok`` on each and, with replicas,
+        for every replica's link to its master to be up (a replica that never synced does not fail over)."""
         for node in self.nodes:
             node.start()
         subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in self.nodes),
@@ -148,6 +152,12 @@ class RedisClusterServers:
             try:
                 while client.execute_command("CLUSTER INFO").get("cluster_state") not in ("ok", b"ok"):
                     assert time.monotonic() < deadline, "the Redis cluster did not become ok"
+                    time.sleep(0.05)
+                while self.replicas:
+                    replication = client.info("replication")
+                    if replication.get("role") != "slave" or replication.get("master_link_status") == "up":
+                        break
+                    assert time.monotonic() < deadline, "a Redis replica did not sync with its master"
                     time.sleep(0.05)
             finally:
                 client.close()

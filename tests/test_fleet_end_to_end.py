@@ -276,7 +276,11 @@ def test_a_redis_master_failed_over_to_its_replica_is_survived(
             return counted(body, "hours") if status == 200 else -1
 
         for service in (a, b):  # the replica is master now: the store is ok again, without the old master
-            wait_for(lambda service=service: hours_of(service) == 3, WAIT_SECONDS,
-                     f"the third sample on {service.url} after the failover")
+            try:
+                wait_for(lambda service=service: hours_of(service) == 3, WAIT_SECONDS,
+                         f"the third sample on {service.url} after the failover")
+            except AssertionError:
+                raise AssertionError((service is a, hours_of(a), hours_of(b), http("GET", f"{a.url}/stats")[1]["store"],
+                                      http("GET", f"{b.url}/stats")[1]["store"])) from None
             wait_for(lambda service=service: http("GET", f"{service.url}/healthz")[1].get("store") == "ok",
                      WAIT_SECONDS, f"{service.url}'s store writes to go on")

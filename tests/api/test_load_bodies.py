@@ -117,7 +117,7 @@ def bodies(draw: Any) -> bytes:
     return ("[" + ", ".join(items) + "]").encode()
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(body=bodies())
 def test_random_bodies_are_decoded_the_same_way(body: bytes) -> None:
     check(body)

@@ -106,7 +106,7 @@ def test_a_second_list_is_the_reference_json(window: SecondWindow) -> None:
     same_json(window_json.second_list(window), views.second_buckets(window))
 
 
-@settings(max_examples=50, deadline=None, database=None)
+@settings(max_examples=25, deadline=None, database=None)
 @given(windows=server_windows())
 def test_every_encoded_window_body_is_the_reference_json(windows: Windows) -> None:
     same_json(orjson.dumps(views.encoded_server_loads(windows)), views.server_loads(windows))  # type: ignore[arg-type]

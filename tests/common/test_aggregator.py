@@ -78,7 +78,7 @@ samples = st.tuples(st.sampled_from(["alpha", "beta", "gamma"]), offsets_ms, loa
 advances_ms = st.one_of(st.integers(0, 5_000), st.integers(0, 400_000), st.integers(0, 5 * 3_600_000))
 
 
-@settings(max_examples=120)
+@settings(max_examples=60)
 @given(
     start_offset=st.integers(0, 7_200_000),
     steps=st.lists(st.tuples(advances_ms, st.lists(samples, max_size=40)), min_size=1, max_size=8),

@@ -261,7 +261,7 @@ group_st = st.tuples(st.integers(0, 4099), st.integers(1_000, 1_012), st.one_of(
     st.integers(0, 10**7), st.integers(0, 10**7))
 
 
-@settings(max_examples=100)
+@settings(max_examples=50)
 @given(batches=st.lists(st.lists(group_st, min_size=1, max_size=12), min_size=1, max_size=10),
        width=st.sampled_from([60, 3600]))
 def test_a_ring_equals_exact_integers_whatever_it_receives(batches: list, width: int) -> None:

@@ -38,7 +38,7 @@ def general(frame: bytes, names: NameCache) -> Any:
         return ("refused", invalid.reason)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=750, deadline=None)
 @given(changes=changes, removed=removed, known=st.booleans())
 def test_the_fast_path_never_disagrees_with_the_general_decoder(changes: dict[str, Any], removed: set[str],
                                                                 known: bool) -> None:

@@ -52,7 +52,7 @@ samples = st.tuples(st.sampled_from(["alpha", "beta"]), offsets_ms, loads, loads
 advances_ms = st.one_of(st.integers(0, 1_500), st.integers(0, 90_000))
 
 
-@settings(max_examples=250)
+@settings(max_examples=125)
 @given(
     start_offset=st.integers(0, 100_000),
     steps=st.lists(st.tuples(advances_ms, st.lists(samples, max_size=30)), min_size=1, max_size=8),

@@ -96,7 +96,7 @@ def test_a_block_round_trips(cells: BlockCells) -> None:
     assert_same(decode(encode(cells), cells.samples.size), cells)
 
 
-@settings(max_examples=40)
+@settings(max_examples=20)
 @given(st.lists(blocks(60), min_size=1, max_size=12))
 def test_many_blocks_round_trip_and_each_blob_stands_alone(cells: list[BlockCells]) -> None:
     blobs = encode_many(stacked(cells))
