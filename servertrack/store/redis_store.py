@@ -670,19 +670,40 @@ def stored_period_cells(parts: list[tuple[int, str, bytes]], per_period: int, fi
     return cells
 
 
+_LIVE_DTYPE = np.dtype([("samples", "<u4"), ("cpu_sum", "<f8"), ("ram_sum", "<f8"), ("cpu_min", "<u4"),
+                        ("cpu_max", "<u4"), ("ram_min", "<u4"), ("ram_max", "<u4")])  # LIVE_CELL's layout
+
+
 def _live_block(live: list[tuple[int, int, bytes]], spans: int, per_period: int) -> BlockCells:
-    """Live cells as one ``[spans, per_period]`` block (several collectors' cells of one bucket merged)."""
+    """Live cells as one ``[spans, per_period]`` block (several collectors' cells of one bucket merged:
+    counts and sums add, min of mins, max of maxes), in a few array operations."""
     out = empty_cells((spans, per_period))
-    for span, index, value in live:
-        samples, cpu_sum, ram_sum, cpu_min, cpu_max, ram_min, ram_max = LIVE_CELL.unpack(value)
-        if samples == 0:
-            continue
-        one = BlockCells(*(np.array([[v]], dtype=field.dtype) for v, field in
-                           zip((samples, cpu_sum, ram_sum, cpu_min, cpu_max, ram_min, ram_max), fields_of(out))))
-        here = BlockCells(*(field[span:span + 1, index:index + 1] for field in fields_of(out)))
-        for target, source in zip(fields_of(here), fields_of(merge(here, one))):
-            target[...] = source
-    return out
+    if not live:
+        return out
+    records = np.frombuffer(b"".join(value for _, _, value in live), dtype=_LIVE_DTYPE)
+    flat = np.fromiter((span * per_period + index for span, index, _ in live), dtype=np.int64, count=len(live))
+    filled = records["samples"] > 0
+    records, flat = records[filled], flat[filled]
+    size = spans * per_period
+    samples = np.zeros(size, dtype=np.int64)
+    np.add.at(samples, flat, records["samples"])
+    sums = {}
+    for name in ("cpu_sum", "ram_sum"):
+        sums[name] = np.zeros(size)
+        np.add.at(sums[name], flat, records[name])
+    extremes = {}
+    for name in ("cpu_min", "ram_min"):
+        extremes[name] = np.full(size, np.iinfo(np.uint32).max, dtype=np.uint32)
+        np.minimum.at(extremes[name], flat, records[name])
+        extremes[name][samples == 0] = 0
+    for name in ("cpu_max", "ram_max"):
+        extremes[name] = np.zeros(size, dtype=np.uint32)
+        np.maximum.at(extremes[name], flat, records[name])
+    shape = (spans, per_period)
+    return BlockCells(np.minimum(samples, np.iinfo(np.uint32).max).astype(np.uint32).reshape(shape),
+                      sums["cpu_sum"].reshape(shape), sums["ram_sum"].reshape(shape),
+                      extremes["cpu_min"].reshape(shape), extremes["cpu_max"].reshape(shape),
+                      extremes["ram_min"].reshape(shape), extremes["ram_max"].reshape(shape))
 
 
 def open_redis_history(target: RedisTarget, password: str | None, ca_file: str | None, keep: dict[int, float],

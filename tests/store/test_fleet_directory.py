@@ -188,3 +188,32 @@ def test_the_mirror_finds_another_collectors_node_by_name_or_its_one_address() -
     mirror.take([])
     mirror.take_records([])
     assert mirror.nodes() == [] and mirror.node("db-1") is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 59), st.integers(0, 3),
+                          st.integers(0, 10_000_000), st.integers(0, 10_000_000)), max_size=30))
+def test_live_cells_of_several_collectors_merge_as_blocks_merge(
+        cells: list[tuple[str, int, int, int, int]]) -> None:
+    """A bucket's live cells from several collectors merge like parts (counts add, min of mins, max of maxes),
+    checked against a naive per-bucket model."""
+    period = int(START // 3600)
+    parts, model = [], {}
+    seen = set()
+    for collector, index, samples, low, high in cells:
+        if (collector, index) in seen:
+            continue  # one live cell per collector and bucket, as in a hash
+        seen.add((collector, index))
+        low, high = min(low, high), max(low, high)
+        parts.append((period, live_field(collector, index),
+                      LIVE_CELL.pack(samples, samples * 1.5, samples * 2.5, low, high, low, high)))
+        if samples:
+            count, cpu, least, most = model.get(index, (0, 0.0, None, 0))
+            model[index] = (count + samples, cpu + samples * 1.5, low if least is None else min(least, low),
+                            max(most, high))
+    merged = stored_period_cells(parts, 60, period, 1, "test", None)
+    for index in range(60):
+        count, cpu, least, most = model.get(index, (0, 0.0, 0, 0))
+        assert int(merged.samples[0, index]) == count
+        assert float(merged.cpu_sum[0, index]) == pytest.approx(cpu)
+        assert int(merged.cpu_min[0, index]) == (least or 0) and int(merged.cpu_max[0, index]) == most
