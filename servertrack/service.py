@@ -93,6 +93,7 @@ class Monitor:
         self.fleet = getattr(self.store, "kind", "") in ("redis", "redis+cluster")
         self.history = LoadHistory(self.aggregator, self.nodes, self.store.open_reader, kept_for, clock,
                                    fleet=self.fleet)
+        self.nodes.fleet = self.history.mirror  # the registry answers for the others' nodes too (read-only)
         tokens = AccessTokens.of(settings.write_token, settings.read_token)
         policy = RequestPolicy.for_listener(settings.host, settings.allowed_hosts, tokens)
         self.app = make_app(self.aggregator, self.batch, self.inventory, self.stats, self.names, clock, self.nodes,

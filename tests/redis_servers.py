@@ -12,6 +12,7 @@ where they fail: CI installs it (``.ci/run``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -208,9 +209,17 @@ def redis_standalone() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterServers]:
     """A three-master Redis Cluster for the session (tests take it through ``redis_cluster_url``)."""
+    with started_cluster("servertrack-redis-cluster-") as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def started_cluster(prefix: str, persistent: bool = False, replicas: int = 0) -> Iterator[RedisClusterServers]:
+    """A ``RedisClusterServers`` of its own in a new temp directory (``prefix``), started; stopped and the
+    directory removed on exit (skipped, failed under CI, without ``redis-server``)."""
     need_redis_server()
-    directory = temporary_directory("servertrack-redis-cluster-")
-    cluster = RedisClusterServers(directory)
+    directory = temporary_directory(prefix)
+    cluster = RedisClusterServers(directory, persistent=persistent, replicas=replicas)
     try:
         yield cluster.start()
     finally:

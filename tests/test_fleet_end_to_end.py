@@ -23,11 +23,7 @@ from typing import Any
 import pytest
 
 from servertrack.common.rendezvous import chosen_index
-from tests.redis_servers import (
-    RedisClusterServers,
-    need_redis_server,
-    temporary_directory,
-)
+from tests.redis_servers import RedisClusterServers, started_cluster
 from tests.test_end_to_end import Service, http, running_service, spawned, wait_for
 
 SHARE_EVERY = "0.2"
@@ -150,13 +146,8 @@ def test_a_killed_collectors_data_stay_readable(redis_cluster_url: str, tmp_path
 @pytest.fixture
 def own_cluster() -> Iterator[RedisClusterServers]:
     """A cluster of its own (a master of it is killed), persistent so a restarted master has its data."""
-    need_redis_server()
-    directory = temporary_directory("servertrack-redis-kill-")
-    cluster = RedisClusterServers(directory, persistent=True)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with started_cluster("servertrack-redis-kill-", persistent=True) as cluster:
+        yield cluster
 
 
 def test_a_redis_master_killed_and_restarted_is_survived_and_caught_up(
@@ -243,13 +234,8 @@ def test_agents_split_across_collectors_are_every_collectors_nodes_and_pause_fro
 @pytest.fixture
 def replicated_cluster() -> Iterator[RedisClusterServers]:
     """Three masters with a replica each (a master killed is failed over to its replica)."""
-    need_redis_server()
-    directory = temporary_directory("servertrack-redis-failover-")
-    cluster = RedisClusterServers(directory, replicas=1)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with started_cluster("servertrack-redis-failover-", replicas=1) as cluster:
+        yield cluster
 
 
 def test_a_redis_master_failed_over_to_its_replica_is_survived(

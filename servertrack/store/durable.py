@@ -642,21 +642,14 @@ class HistoryView:
                    ) -> tuple[StoredCells, StoredCells] | None:
         """For a store shared by a fleet: ``read_range``, and the same without this collector's own parts
         (what its rings hold already; see ``redis_store.RedisReads.read_split``)."""
-        with self._pending.reading():
-            split = self._reader.read_split(name, width, first_bucket, count, self._reader.collector)
-            pending = self._pending.of(name, width)
-        if split is None:
-            if not pending:
-                return None
-            split = (no_cells(first_bucket, width, count), no_cells(first_bucket, width, count))
-        stored, others = split
-        return (merge_pending(stored, pending) if pending else stored), others
+        return self.read_fleet(name, [(width, first_bucket, count)], seconds=False)[0][0]
 
-    def read_fleet(self, name: str, spans: list[tuple[int, int, int]]
+    def read_fleet(self, name: str, spans: list[tuple[int, int, int]], seconds: bool = True
                    ) -> tuple[list[tuple[StoredCells, StoredCells] | None], list[tuple[int, int, int, int]]]:
-        """``read_split`` of each ``(width, first_bucket, count)`` and ``read_seconds``, in one read."""
+        """``read_split`` of each ``(width, first_bucket, count)`` and (``seconds``) the seconds the other
+        collectors shared, in one read; the blocks queued for the store merged into the first of each pair."""
         with self._pending.reading():
-            splits, seconds = self._reader.read_fleet(name, spans, self._reader.collector)
+            splits, shared = self._reader.read_fleet(name, spans, self._reader.collector, seconds)
             pending = [self._pending.of(name, width) for width, _, _ in spans]
         merged: list[tuple[StoredCells, StoredCells] | None] = []
         for (width, first_bucket, count), split, queued in zip(spans, splits, pending):
@@ -667,12 +660,7 @@ class HistoryView:
                 split = (no_cells(first_bucket, width, count), no_cells(first_bucket, width, count))
             stored, others = split
             merged.append(((merge_pending(stored, queued) if queued else stored), others))
-        return merged, seconds
-
-    def read_seconds(self, name: str) -> list[tuple[int, int, int, int]]:
-        """The seconds the other collectors of the fleet shared of ``name``."""
-        seconds: list[tuple[int, int, int, int]] = self._reader.read_seconds(name, self._reader.collector)
-        return seconds
+        return merged, shared
 
     def read_directories(self) -> list[tuple[str, bytes]]:
         """The other collectors' directories (``fleet_directory``)."""

@@ -37,6 +37,8 @@ MAX_DIRECTORY_BYTES = 256 * 1024 * 1024  # 10M names of 25 bytes
 COLLECTOR_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
 # A live cell of a minute or an hour: samples, cpu and ram sums (percent), min and max fixed-point.
 LIVE_CELL = struct.Struct("<IddIIII")
+LIVE_DTYPE = np.dtype([("samples", "<u4"), ("cpu_sum", "<f8"), ("ram_sum", "<f8"), ("cpu_min", "<u4"),
+                       ("cpu_max", "<u4"), ("ram_min", "<u4"), ("ram_max", "<u4")])  # LIVE_CELL, as an array's
 # A live second: its epoch second, samples, average cpu and ram (hundredths of a percent).
 LIVE_SECOND = struct.Struct("<qBHH")
 SECOND_FIELDS = 64  # a server's seconds hash keeps the last 64 seconds of each collector (field second % 64)
@@ -117,9 +119,7 @@ def decode_directory(blob: bytes) -> Directory:
 
 def live_cells(cells: tuple[npt.NDArray[Any], ...]) -> list[bytes]:
     """Each open bucket's cells (``BucketRing.open_cells``) as a ``LIVE_CELL``."""
-    record = np.empty(cells[0].size, dtype=[("samples", "<u4"), ("cpu_sum", "<f8"), ("ram_sum", "<f8"),
-                                           ("cpu_min", "<u4"), ("cpu_max", "<u4"), ("ram_min", "<u4"),
-                                           ("ram_max", "<u4")])
+    record = np.empty(cells[0].size, dtype=LIVE_DTYPE)
     for name, values in zip(record.dtype.names or (), cells):
         record[name] = values
     data = record.tobytes()

@@ -77,15 +77,9 @@ class FleetMirror:
 
     def records_wanted(self) -> list[str]:
         """The other collectors' nodes whose record this mirror has not read since it last changed."""
-        wanted = []
-        for directory in self.directories.values():
-            table = directory.table
-            for index in np.flatnonzero(table.is_node).tolist():
-                name = table.names[index]
-                held = self._records.get(name)
-                if held is None or held[0] != directory.record_at[index]:
-                    wanted.append(name)
-        return wanted
+        records = self._records
+        return [name for name, changed_at in self._record_times().items()
+                if (held := records.get(name)) is None or held[0] != changed_at]
 
     def take_records(self, records: list[tuple[str, bytes | None]]) -> None:
         """Hold the node records just read (None: none kept); forget the nodes no directory has any more."""

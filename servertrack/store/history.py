@@ -52,8 +52,6 @@ class LoadHistory:
         ``fleet``: the store is shared by several collectors (``fleet_directory``): every read adds the
         other collectors' parts to this one's rings, and ``mirror`` holds their directories."""
         self.mirror = FleetMirror() if fleet else None
-        if self.mirror is not None:
-            nodes.fleet = self.mirror  # the registry answers for the other collectors' nodes too (read-only)
         self._controls: list[tuple[str, bool, float, str]] = []
         self._aggregator = aggregator
         self._nodes = nodes
@@ -85,10 +83,11 @@ class LoadHistory:
         ring = self._aggregator.ring_range(name, width, first_bucket, count)
         stored = others = None
         if self._executor is not None:
-            read = self._read_split if self.mirror is not None else self._read_cells
+            read = "read_split" if self.mirror is not None else "read_range"
             loop = asyncio.get_running_loop()
             try:
-                stored = await loop.run_in_executor(self._executor, read, name, width, first_bucket, count)
+                stored = await loop.run_in_executor(self._executor, self._read, read, name, width, first_bucket,
+                                                    count)
             except HistoryUnreadable:
                 self.read_failures += 1
                 raise
@@ -118,7 +117,7 @@ class LoadHistory:
         spans = [(MINUTE_WIDTH, minute - MINUTES_SHOWN + 1, MINUTES_SHOWN), (3600, hour - HOURS_SHOWN + 1, HOURS_SHOWN)]
         loop = asyncio.get_running_loop()
         try:
-            splits, seconds = await loop.run_in_executor(self._executor, self._read_fleet, name, spans)
+            splits, seconds = await loop.run_in_executor(self._executor, self._read, "read_fleet", name, spans)
         except HistoryUnreadable:
             self.read_failures += 1
             if own is not None:  # the store is down: this collector's own part, as a lone collector answers
@@ -129,7 +128,7 @@ class LoadHistory:
         for (width, first, count), split in zip(spans, splits):
             ring = self._aggregator.ring_range(name, width, first, count)
             if split is None and ring is None:
-                windows.append(BucketWindow(first, width, *_EMPTY_FIELDS(count)))
+                windows.append(BucketWindow(first, width, *_empty_fields(count)))
             else:
                 stored, others = split if split is not None else (None, None)
                 windows.append(_merge(ring, stored, width, first, count, others))
@@ -146,12 +145,13 @@ class LoadHistory:
             return
         loop = asyncio.get_running_loop()
         try:
-            directories = await loop.run_in_executor(self._executor, self._read_directories)
+            directories = await loop.run_in_executor(self._executor, self._read, "read_directories")
             self.mirror.take(directories)
             wanted = self.mirror.records_wanted()
-            records = await loop.run_in_executor(self._executor, self._read_node_records, wanted) if wanted else []
+            records = (await loop.run_in_executor(self._executor, self._read, "read_node_records", wanted)
+                       if wanted else [])
             self.mirror.take_records(records)
-            self._controls = await loop.run_in_executor(self._executor, self._read_controls)
+            self._controls = await loop.run_in_executor(self._executor, self._read, "read_controls")
         except HistoryUnreadable:
             self.mirror.failures += 1
 
@@ -166,7 +166,7 @@ class LoadHistory:
             return None
         loop = asyncio.get_running_loop()
         try:
-            record = await loop.run_in_executor(self._executor, self._read_latest, node)
+            record = await loop.run_in_executor(self._executor, self._read, "read_latest_snapshot", node)
         except HistoryUnreadable:
             self.read_failures += 1
             raise
@@ -187,7 +187,8 @@ class LoadHistory:
             return [(int(found.snapshot_ts), stats)]
         loop = asyncio.get_running_loop()
         try:
-            rows = await loop.run_in_executor(self._executor, self._read_snapshots, node, start, stop, limit)
+            rows = await loop.run_in_executor(self._executor, self._read, "read_snapshots", node, start, stop,
+                                              limit)
         except HistoryUnreadable:
             self.read_failures += 1
             raise
@@ -199,65 +200,13 @@ class LoadHistory:
             reader = self._local.reader = self._open_reader()
         return reader
 
-    def _read_cells(self, name: str, width: int, first_bucket: int, count: int) -> Any:
+    def _read(self, method: str, *args: Any) -> Any:
+        """``method`` of this thread's reader (``read_range``, ``read_fleet``...) on ``args``; a store error
+        becomes ``HistoryUnreadable`` (see ``_unreadable``)."""
         try:
-            return self._reader().read_range(name, width, first_bucket, count)
+            return getattr(self._reader(), method)(*args)
         except STORE_ERRORS as error:
             raise self._unreadable(error) from error
-
-    def _read_split(self, name: str, width: int, first_bucket: int, count: int) -> Any:
-        try:
-            return self._reader().read_split(name, width, first_bucket, count)
-        except STORE_ERRORS as error:
-            raise self._unreadable(error) from error
-
-    def _read_fleet(self, name: str, spans: list[tuple[int, int, int]]) -> Any:
-        try:
-            return self._reader().read_fleet(name, spans)
-        except STORE_ERRORS as error:
-            raise self._unreadable(error) from error
-
-    def _read_seconds(self, name: str) -> list[tuple[int, int, int, int]]:
-        try:
-            seconds: list[tuple[int, int, int, int]] = self._reader().read_seconds(name)
-        except STORE_ERRORS as error:
-            raise self._unreadable(error) from error
-        return seconds
-
-    def _read_node_records(self, names: list[str]) -> list[tuple[str, bytes | None]]:
-        try:
-            records: list[tuple[str, bytes | None]] = self._reader().read_node_records(names)
-        except STORE_ERRORS as error:
-            raise self._unreadable(error) from error
-        return records
-
-    def _read_latest(self, node: str) -> bytes | None:
-        try:
-            record: bytes | None = self._reader().read_latest_snapshot(node)
-        except STORE_ERRORS as error:
-            raise self._unreadable(error) from error
-        return record
-
-    def _read_controls(self) -> list[tuple[str, bool, float, str]]:
-        try:
-            requests: list[tuple[str, bool, float, str]] = self._reader().read_controls()
-        except STORE_ERRORS as error:
-            raise self._unreadable(error) from error
-        return requests
-
-    def _read_directories(self) -> list[tuple[str, bytes]]:
-        try:
-            directories: list[tuple[str, bytes]] = self._reader().read_directories()
-        except STORE_ERRORS as error:
-            raise self._unreadable(error) from error
-        return directories
-
-    def _read_snapshots(self, node: str, start: int, stop: int, limit: int) -> list[tuple[int, bytes]]:
-        try:
-            rows: list[tuple[int, bytes]] = self._reader().read_snapshots(node, start, stop, limit)
-        except STORE_ERRORS as error:
-            raise self._unreadable(error) from error
-        return rows
 
     def _unreadable(self, error: Exception) -> HistoryUnreadable:
         """The error a failed read becomes; this thread's reader is dropped, so the next read opens a new
@@ -330,5 +279,5 @@ def merge_seconds(own: SecondWindow, shared: list[tuple[int, int, int, int]]) ->
                             np.where(samples > 0, ram / np.maximum(samples, 1), 0.0))
 
 
-def _EMPTY_FIELDS(shown: int) -> list[np.ndarray]:
+def _empty_fields(shown: int) -> list[np.ndarray]:
     return [np.zeros(shown, np.uint32)] + [np.zeros(shown) for _ in range(6)]

@@ -31,6 +31,12 @@ def _tag(name: str) -> str:
     return f"{PREFIX}:{{{name}}}"
 
 
+def server_prefix(name: str) -> str:
+    """``st:{name}:``, what every key of one server starts with (``ValueError`` for a name that cannot be a
+    hash tag)."""
+    return _tag(name) + ":"
+
+
 def block_key(name: str, width: int, period: int) -> str:
     """The hash of one server's blocks of one period: ``st:{name}:m:HOUR`` (minutes of UTC hour number
     HOUR) or ``st:{name}:h:DAY`` (hours of UTC day number DAY); its fields are the parts."""

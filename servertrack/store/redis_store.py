@@ -80,6 +80,7 @@ from ..common.errors import ServerTrackError
 from .agent_seqs import AgentSeqs, decode_agent_seqs, encode_agent_seqs
 from .fleet_directory import (
     LIVE_CELL,
+    LIVE_DTYPE,
     LIVE_SECOND,
     SECOND_FIELDS,
     check_collector_id,
@@ -101,6 +102,7 @@ from .redis_keys import (
     CONTROLS_KEY,
     META_KEY,
     NODES_KEY,
+    WIDTH_LETTERS,
     agent_seqs_key,
     block_key,
     block_ttl,
@@ -113,6 +115,7 @@ from .redis_keys import (
     parse_delta_member,
     part_field,
     seconds_key,
+    server_prefix,
     snapshot_ttl,
     snapshots_key,
 )
@@ -398,7 +401,6 @@ class RedisHistory:
         flat: dict[Any, list[Any]] = {}
         ttls: dict[tuple[int, int], int] = {}
         prefixes = self._prefixes
-        letters = {60: "m", 3600: "h"}
         for (name, width, period), cells in entries.buckets.items():
             ttl = ttls.get((width, period))
             if ttl is None:
@@ -406,9 +408,9 @@ class RedisHistory:
             if ttl <= 0:
                 continue
             prefix = prefixes.get(name)
-            if prefix is None:  # block_key's, checked once per name
-                prefix = prefixes[name] = block_key(name, width, period).rsplit(":", 2)[0] + ":"
-            key = f"{prefix}{letters[width]}:{period}"
+            if prefix is None:  # the name checked once
+                prefix = prefixes[name] = server_prefix(name)
+            key = f"{prefix}{WIDTH_LETTERS[width]}:{period}"  # block_key's
             # a block hash gets its TTL once (the first share of the period); later cells set none
             expire = 0 if (name, width, period) in expiring else ttl
             target = flat.setdefault(self._node_of(name), [])
@@ -527,8 +529,9 @@ class RedisReads:
 
     def read_fleet(self, server: str, spans: list[tuple[int, int, int]], own: str | None, seconds: bool = True
                    ) -> tuple[list[tuple[StoredCells, StoredCells] | None], list[tuple[int, int, int, int]]]:
-        """``read_split`` of each ``(width, first_bucket, count)`` of ``spans`` and (``seconds``)
-        ``read_seconds``, all in one pipeline: one round trip to the node holding ``server``'s slot."""
+        """``read_split`` of each ``(width, first_bucket, count)`` of ``spans`` and (``seconds``) the seconds
+        every collector but ``own`` shared (``(second, samples, cpu, ram)``, loads in hundredths of a percent),
+        all in one pipeline: one round trip to the node holding ``server``'s slot."""
         plans = []
         pipe = self._client.pipeline(transaction=False)
         pipe.exists(known_key(server))
@@ -572,11 +575,6 @@ class RedisReads:
             splits.append((cut[0], cut[1]))
         shared = _shared_seconds(answers[at], own) if seconds else []
         return splits, shared
-
-    def read_seconds(self, server: str, own: str | None) -> list[tuple[int, int, int, int]]:
-        """The seconds other collectors (all but ``own``) shared of ``server``: ``(second, samples, cpu,
-        ram)``, cpu and ram in hundredths of a percent."""
-        return _shared_seconds(self._client.hgetall(seconds_key(server)), own)
 
     def read_cells(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells:
         """``read_range``, zeros for a server without history."""
@@ -670,17 +668,13 @@ def stored_period_cells(parts: list[tuple[int, str, bytes]], per_period: int, fi
     return cells
 
 
-_LIVE_DTYPE = np.dtype([("samples", "<u4"), ("cpu_sum", "<f8"), ("ram_sum", "<f8"), ("cpu_min", "<u4"),
-                        ("cpu_max", "<u4"), ("ram_min", "<u4"), ("ram_max", "<u4")])  # LIVE_CELL's layout
-
-
 def _live_block(live: list[tuple[int, int, bytes]], spans: int, per_period: int) -> BlockCells:
     """Live cells as one ``[spans, per_period]`` block (several collectors' cells of one bucket merged:
     counts and sums add, min of mins, max of maxes), in a few array operations."""
     out = empty_cells((spans, per_period))
     if not live:
         return out
-    records = np.frombuffer(b"".join(value for _, _, value in live), dtype=_LIVE_DTYPE)
+    records = np.frombuffer(b"".join(value for _, _, value in live), dtype=LIVE_DTYPE)
     flat = np.fromiter((span * per_period + index for span, index, _ in live), dtype=np.int64, count=len(live))
     filled = records["samples"] > 0
     records, flat = records[filled], flat[filled]
