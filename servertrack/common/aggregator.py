@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from .buckets import (
     HOUR_SECONDS,
@@ -89,7 +90,7 @@ class ServerWindows:
     one resolution does not pay for the other two.
     """
 
-    __slots__ = ("name", "last_seen", "_row", "_now", "_rings", "_minutes", "_hours", "_seconds")
+    __slots__ = ("_hours", "_minutes", "_now", "_rings", "_row", "_seconds", "last_seen", "name")
 
     def __init__(self, name: str, last_seen: float, row: int, now: float,
                  rings: tuple[SecondRing, BucketRing, BucketRing]) -> None:
@@ -148,12 +149,14 @@ class FleetColumns(NamedTuple):
 
 
 class OpenCells(NamedTuple):
-    """Cells of open buckets, one per (server, bucket): the names, the buckets (epoch second // width) and the
-    cells (``BucketRing.open_cells``, ``SecondRing.cells_at``)."""
+    """Cells of open buckets: per entry the name, the bucket (epoch second // width) and the cells
+    (``BucketRing.open_cells``, ``SecondRing.cells_at``), and the server's row. A (server, bucket) may come
+    more than once (equal cells, read at the same instant): ``rows`` and ``buckets`` tell them apart."""
 
-    names: list[str]
+    names: npt.NDArray[np.object_]  # of str
     buckets: np.ndarray
     cells: tuple[np.ndarray, ...]
+    rows: np.ndarray
 
 
 class SharedLoads(NamedTuple):
@@ -162,6 +165,24 @@ class SharedLoads(NamedTuple):
     seconds: OpenCells
     minutes: OpenCells
     hours: OpenCells
+
+
+def _open_cells(ring: SecondRing | BucketRing, rows: np.ndarray, buckets: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """``cells_at`` of a second ring, ``open_cells`` of a bucket ring."""
+    return ring.cells_at(rows, buckets) if isinstance(ring, SecondRing) else ring.open_cells(rows, buckets)
+
+
+def join_shared(parts: list[SharedLoads]) -> SharedLoads:
+    """One ``SharedLoads`` of several (``Aggregator.shared_parts``: at least one)."""
+    joined = []
+    for kind in range(3):
+        cells = [part[kind] for part in parts if len(part[kind].names)] or [parts[0][kind]]
+        joined.append(cells[0] if len(cells) == 1 else OpenCells(
+            np.concatenate([each.names for each in cells]), np.concatenate([each.buckets for each in cells]),
+            tuple(np.concatenate(columns) for columns in zip(*(each.cells for each in cells))),
+            np.concatenate([each.rows for each in cells])))
+    return SharedLoads(*joined)
 
 
 class Aggregator:
@@ -297,25 +318,34 @@ class Aggregator:
         self.changes += 1
 
     def take_shared(self) -> SharedLoads:
-        """The cells of what the applies since the last call touched (``sharing`` must be set): every
-        (server, second) still in the second ring, every (server, minute) and (server, hour) of a period
-        its ring has not closed (a closed one went to the store as a delta), read as the rings hold them
-        now. A server evicted since is left out."""
-        taken = []
-        for touched, ring, width in zip(self._touched, (self._seconds, self._minutes, self._hours), (1, 60, 3600)):
-            pairs = np.unique(np.concatenate(touched)) if touched else np.zeros(0, dtype=np.int64)
+        """The cells of what the applies since the last call touched (``sharing`` must be set; some more than
+        once, see ``OpenCells``): every (server, second) still in the second ring, every (server, minute) and
+        (server, hour) of a period its ring has not closed (a closed one went to the store as a delta), read
+        as the rings hold them now. A server evicted since is left out."""
+        return join_shared(list(self.shared_parts()))
+
+    def shared_parts(self, most: int = 1 << 62) -> Iterator[SharedLoads]:
+        """``take_shared`` in parts of at most ``most`` (server, bucket) pairs, so that the loop can serve
+        others between two; what was touched is taken at the first part. No apply may run until the last
+        part is read (the cells are read as the rings hold them then)."""
+        # one C-level pass builds the names as an array: no Python per (server, bucket), this runs on the loop
+        names = np.array(self._names, dtype=object) if self._names else np.zeros(0, dtype=object)
+        rings: tuple[SecondRing | BucketRing, ...] = (self._seconds, self._minutes, self._hours)
+        # not made unique here (a sort of every pair): the store worker does it (``OpenCells.rows``)
+        taken = [np.concatenate(touched) if touched else np.zeros(0, dtype=np.int64) for touched in self._touched]
+        for touched in self._touched:
             touched.clear()
-            rows, buckets = pairs // _PAIR_SHIFT, pairs % _PAIR_SHIFT
-            names = self._names
-            named = np.fromiter((names[row] is not None for row in rows.tolist()), dtype=bool, count=rows.size)
-            rows, buckets = rows[named], buckets[named]
-            if isinstance(ring, SecondRing):
-                kept_rows, kept_buckets, cells = ring.cells_at(rows, buckets)
-            else:
-                assert isinstance(ring, BucketRing)
-                kept_rows, kept_buckets, cells = ring.open_cells(rows, buckets)
-            taken.append(OpenCells([names[row] or "" for row in kept_rows.tolist()], kept_buckets, cells))
-        return SharedLoads(*taken)
+        nothing = np.zeros(0, dtype=np.int64)
+        empty = [OpenCells(names[:0], *_open_cells(ring, nothing, nothing)[1:], nothing) for ring in rings]
+        for kind, (pairs, ring) in enumerate(zip(taken, rings)):
+            for start in range(0, max(len(pairs), 1), most):
+                rows, buckets = pairs[start:start + most] // _PAIR_SHIFT, pairs[start:start + most] % _PAIR_SHIFT
+                named = names[rows].astype(bool)  # a server evicted since (None) is left out; a name is never empty
+                rows, buckets = rows[named], buckets[named]
+                kept_rows, kept_buckets, cells = _open_cells(ring, rows, buckets)
+                part = list(empty)
+                part[kind] = OpenCells(names[kept_rows], kept_buckets, cells, kept_rows)
+                yield SharedLoads(*part)
 
     def _rows_of(self, names: Sequence[str]) -> np.ndarray:
         """The row of each name, -1 for a server without one."""

@@ -52,10 +52,10 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ..common.aggregator import Aggregator
+from ..common.aggregator import Aggregator, join_shared
 from ..common.buckets import from_fixed_point
 from ..common.errors import ServerTrackError
-from ..common.fleet import fleet_table
+from ..common.fleet import FleetTable, fleet_table
 from ..common.inventory import AgentInventory
 from ..common.node_records import decode_node, encode_node
 from ..common.nodes import Node, NodeRegistry
@@ -88,6 +88,7 @@ CLOSE_TIMEOUT_SECONDS = 30.0
 # takes longer; the checkpoint is then finished by a later ``after_apply``, once the rotation is done, so
 # ingest never waits for the disk.
 ROTATE_WAIT_SECONDS = 0.5
+SHARE_PART_PAIRS = 20_000  # (server, bucket) pairs a share reads from the rings between two turns of the loop
 
 
 class StoreUnavailable(ServerTrackError):
@@ -150,8 +151,7 @@ class DurableStore:
         self._share: LiveShare | None = None
         self._share_queued = False
         self._next_share = 0.0
-        self._directory_blob: bytes | None = None
-        self._shared_servers = 0
+        self._directory: tuple[FleetTable, float, dict[int, list[str]], np.ndarray] | None = None
         self._record_at: dict[str, float] = {}  # when each node's record was last saved (a fleet's directory)
         self._snapshot_shared: dict[str, float | None] = {}  # the snapshot each node last shared was taken at
         self.shares = 0
@@ -377,7 +377,7 @@ class DurableStore:
         if self._share is not None and now >= self._next_share:
             assert self.share_every is not None
             self._next_share = now + self.share_every
-            self._share_live(now)
+            await self._share_live(now)
         if now >= self._next_snapshots:
             self._next_snapshots = now + self.retention.snapshot_every
             self._keep_snapshots()
@@ -390,38 +390,45 @@ class DurableStore:
             self._next_checkpoint = now + self.checkpoint_every
             await self.checkpoint(ROTATE_WAIT_SECONDS)
 
-    def _share_live(self, now: float) -> None:
-        """Queue a share of the live state: what the applies since the last one touched, and the directory
-        (see ``fleet_directory``). One share waits in the queue at most; it takes what is there when it runs."""
+    async def _share_live(self, now: float) -> None:
+        """Queue a share of the live state: what the applies since the last one touched (read in parts of
+        ``SHARE_PART_PAIRS``, ~3 ms each), and the directory (see ``fleet_directory``). One share waits in the
+        queue at most; it takes what is there when it runs."""
         assert self._share is not None and self._aggregator is not None and self._nodes is not None
         assert self._store_worker is not None
-        self._share.add(self._aggregator.take_shared())
+        parts = []
+        for part in self._aggregator.shared_parts(SHARE_PART_PAIRS):  # no apply runs until the last part
+            parts.append(part)
+            await asyncio.sleep(0)  # between parts, what waits on the loop goes first
+        self._share.add(join_shared(parts))
         table = fleet_table(self._aggregator, self._nodes, now)
-        ips: list[list[str]] = [[] for _ in table.names]
+        node_ips: dict[int, list[str]] = {}
         record_at = np.zeros(len(table.names))
         for index in np.flatnonzero(table.is_node).tolist():
             node = self._nodes.get(table.names[index])
             if node is not None:
-                ips[index] = node.ips
+                node_ips[index] = node.ips
                 record_at[index] = self._record_at.get(node.name, node.registered)
                 if node.snapshot is not None and node.snapshot_ts != self._snapshot_shared.get(node.name):
                     self._snapshot_shared[node.name] = node.snapshot_ts
                     self._share.add_snapshot(node.name, latest_snapshot(node.snapshot_ts or now, node.snapshot))
-        self._directory_blob = encode_directory(table, self.collector, now, ips, record_at)
-        self._shared_servers = len(table.names)
+        self._directory = (table, now, node_ips, record_at)  # encoded by the worker: a share costs the loop little
         if self._share_queued:
             return
-        live, history = self._share, self._history
+        live, history, collector = self._share, self._history, self.collector
         taken: list[tuple[LiveEntries, bytes | None, int]] = []
 
         def share() -> None:
             if not taken:  # a retry writes what the first attempt took; later cells wait for the next share
                 self._share_queued = False
-                taken.append((live.take(), self._directory_blob, self._shared_servers))
+                assert self._directory is not None
+                table, at, node_ips, record_at = self._directory
+                ips = [node_ips.get(index, []) for index in range(len(table.names))] if node_ips else None
+                taken.append((live.take(), encode_directory(table, collector, at, ips, record_at), len(table.names)))
             history.write_share(*taken[0])
             self.shares += 1
 
-        self._share_queued = self._store_worker.submit(share, len(self._directory_blob)) is not None
+        self._share_queued = self._store_worker.submit(share, 64 * len(table.names)) is not None
 
     def _save_nodes(self, changed: Iterable[tuple[str, Node | None]]) -> None:
         assert self._store_worker is not None and self._history is not None
@@ -501,7 +508,7 @@ class DurableStore:
                     return
                 try:
                     await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(rotated)), wait)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return  # the log is behind (retrying a failing disk): finished by a later call
             self._rotating = None
             segment = rotated.result()

@@ -41,6 +41,7 @@ LIVE_DTYPE = np.dtype([("samples", "<u4"), ("cpu_sum", "<f8"), ("ram_sum", "<f8"
                        ("cpu_max", "<u4"), ("ram_min", "<u4"), ("ram_max", "<u4")])  # LIVE_CELL, as an array's
 # A live second: its epoch second, samples, average cpu and ram (hundredths of a percent).
 LIVE_SECOND = struct.Struct("<qBHH")
+LIVE_SECOND_DTYPE = np.dtype([("second", "<i8"), ("samples", "u1"), ("cpu", "<u2"), ("ram", "<u2")])  # as an array's
 SECOND_FIELDS = 64  # a server's seconds hash keeps the last 64 seconds of each collector (field second % 64)
 _COLUMNS = (("is_node", np.bool_), ("states", np.int8), ("last_seen", np.float64), ("cpu", np.float64),
             ("ram", np.float64), ("served", np.bool_))
@@ -115,26 +116,6 @@ def decode_directory(blob: bytes) -> Directory:
         raise ValueError(f"a directory's ips do not match its {len(names)} names")
     return Directory(check_collector_id(collector), ts, FleetTable(names, *columns), ips,
                      np.frombuffer(record_at, dtype=np.float64).copy())
-
-
-def live_cells(cells: tuple[npt.NDArray[Any], ...]) -> list[bytes]:
-    """Each open bucket's cells (``BucketRing.open_cells``) as a ``LIVE_CELL``."""
-    record = np.empty(cells[0].size, dtype=LIVE_DTYPE)
-    for name, values in zip(record.dtype.names or (), cells):
-        record[name] = values
-    data = record.tobytes()
-    size = LIVE_CELL.size
-    return [data[start:start + size] for start in range(0, len(data), size)]
-
-
-def live_seconds(seconds: npt.NDArray[np.int64], cells: tuple[npt.NDArray[Any], ...]) -> list[bytes]:
-    """Each second's cells (``SecondRing.cells_at``) as a ``LIVE_SECOND``."""
-    samples, cpu, ram = cells
-    record = np.empty(seconds.size, dtype=[("second", "<i8"), ("samples", "u1"), ("cpu", "<u2"), ("ram", "<u2")])
-    record["second"], record["samples"], record["cpu"], record["ram"] = seconds, samples, cpu, ram
-    data = record.tobytes()
-    size = LIVE_SECOND.size
-    return [data[start:start + size] for start in range(0, len(data), size)]
 
 
 LATEST = struct.Struct("<d?")  # a latest snapshot's second and whether its data is compressed

@@ -47,15 +47,13 @@ class FleetMirror:
 
     def take(self, directories: list[tuple[str, bytes]]) -> None:
         """Hold the directories just read (``(collector, blob)``), in place of the ones before."""
-        decoded: dict[str, Directory] = {}
-        for collector, blob in directories:
-            try:
-                directory = decode_directory(blob)
-            except ValueError as error:
-                self.refused += 1
-                _log.warning("fleet: the directory of collector %r is left out: %s", collector, error)
-                continue
-            decoded[directory.collector] = directory
+        self.hold(*decode_directories(directories))
+
+    def hold(self, decoded: dict[str, Directory], problems: list[str]) -> None:
+        """Hold directories ``decode_directories`` made, counting and logging what it left out."""
+        for problem in problems:
+            self.refused += 1
+            _log.warning("fleet: %s", problem)
         self.refreshes += 1
         shared_at = {collector: directory.ts for collector, directory in decoded.items()}
         if shared_at != self.shared_at:
@@ -83,17 +81,16 @@ class FleetMirror:
 
     def take_records(self, records: list[tuple[str, bytes | None]]) -> None:
         """Hold the node records just read (None: none kept); forget the nodes no directory has any more."""
+        self.hold_records(*decode_records(records))
+
+    def hold_records(self, nodes: list[Node], problems: list[str]) -> None:
+        """Hold node records ``decode_records`` made, counting and logging what it left out."""
         times = self._record_times()
-        for name, record in records:
-            if record is None:
-                continue
-            try:
-                node = decode_node(record)
-            except ValueError as error:
-                self.refused += 1
-                _log.warning("fleet: the record of node %r is left out: %s", name, error)
-                continue
-            self._records[name] = (times.get(name, 0.0), node)
+        for problem in problems:
+            self.refused += 1
+            _log.warning("fleet: %s", problem)
+        for node in nodes:
+            self._records[node.name] = (times.get(node.name, 0.0), node)
         for gone in self._records.keys() - times.keys():
             del self._records[gone]
         self._by_ip = None
@@ -136,3 +133,32 @@ class FleetMirror:
                                for collector, table in sorted(self.tables.items())},
                 "foreign_nodes": len(self._records), "refreshes": self.refreshes,
                 "refused": self.refused, "refresh_failures": self.failures}
+
+
+def decode_directories(directories: list[tuple[str, bytes]]) -> tuple[dict[str, Directory], list[str]]:
+    """The directories of ``(collector, blob)`` that decode, by collector, and a line for each that does
+    not (pure: what a refresh does off the loop)."""
+    decoded: dict[str, Directory] = {}
+    problems: list[str] = []
+    for collector, blob in directories:
+        try:
+            directory = decode_directory(blob)
+        except ValueError as error:
+            problems.append(f"the directory of collector {collector!r} is left out: {error}")
+            continue
+        decoded[directory.collector] = directory
+    return decoded, problems
+
+
+def decode_records(records: list[tuple[str, bytes | None]]) -> tuple[list[Node], list[str]]:
+    """The node records of ``(name, record or None)`` that decode, and a line for each that does not."""
+    nodes: list[Node] = []
+    problems: list[str] = []
+    for name, record in records:
+        if record is None:
+            continue
+        try:
+            nodes.append(decode_node(record))
+        except ValueError as error:
+            problems.append(f"the record of node {name!r} is left out: {error}")
+    return nodes, problems

@@ -34,7 +34,7 @@ from ..common.periods import BUCKETS_PER_PERIOD, MINUTE_WIDTH
 from ..common.seconds import LOAD_SCALE, SECONDS_SHOWN, SecondWindow
 from ..common.snapshots import StoredSnapshot
 from .fleet_directory import read_latest_snapshot
-from .fleet_mirror import FleetMirror
+from .fleet_mirror import FleetMirror, decode_directories, decode_records
 from .interface import RangeAnswer
 from .worker import STORE_ERRORS
 
@@ -145,12 +145,12 @@ class LoadHistory:
             return
         loop = asyncio.get_running_loop()
         try:
-            directories = await loop.run_in_executor(self._executor, self._read, "read_directories")
-            self.mirror.take(directories)
+            # read and decoded off the loop (a directory of 100,000 servers takes tens of ms); held on it
+            self.mirror.hold(*await loop.run_in_executor(
+                self._executor, lambda: decode_directories(self._read("read_directories"))))
             wanted = self.mirror.records_wanted()
-            records = (await loop.run_in_executor(self._executor, self._read, "read_node_records", wanted)
-                       if wanted else [])
-            self.mirror.take_records(records)
+            self.mirror.hold_records(*(await loop.run_in_executor(
+                self._executor, lambda: decode_records(self._read("read_node_records", wanted))) if wanted else ([], [])))
             self._controls = await loop.run_in_executor(self._executor, self._read, "read_controls")
         except HistoryUnreadable:
             self.mirror.failures += 1

@@ -8,42 +8,108 @@ worker takes everything at once (``take``) and writes it; a write that fails
 is retried with the same entries, and what the loop adds meanwhile waits for
 the next one. Bounded: one entry per (server, open bucket), and the last
 ``SECOND_FIELDS`` seconds of each server.
+
+Everything stays in arrays, one entry per (server, bucket): a share of
+100,000 servers is a few passes of numpy, not a Python object per cell (the
+loop and the store worker share one interpreter lock).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
-from ..common.aggregator import SharedLoads
+from ..common.aggregator import OpenCells, SharedLoads
 from ..common.periods import BUCKETS_PER_PERIOD
-from .fleet_directory import SECOND_FIELDS, live_cells, live_seconds
+from ..common.seconds import SECOND_SLOTS
+from .fleet_directory import LIVE_DTYPE, LIVE_SECOND_DTYPE, SECOND_FIELDS
+
+_NO_NAMES = np.zeros(0, dtype=object)
+_NO_INTS = np.zeros(0, dtype=np.int64)
+
+
+class LiveCells(NamedTuple):
+    """Live cells of one bucket width: per entry its server, period, bucket index in the period, and cell
+    (``LIVE_DTYPE``)."""
+
+    names: np.ndarray  # of str
+    periods: np.ndarray  # int64
+    indices: np.ndarray  # int64
+    records: np.ndarray
+
+
+class LiveSeconds(NamedTuple):
+    """Live seconds: per entry its server, epoch second and cell (``LIVE_SECOND_DTYPE``)."""
+
+    names: np.ndarray  # of str
+    seconds: np.ndarray  # int64
+    records: np.ndarray
 
 
 class LiveEntries(NamedTuple):
-    """What one share writes: per (server, width, period) the live cells by bucket index, and per server its
-    seconds by second."""
+    """What one share writes: the live cells of the minutes and the hours, the seconds, and the nodes' newest
+    snapshots (``latest_snapshot``, by node)."""
 
-    buckets: dict[tuple[str, int, int], dict[int, bytes]]
-    seconds: dict[str, dict[int, bytes]]
-    snapshots: dict[str, bytes]  # a node's latest snapshot (``latest_snapshot``), by node
+    minutes: LiveCells
+    hours: LiveCells
+    seconds: LiveSeconds
+    snapshots: dict[str, bytes]
 
     def __len__(self) -> int:
-        return sum(map(len, self.buckets.values())) + sum(map(len, self.seconds.values())) + len(self.snapshots)
+        return len(self.minutes.names) + len(self.hours.names) + len(self.seconds.names) + len(self.snapshots)
+
+
+def no_live_cells() -> LiveCells:
+    """No cells."""
+    return LiveCells(_NO_NAMES, _NO_INTS, _NO_INTS, np.zeros(0, dtype=LIVE_DTYPE))
+
+
+def no_live_seconds() -> LiveSeconds:
+    """No seconds."""
+    return LiveSeconds(_NO_NAMES, _NO_INTS, np.zeros(0, dtype=LIVE_SECOND_DTYPE))
+
+
+def _once_each(opened: OpenCells) -> npt.NDArray[np.int64]:
+    """The positions of one entry per (server, bucket) of ``opened`` (its rows and buckets)."""
+    buckets = np.asarray(opened.buckets, dtype=np.int64)
+    keys = np.asarray(opened.rows, dtype=np.int64) * (1 << 34) + buckets  # a bucket is below 2**34
+    return np.unique(keys, return_index=True)[1]
+
+
+def live_cells_of(opened: OpenCells, width: int) -> LiveCells:
+    """The open buckets of one width (``Aggregator.take_shared``) as live cells, one per (server, bucket)."""
+    once = _once_each(opened)
+    periods, indices = np.divmod(np.asarray(opened.buckets, dtype=np.int64)[once], BUCKETS_PER_PERIOD[width])
+    records = np.empty(once.size, dtype=LIVE_DTYPE)
+    for name, values in zip(LIVE_DTYPE.names or (), opened.cells):
+        records[name] = values[once]
+    return LiveCells(np.asarray(opened.names, dtype=object)[once], periods, indices, records)
+
+
+def live_seconds_of(opened: OpenCells) -> LiveSeconds:
+    """The seconds ``Aggregator.take_shared`` took as live seconds, one per (server, second)."""
+    once = _once_each(opened)
+    seconds = np.asarray(opened.buckets, dtype=np.int64)[once]
+    records = np.empty(seconds.size, dtype=LIVE_SECOND_DTYPE)
+    records["second"] = seconds
+    records["samples"], records["cpu"], records["ram"] = (values[once] for values in opened.cells)
+    return LiveSeconds(np.asarray(opened.names, dtype=object)[once], seconds, records)
 
 
 class LiveShare:
     """The live cells not shared yet (see the module's docstring); safe to use from the loop and one worker.
 
-    The loop only queues what it is given (``add``, ``closed``: array copies, no per-cell work); the worker
-    replays those in order into per-bucket entries when it takes them, so the loop is not held by a share.
+    The loop only queues what it is given (``add``, ``closed``: array references, no per-cell work); the
+    worker replays those in order when it takes them, so the loop is not held by a share.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries = LiveEntries({}, {}, {})
+        self._snapshots: dict[str, bytes] = {}
         self._events: list[tuple[str, Any]] = []
 
     def add(self, shared: SharedLoads) -> None:
@@ -54,7 +120,7 @@ class LiveShare:
     def add_snapshot(self, node: str, record: bytes) -> None:
         """Keep a node's newest snapshot (``latest_snapshot``) for the next share."""
         with self._lock:
-            self._entries.snapshots[node] = record
+            self._snapshots[node] = record
 
     def closed(self, names: list[str], width: int, periods: np.ndarray) -> None:
         """Forget the live cells of the periods a ring just closed (their base block replaces them)."""
@@ -66,38 +132,75 @@ class LiveShare:
         """Everything not shared yet; the share starts afresh."""
         with self._lock:
             events, self._events = self._events, []
-            entries, self._entries = self._entries, LiveEntries({}, {}, {})
+            snapshots, self._snapshots = self._snapshots, {}
+        parts: dict[int, list[LiveCells]] = {60: [], 3600: []}
+        seconds: list[LiveSeconds] = []
         for kind, event in events:
             if kind == "cells":
-                _add_cells(entries, event)
+                shared: SharedLoads = event
+                parts[60].append(live_cells_of(shared.minutes, 60))
+                parts[3600].append(live_cells_of(shared.hours, 3600))
+                seconds.append(live_seconds_of(shared.seconds))
             else:
-                names: list[str] = event[0]
-                width: int = event[1]
-                periods: np.ndarray = event[2]
-                buckets = entries.buckets
-                if buckets:
-                    for name, period in zip(names, periods.tolist()):
-                        buckets.pop((name, width, period), None)
-        return entries
+                names, width, periods = event
+                gone = set(zip(names, periods.tolist()))
+                parts[width] = [_without(part, gone) for part in parts[width]]
+        return LiveEntries(_newest_cells(parts[60]), _newest_cells(parts[3600]), _newest_seconds(seconds),
+                           snapshots)
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._entries) + len(self._events)
+            return len(self._snapshots) + len(self._events)
 
 
-def _add_cells(entries: LiveEntries, shared: SharedLoads) -> None:
-    """Merge ``shared`` into ``entries`` (newer cells of a bucket replace older ones)."""
-    buckets, seconds, _ = entries
-    for width, opened in ((60, shared.minutes), (3600, shared.hours)):
-        per_period = BUCKETS_PER_PERIOD[width]
-        for name, bucket, cell in zip(opened.names, opened.buckets.tolist(), live_cells(opened.cells)):
-            period, index = divmod(bucket, per_period)
-            buckets.setdefault((name, width, period), {})[index] = cell
-    fresh = shared.seconds
-    for name, second, cell in zip(fresh.names, fresh.buckets.tolist(),
-                                  live_seconds(np.asarray(fresh.buckets), fresh.cells)):
-        kept = seconds.setdefault(name, {})
-        kept[second] = cell
-        if len(kept) > SECOND_FIELDS:
-            for old in sorted(kept)[:len(kept) - SECOND_FIELDS]:
-                del kept[old]
+def _without(cells: LiveCells, gone: set[tuple[str, int]]) -> LiveCells:
+    """``cells`` but those of the (server, period) pairs in ``gone``."""
+    keep = np.fromiter(((name, period) not in gone for name, period in zip(cells.names.tolist(), cells.periods.tolist())),
+                       dtype=bool, count=len(cells.names))
+    return LiveCells(*(column[keep] for column in cells))
+
+
+def name_ids(names: npt.NDArray[np.object_]) -> npt.NDArray[np.int64]:
+    """An integer per entry, equal for equal names (the position of the name's first entry)."""
+    first: dict[str, int] = {}
+    return np.fromiter(map(first.setdefault, names.tolist(), itertools.count()), dtype=np.int64, count=len(names))
+
+
+def _last_of_groups(groups: tuple[npt.NDArray[np.int64], ...], then: tuple[npt.NDArray[np.int64], ...] = ()
+                    ) -> npt.NDArray[np.int64]:
+    """The positions, in order, of one entry per group of equal ``groups`` keys: the one greatest by the
+    ``then`` keys, and of those the last in the arrays."""
+    count = len(groups[0])
+    order = np.lexsort((np.arange(count), *reversed(then), *reversed(groups)))  # the last key sorts first
+    differs = np.zeros(max(count - 1, 0), dtype=bool)
+    for key in groups:
+        ordered = key[order]
+        differs |= ordered[1:] != ordered[:-1]
+    last = np.ones(count, dtype=bool)
+    last[:-1] = differs  # the next one (in order) is of another group
+    return np.sort(order[last])
+
+
+def _newest_cells(parts: list[LiveCells]) -> LiveCells:
+    """The cells of ``parts`` (oldest first) with one per (server, period, index): the newest."""
+    parts = [part for part in parts if len(part.names)]
+    if not parts:
+        return no_live_cells()
+    if len(parts) == 1:  # one take of the rings: one cell per (server, bucket) already
+        return parts[0]
+    joined = LiveCells(*(np.concatenate(columns) for columns in zip(*parts)))
+    kept = _last_of_groups((name_ids(joined.names), joined.periods, joined.indices))
+    return LiveCells(*(column[kept] for column in joined))
+
+
+def _newest_seconds(parts: list[LiveSeconds]) -> LiveSeconds:
+    """The seconds of ``parts`` (oldest first) with one per (server, field ``second % SECOND_FIELDS``): the
+    latest second, and of one second the newest cell."""
+    parts = [part for part in parts if len(part.names)]
+    if not parts:
+        return no_live_seconds()
+    joined = parts[0] if len(parts) == 1 else LiveSeconds(*(np.concatenate(columns) for columns in zip(*parts)))
+    if len(parts) == 1 and SECOND_FIELDS >= SECOND_SLOTS:
+        return joined  # one take of the ring: one cell per (server, second), fewer seconds than fields
+    kept = _last_of_groups((name_ids(joined.names), joined.seconds % SECOND_FIELDS), (joined.seconds,))
+    return LiveSeconds(*(column[kept] for column in joined))

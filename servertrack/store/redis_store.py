@@ -62,6 +62,7 @@ answers again the queue drains in order.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import time
@@ -89,7 +90,7 @@ from .fleet_directory import (
 )
 from .history_backend import no_cells
 from .history_codec import BlockCells, empty_cells, encode_blocks, fields_of, merge
-from .live_share import LiveEntries
+from .live_share import LiveEntries, name_ids
 from .records import (
     BASE_PART,
     BUCKETS_PER_PERIOD,
@@ -102,7 +103,6 @@ from .redis_keys import (
     CONTROLS_KEY,
     META_KEY,
     NODES_KEY,
-    WIDTH_LETTERS,
     agent_seqs_key,
     block_key,
     block_ttl,
@@ -142,17 +142,33 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
-# A share's cells, (key, field, value, ttl) flattened in one msgpack array, all on this node: HSET each; a
-# positive ttl is set when the key has none (a block hash's), a negative one always (a seconds hash's).
+# A share's cells on one node: ARGV[1] the collector's field prefix (C/), ARGV[2] the key prefixes of the servers
+# (st:{NAME}:), one a line, ARGV[3] the cells as _SHARE_RECORD records. A record names its server (1-based line),
+# its hash (kind 0: the seconds hash, 1: a minutes block hash, 2: an hours block hash, with the period), the
+# field's number, a ttl (positive: set when the key has none, a block hash's; negative: always, a seconds
+# hash's) and its value. KEYS[1] only routes the call to the node holding every key it writes.
 _SHARE_SCRIPT = """#!lua flags=allow-cross-slot-keys
-local d = cmsgpack.unpack(ARGV[1])
-for i = 1, #d, 4 do
-  redis.call('HSET', d[i], d[i + 1], d[i + 2])
-  local ttl = d[i + 3]
-  if ttl > 0 then redis.call('EXPIRE', d[i], ttl, 'NX') elseif ttl < 0 then redis.call('EXPIRE', d[i], -ttl) end
+local prefix, data = ARGV[1], ARGV[3]
+local unpack, sub, call = struct.unpack, string.sub, redis.call
+local servers, second_fields, cell_fields, hashes = {}, {}, {}, {'m:', 'h:'}
+for line in string.gmatch(ARGV[2], '[^\\n]+') do servers[#servers + 1] = line end
+for index = 0, 63 do second_fields[index], cell_fields[index] = prefix .. index, prefix .. 'm' .. index end
+for at = 1, #data, 52 do
+  local server, kind, period, index, ttl, length = unpack('<I4Bi4Hi4B', data, at)
+  local key, field
+  if kind == 0 then
+    key, field = servers[server] .. 's', second_fields[index]
+  else
+    key, field = servers[server] .. hashes[kind] .. period, cell_fields[index]
+  end
+  call('HSET', key, field, sub(data, at + 16, at + 15 + length))
+  if ttl > 0 then call('EXPIRE', key, ttl, 'NX') elseif ttl < 0 then call('EXPIRE', key, -ttl) end
 end
-return #d / 4
+return #data / 52
 """
+_SHARE_RECORD = np.dtype([("server", "<u4"), ("kind", "u1"), ("period", "<i4"), ("index", "<u2"), ("ttl", "<i4"),
+                          ("length", "u1"), ("value", "u1", (LIVE_CELL.size,))])
+_SECONDS_KIND, _KIND_OF_WIDTH = 0, {60: 1, 3600: 2}
 
 
 class RedisUnavailable(ServerTrackError):
@@ -221,10 +237,11 @@ class RedisHistory:
         """``keep``: seconds of history per bucket width (60, 3600); ``collector``: this collector's id (the
         prefix of the fields it writes, see ``fleet_directory``)."""
         self._client = client
+        self._cluster = isinstance(client, RedisCluster)  # asked once: an isinstance of it is slow (~2 µs)
         self.collector = check_collector_id(collector)
         self._slots: dict[str, Any] = {}  # the cluster node of a server's slot, by name (a cluster client only)
         self._live_fields = [live_field(self.collector, index) for index in range(60)]
-        self._expiring: set[tuple[str, int, int]] = set()  # the block hashes a share gave a TTL
+        self._expiring: dict[tuple[int, int], set[str]] = {}  # the servers whose block hash (width, period) has a TTL
         self._seconds_renewed: dict[str, float] = {}  # when a share last renewed a seconds hash's TTL
         self._pruned_at = -math.inf
         self._prefixes: dict[str, str] = {}  # "st:{NAME}:" by name (the tag checked once)
@@ -391,73 +408,126 @@ class RedisHistory:
 
     def _write_share(self, entries: LiveEntries, directory: bytes | None, servers: int) -> None:
         """Write a share (see ``fleet_directory``): the live cells into the block hashes (a field per bucket,
-        ``C/mI``), the seconds into each server's seconds hash (``C/SECOND%64``), the directory, and this
-        collector's line in ``st:collectors``. One script call per few hundred cells, sent to the node that
-        holds their keys; idempotent (a retry writes the same fields again)."""
+        ``C/mI``), the seconds into each server's seconds hash (``C/SECOND%64``), the nodes' newest snapshots,
+        the directory, and this collector's line in ``st:collectors``: one pipeline, the cells in one script
+        call per few hundred (``_SHARE_SCRIPT``), each on the node that holds their keys. Built in arrays (a
+        Python step per server, none per cell); idempotent (a retry writes the same fields again)."""
         now = self._clock()
-        collector = self.collector
-        fields = self._live_fields
-        expiring = self._expiring
-        flat: dict[Any, list[Any]] = {}
-        ttls: dict[tuple[int, int], int] = {}
-        prefixes = self._prefixes
-        for (name, width, period), cells in entries.buckets.items():
-            ttl = ttls.get((width, period))
-            if ttl is None:
-                ttl = ttls[width, period] = block_ttl(width, period, self._keep[width], now)
-            if ttl <= 0:
-                continue
-            prefix = prefixes.get(name)
-            if prefix is None:  # the name checked once
-                prefix = prefixes[name] = server_prefix(name)
-            key = f"{prefix}{WIDTH_LETTERS[width]}:{period}"  # block_key's
-            # a block hash gets its TTL once (the first share of the period); later cells set none
-            expire = 0 if (name, width, period) in expiring else ttl
-            target = flat.setdefault(self._node_of(name), [])
-            for index, cell in cells.items():
-                target += (key, fields[index], cell, expire)
-                expire = 0
-        for name, seconds in entries.seconds.items():
-            key = seconds_key(name)
-            # a seconds hash's TTL is renewed once a minute (it outlives the last share by 4 to 5 minutes)
-            renew = -SECONDS_KEY_TTL if self._seconds_renewed.get(name, -math.inf) < now - 60 else 0
-            target = flat.setdefault(self._node_of(name), [])
-            for second, cell in seconds.items():
-                target += (key, f"{collector}/{second % SECOND_FIELDS}", cell, renew)
-                renew = 0
-        step = _SHARE_CELLS_PER_CALL * 4
-        for node, items in flat.items():
-            for start in range(0, len(items), step):
-                blob = msgpack.packb(items[start:start + step], use_bin_type=False)
-                if node is None:
-                    self._client.eval(_SHARE_SCRIPT, 0, blob)
-                else:
-                    self._client.execute_command("EVAL", _SHARE_SCRIPT, 0, blob, target_nodes=node)
-        for name, width, period in entries.buckets:  # written: their TTLs are set
-            expiring.add((name, width, period))
-        for name in entries.seconds:
-            if self._seconds_renewed.get(name, -math.inf) < now - 60:
-                self._seconds_renewed[name] = now
-        if now - self._pruned_at >= 60:  # forget the periods of the hours and days gone, once a minute
-            self._pruned_at = now
-            current = {60: int(now // 3600), 3600: int(now // 86_400)}
-            self._expiring = {item for item in expiring if item[2] >= current[item[1]] - 1}
-            self._seconds_renewed = {name: at for name, at in self._seconds_renewed.items() if at >= now - 600}
-            if len(self._prefixes) > 4 * len(self._seconds_renewed) + 10_000:
-                self._prefixes.clear()
+        records, names = self._share_records(entries, now)
+        if len(records):
+            self._write_share_calls(records, names)
         pipe = self._client.pipeline(transaction=False)
         for node, record in entries.snapshots.items():
             pipe.set(latest_key(node), record, ex=self._longest)
         if directory is not None:
-            pipe.set(directory_key(collector), directory, ex=self._longest)
-        pipe.hset(COLLECTORS_KEY, collector, msgpack.packb({"ts": now, "servers": servers}))
+            pipe.set(directory_key(self.collector), directory, ex=self._longest)
+        pipe.hset(COLLECTORS_KEY, self.collector, msgpack.packb({"ts": now, "servers": servers}))
         pipe.expire(COLLECTORS_KEY, self._longest)
         pipe.execute()
+        self._shared(entries, now)
+
+    def _share_records(self, entries: LiveEntries, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """The ``_SHARE_RECORD`` of every cell of ``entries`` (those out of retention left out), and its
+        server's name; a key's first record carries its TTL when it needs one."""
+        collected: list[np.ndarray] = []
+        collected_names: list[np.ndarray] = []
+        for width, cells in ((60, entries.minutes), (3600, entries.hours)):
+            if not len(cells.names):
+                continue
+            periods = cells.periods
+            ttls = np.zeros(len(periods), dtype=np.int64)
+            for period in np.unique(periods).tolist():
+                ttls[periods == period] = block_ttl(width, period, self._keep[width], now)
+            kept = ttls > 0
+            names, periods, ttls = cells.names[kept], periods[kept], ttls[kept]
+            record = np.zeros(len(names), dtype=_SHARE_RECORD)
+            record["kind"], record["period"], record["index"] = _KIND_OF_WIDTH[width], periods, cells.indices[kept]
+            record["length"] = LIVE_CELL.size
+            record["value"] = cells.records[kept].view(np.uint8).reshape(-1, LIVE_CELL.size)
+            # a block hash gets its TTL once: on its first record of the first share of its period
+            first = _first_of_each(name_ids(names) * (1 << 32) + (periods - periods.min()))
+            for period in np.unique(periods[first]).tolist():
+                given = self._expiring.setdefault((width, period), set())
+                at = first[periods[first] == period]
+                fresh = ~np.fromiter(map(given.__contains__, names[at].tolist()), dtype=bool, count=len(at))
+                record["ttl"][at[fresh]] = ttls[at[fresh]]
+            collected.append(record)
+            collected_names.append(names)
+        seconds = entries.seconds
+        if len(seconds.names):
+            record = np.zeros(len(seconds.names), dtype=_SHARE_RECORD)
+            record["kind"], record["index"], record["length"] = _SECONDS_KIND, seconds.seconds % SECOND_FIELDS, \
+                LIVE_SECOND.size
+            record["value"][:, :LIVE_SECOND.size] = seconds.records.view(np.uint8).reshape(-1, LIVE_SECOND.size)
+            # a seconds hash's TTL is renewed once a minute (it outlives the last share by 4 to 5 minutes)
+            first = _first_of_each(name_ids(seconds.names))
+            renewed = self._seconds_renewed
+            due = np.fromiter(map(renewed.get, seconds.names[first].tolist(), itertools.repeat(-math.inf)),
+                              dtype=np.float64, count=len(first)) < now - 60
+            record["ttl"][first[due]] = -SECONDS_KEY_TTL
+            collected.append(record)
+            collected_names.append(seconds.names)
+        if not collected:
+            return np.zeros(0, dtype=_SHARE_RECORD), np.zeros(0, dtype=object)
+        return np.concatenate(collected), np.concatenate(collected_names)
+
+    def _write_share_calls(self, records: np.ndarray, names: np.ndarray) -> None:
+        """Write ``records`` in script calls of ``_SHARE_CELLS_PER_CALL`` (a server's records together), one
+        pipeline per node holding their servers' keys: one round trip a node. (A node's own connection, not
+        the cluster pipeline: that one asks the node for the keys of every EVAL, a round trip each.)"""
+        _, first, servers = np.unique(name_ids(names), return_index=True, return_inverse=True)
+        distinct = names[first].tolist()
+        prefixes = self._prefixes
+        for name in distinct:
+            if name not in prefixes:  # the name checked once
+                prefixes[name] = server_prefix(name)
+        nodes: dict[Any, int] = {}
+        slots, node_of = self._slots, self._node_of
+        node_of_server = np.fromiter((nodes.setdefault(slots.get(name) or node_of(name), len(nodes))
+                                      for name in distinct), dtype=np.int64, count=len(distinct))
+        node_of_record = node_of_server[servers]
+        order = np.lexsort((servers, node_of_record))  # by node, then by server
+        bounds = np.flatnonzero(np.diff(node_of_record[order])) + 1
+        prefix = f"{self.collector}/"
+        targets = list(nodes)
+        for group in np.split(order, bounds):
+            node = targets[int(node_of_record[group[0]])]
+            pipe = (self._client if node is None else self._client.get_redis_connection(node)).pipeline(
+                transaction=False)
+            for start in range(0, len(group), _SHARE_CELLS_PER_CALL):
+                chunk = group[start:start + _SHARE_CELLS_PER_CALL]
+                held, local = np.unique(servers[chunk], return_inverse=True)
+                call = records[chunk]
+                call["server"] = local + 1
+                lines = "\n".join([prefixes[distinct[server]] for server in held.tolist()])
+                pipe.execute_command("EVAL", _SHARE_SCRIPT, 1, known_key(distinct[int(held[0])]), prefix, lines,
+                                     call.tobytes())
+            pipe.execute()
+        if len(self._prefixes) > 4 * len(distinct) + 100_000:
+            self._prefixes.clear()
+
+    def _shared(self, entries: LiveEntries, now: float) -> None:
+        """Remember what a share just wrote: the block hashes given a TTL, the seconds hashes renewed; and once
+        a minute forget the periods of the hours and days gone."""
+        for width, cells in ((60, entries.minutes), (3600, entries.hours)):
+            for period in np.unique(cells.periods).tolist():
+                self._expiring.setdefault((width, period), set()).update(
+                    cells.names[cells.periods == period].tolist())
+        if len(entries.seconds.names):
+            renewed = self._seconds_renewed
+            names = entries.seconds.names[_first_of_each(name_ids(entries.seconds.names))].tolist()
+            due = [name for name in names if renewed.get(name, -math.inf) < now - 60]
+            renewed.update(zip(due, itertools.repeat(now)))
+        if now - self._pruned_at >= 60:
+            self._pruned_at = now
+            current = {60: int(now // 3600), 3600: int(now // 86_400)}
+            self._expiring = {key: names for key, names in self._expiring.items() if key[1] >= current[key[0]] - 1}
+            self._seconds_renewed = {name: at for name, at in self._seconds_renewed.items() if at >= now - 600}
 
     def _node_of(self, name: str) -> Any:
         """The cluster node that holds ``name``'s keys (None for a single Redis), looked up once until a
         share fails."""
-        if not isinstance(self._client, RedisCluster):
+        if not self._cluster:
             return None
         node = self._slots.get(name)
         if node is None:  # forgotten after a failed share (a node down, slots moved): asked again
@@ -632,6 +702,11 @@ class RedisReads:
             return []
         members = self._client.zrangebyscore(snapshots_key(node), low, int(to_ts), start=0, num=int(limit))
         return [(_TS.unpack_from(member)[0], bytes(member[_TS.size:])) for member in members]
+
+
+def _first_of_each(ids: np.ndarray) -> np.ndarray:
+    """The position of the first entry of each distinct value of ``ids``, in order."""
+    return np.sort(np.unique(ids, return_index=True)[1])
 
 
 def _shared_seconds(fields: dict[Any, Any], own: str | None) -> list[tuple[int, int, int, int]]:

@@ -15,12 +15,11 @@ from servertrack.store.fleet_directory import (
     check_collector_id,
     decode_directory,
     encode_directory,
-    live_cells,
     live_field,
     part_of_field,
 )
 from servertrack.store.history_codec import BlockCells, encode_many
-from servertrack.store.live_share import LiveShare
+from servertrack.store.live_share import LiveShare, live_cells_of
 from servertrack.store.redis_store import stored_period_cells
 
 START = 1_700_000_000.0  # 22:13:20 UTC: mid-hour
@@ -113,14 +112,15 @@ def test_the_shared_cells_are_what_the_rings_hold_of_open_periods() -> None:
     now[0] = START + 45
     windows = aggregator.windows("a")
     assert windows is not None
-    at = shared.minutes.names.index("a")  # its first minute, the window's last but one
+    at = [(name, bucket) for name, bucket in zip(shared.minutes.names, shared.minutes.buckets.tolist())].index(
+        ("a", int(START // 60)))  # its first minute, the window's last but one
     assert int(shared.minutes.cells[0][at]) == int(windows.minutes.samples[-2])
-    assert aggregator.take_shared().minutes.names == []  # taken: nothing new since
+    assert len(aggregator.take_shared().minutes.names) == 0  # taken: nothing new since
     # a late sample for a closed hour is the store's delta, not a live cell
     aggregator.apply(["a"], [START + 3600], [1.0], [1.0], chunk_id=3)
     aggregator.take_shared()
     aggregator.apply(["a"], [START], [1.0], [1.0], chunk_id=4)
-    assert aggregator.take_shared().minutes.names == []
+    assert len(aggregator.take_shared().minutes.names) == 0
 
 
 @settings(max_examples=30, deadline=None)
@@ -155,10 +155,10 @@ def test_a_closed_period_leaves_the_share_before_its_base_is_written() -> None:
     closed = [blocks for blocks in aggregator.take_closed() if blocks.width == 60]
     share.closed(closed[0].names, 60, closed[0].periods)
     entries = share.take()
-    assert all(width != 60 for _, width, _ in entries.buckets) and len(share) == 0
-    assert len(entries.seconds["a"]) == 1 and [width for _, width, _ in entries.buckets] == [3600]
-    cells = live_cells(aggregator.take_shared().minutes.cells)
-    assert len(cells) == 1 and LIVE_CELL.unpack(cells[0])[0] == 1
+    assert len(entries.minutes.names) == 0 and len(share) == 0
+    assert entries.seconds.names.tolist() == ["a"] and entries.hours.names.tolist() == ["a"]
+    cells = live_cells_of(aggregator.take_shared().minutes, 60)
+    assert len(cells.names) == 1 and LIVE_CELL.unpack(cells.records.tobytes())[0] == 1
 
 
 def test_the_mirror_finds_another_collectors_node_by_name_or_its_one_address() -> None:
@@ -217,3 +217,25 @@ def test_live_cells_of_several_collectors_merge_as_blocks_merge(
         assert int(merged.samples[0, index]) == count
         assert float(merged.cpu_sum[0, index]) == pytest.approx(cpu)
         assert int(merged.cpu_min[0, index]) == (least or 0) and int(merged.cpu_max[0, index]) == most
+
+
+def test_a_share_holds_one_cell_per_bucket_the_newest() -> None:
+    """Applies touching one bucket twice are taken twice (the loop does not sort them out); the share keeps
+    one cell per (server, bucket): across takes, the newest."""
+    now = [START]
+    aggregator = Aggregator(10, clock=lambda: now[0], closing=True)
+    aggregator.sharing = True
+    share = LiveShare()
+    aggregator.apply(["a", "b"], [START, START], [10.0, 20.0], [10.0, 20.0], chunk_id=1)
+    aggregator.apply(["a"], [START + 1], [30.0], [30.0], chunk_id=2)  # the same minute, another second
+    taken = aggregator.take_shared()
+    assert taken.minutes.names.tolist().count("a") == 2
+    share.add(taken)
+    aggregator.apply(["a"], [START + 2], [50.0], [50.0], chunk_id=3)
+    share.add(aggregator.take_shared())  # the worker was late: two takes wait
+    entries = share.take()
+    minutes = dict(zip(entries.minutes.names.tolist(), entries.minutes.records["samples"].tolist()))
+    assert minutes == {"a": 3, "b": 1} and len(entries.minutes.names) == 2
+    assert sorted(zip(entries.seconds.names.tolist(), entries.seconds.seconds.tolist())) == [
+        ("a", int(START)), ("a", int(START) + 1), ("a", int(START) + 2), ("b", int(START))]
+    assert float(entries.hours.records["cpu_sum"][entries.hours.names.tolist().index("a")]) == pytest.approx(90.0)

@@ -353,3 +353,71 @@ def test_the_queue_stays_within_its_cap_while_redis_is_down(tmp_path: Path, monk
     finally:
         monitor.close()
         server.stop()
+
+
+def test_a_share_reads_back_on_another_collector_cell_for_cell(redis_target: tuple[str, list[Any]]) -> None:
+    """What one collector shares (``write_share``) is what another reads of it (``read_fleet`` leaving
+    itself out): every open minute and hour cell and every second of each server, over more servers than
+    one script call takes, on every node; the keys it writes carry TTLs; a later share replaces a cell."""
+    from servertrack.common.aggregator import Aggregator
+    from servertrack.store.live_share import LiveShare
+    from servertrack.store.redis_store import connect
+    from servertrack.store.store_url import parse_store
+
+    url, clients = redis_target
+    target = parse_store(url)
+    assert not isinstance(target, str)
+    now = [START]
+    aggregator = Aggregator(2_000, clock=lambda: now[0], closing=True)
+    aggregator.sharing = True
+    names = [f"srv-{index:04d}" for index in range(1_200)]  # over two calls per node
+    rng = np.random.default_rng(7)
+    for second in range(3):  # three seconds, the third a minute later: two minutes of one hour
+        at = START + (60 if second == 2 else second)
+        aggregator.apply(names, np.full(len(names), at), rng.uniform(0, 100, len(names)),
+                         rng.uniform(0, 100, len(names)), chunk_id=second + 1)
+    now[0] = START + 61
+    keep = {60: 7 * 86_400.0, 3600: 400 * 86_400.0}
+    writer = RedisHistory(connect(target), keep, 7 * 86_400.0, lambda: now[0], collector="a")
+    reader = RedisHistory(connect(target), keep, 7 * 86_400.0, lambda: now[0], collector="b")
+    try:
+        share = LiveShare()
+        share.add(aggregator.take_shared())
+        writer.write_share(share.take(), None, len(names))
+        for name in names[::97] + [names[-1]]:
+            windows = aggregator.windows(name)
+            assert windows is not None
+            minutes, hours, seconds = windows.minutes, windows.hours, windows.seconds
+            spans = [(60, minutes.first_bucket, len(minutes.samples)), (3600, hours.first_bucket, len(hours.samples))]
+            splits, shared_seconds = reader.reader().read_fleet(name, spans, "b")
+            for split, window in zip(splits, (minutes, hours)):
+                assert split is not None
+                others = split[1]  # every collector's but the reader's own: the writer's cells alone
+                assert others.samples.tolist() == window.samples.tolist(), name
+                assert np.allclose(others.cpu_sum, window.cpu_sum) and np.allclose(others.ram_sum, window.ram_sum)
+            held = {second: samples for second, samples, _, _ in shared_seconds if second >= seconds.first_second}
+            expected = {seconds.first_second + offset: int(count)
+                        for offset, count in enumerate(seconds.samples.tolist()) if count}
+            assert held == expected, name
+        keys = all_keys(clients)
+        written = [key for key in keys if key.startswith("st:{srv-")]
+        assert len(written) == 3 * len(names)  # per server: its minutes' and hours' block hashes, its seconds
+        assert all(keys[key].ttl(key) > 0 for key in written)
+        assert len({id(keys[key]) for key in written}) == len(clients)  # spread over every node
+        # a later sample: the next share replaces the minute's cell, and only sends what changed
+        aggregator.apply([names[0]], [START + 60.5], [100.0], [100.0], chunk_id=9)
+        share.add(aggregator.take_shared())
+        entries = share.take()
+        assert len(entries.minutes.names) == len(entries.hours.names) == 1
+        writer.write_share(entries, None, len(names))
+        splits, _ = reader.reader().read_fleet(names[0], [(60, int(START // 60) + 1, 1)], "b")
+        assert splits[0] is not None and splits[0][1].samples.tolist() == [2]
+        assert splits[0][0].samples.tolist() == [2]  # every collector's: the reader has none of its own
+        # the reader's own part is left out of "all but own", counted in "all"
+        assert reader.reader().read_fleet(names[0], [(60, int(START // 60) + 1, 1)], "a")[0][0][1].samples.tolist() \
+            == [0]
+    finally:
+        for client in clients:
+            client.flushall()
+        writer.close()
+        reader.close()
