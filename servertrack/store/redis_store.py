@@ -67,7 +67,7 @@ import math
 import struct
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
@@ -90,7 +90,7 @@ from .fleet_directory import (
 )
 from .history_backend import no_cells
 from .history_codec import BlockCells, empty_cells, encode_blocks, fields_of, merge
-from .live_share import LiveEntries, name_ids
+from .live_share import LiveEntries, LiveSeconds, name_ids
 from .records import (
     BASE_PART,
     BUCKETS_PER_PERIOD,
@@ -169,6 +169,21 @@ return #data / 52
 _SHARE_RECORD = np.dtype([("server", "<u4"), ("kind", "u1"), ("period", "<i4"), ("index", "<u2"), ("ttl", "<i4"),
                           ("length", "u1"), ("value", "u1", (LIVE_CELL.size,))])
 _SECONDS_KIND, _KIND_OF_WIDTH = 0, {60: 1, 3600: 2}
+
+
+_NO_NAMES = np.zeros(0, dtype=object)
+
+
+class _ShareRecords(NamedTuple):
+    """A share as ``_SHARE_RECORD`` records: per record its server's name and an id equal for equal names;
+    and what the share does once written: the servers whose block hash (width, period) it gives a TTL, and
+    the servers whose seconds hash's TTL it renews."""
+
+    records: np.ndarray
+    names: np.ndarray
+    ids: np.ndarray
+    given_ttl: dict[tuple[int, int], list[str]]
+    renewed: list[str]
 
 
 class RedisUnavailable(ServerTrackError):
@@ -409,13 +424,14 @@ class RedisHistory:
     def _write_share(self, entries: LiveEntries, directory: bytes | None, servers: int) -> None:
         """Write a share (see ``fleet_directory``): the live cells into the block hashes (a field per bucket,
         ``C/mI``), the seconds into each server's seconds hash (``C/SECOND%64``), the nodes' newest snapshots,
-        the directory, and this collector's line in ``st:collectors``: one pipeline, the cells in one script
-        call per few hundred (``_SHARE_SCRIPT``), each on the node that holds their keys. Built in arrays (a
-        Python step per server, none per cell); idempotent (a retry writes the same fields again)."""
+        the directory, and this collector's line in ``st:collectors``: the cells in one script call per few
+        hundred (``_SHARE_SCRIPT``), pipelined to the node that holds their keys, the rest in one pipeline.
+        Built in arrays (a Python step per server, none per cell); idempotent (a retry writes the same fields
+        again)."""
         now = self._clock()
-        records, names = self._share_records(entries, now)
-        if len(records):
-            self._write_share_calls(records, names)
+        share = self._share_records(entries, now)
+        if len(share.records):
+            self._write_share_calls(share)
         pipe = self._client.pipeline(transaction=False)
         for node, record in entries.snapshots.items():
             pipe.set(latest_key(node), record, ex=self._longest)
@@ -424,58 +440,71 @@ class RedisHistory:
         pipe.hset(COLLECTORS_KEY, self.collector, msgpack.packb({"ts": now, "servers": servers}))
         pipe.expire(COLLECTORS_KEY, self._longest)
         pipe.execute()
-        self._shared(entries, now)
+        self._shared(share, now)
 
-    def _share_records(self, entries: LiveEntries, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """The ``_SHARE_RECORD`` of every cell of ``entries`` (those out of retention left out), and its
-        server's name; a key's first record carries its TTL when it needs one."""
-        collected: list[np.ndarray] = []
-        collected_names: list[np.ndarray] = []
-        for width, cells in ((60, entries.minutes), (3600, entries.hours)):
-            if not len(cells.names):
+    def _share_records(self, entries: LiveEntries, now: float) -> _ShareRecords:
+        """The ``_SHARE_RECORD`` of every cell of ``entries`` (those out of retention left out); a key's first
+        record carries its TTL when it needs one."""
+        kinds = ((60, entries.minutes), (3600, entries.hours), (1, entries.seconds))
+        every_id = name_ids(np.concatenate([cells.names for _, cells in kinds]))
+        records: list[np.ndarray] = []
+        names: list[np.ndarray] = []
+        ids: list[np.ndarray] = []
+        given: dict[tuple[int, int], list[str]] = {}
+        renewed: list[str] = []
+        at = 0
+        for width, cells in kinds:
+            count = len(cells.names)
+            cell_ids, at = every_id[at:at + count], at + count
+            if not count:
                 continue
-            periods = cells.periods
-            ttls = np.zeros(len(periods), dtype=np.int64)
-            for period in np.unique(periods).tolist():
-                ttls[periods == period] = block_ttl(width, period, self._keep[width], now)
-            kept = ttls > 0
-            names, periods, ttls = cells.names[kept], periods[kept], ttls[kept]
-            record = np.zeros(len(names), dtype=_SHARE_RECORD)
-            record["kind"], record["period"], record["index"] = _KIND_OF_WIDTH[width], periods, cells.indices[kept]
-            record["length"] = LIVE_CELL.size
-            record["value"] = cells.records[kept].view(np.uint8).reshape(-1, LIVE_CELL.size)
-            # a block hash gets its TTL once: on its first record of the first share of its period
-            first = _first_of_each(name_ids(names) * (1 << 32) + (periods - periods.min()))
-            for period in np.unique(periods[first]).tolist():
-                given = self._expiring.setdefault((width, period), set())
-                at = first[periods[first] == period]
-                fresh = ~np.fromiter(map(given.__contains__, names[at].tolist()), dtype=bool, count=len(at))
-                record["ttl"][at[fresh]] = ttls[at[fresh]]
-            collected.append(record)
-            collected_names.append(names)
-        seconds = entries.seconds
-        if len(seconds.names):
-            record = np.zeros(len(seconds.names), dtype=_SHARE_RECORD)
-            record["kind"], record["index"], record["length"] = _SECONDS_KIND, seconds.seconds % SECOND_FIELDS, \
-                LIVE_SECOND.size
-            record["value"][:, :LIVE_SECOND.size] = seconds.records.view(np.uint8).reshape(-1, LIVE_SECOND.size)
-            # a seconds hash's TTL is renewed once a minute (it outlives the last share by 4 to 5 minutes)
-            first = _first_of_each(name_ids(seconds.names))
-            renewed = self._seconds_renewed
-            due = np.fromiter(map(renewed.get, seconds.names[first].tolist(), itertools.repeat(-math.inf)),
-                              dtype=np.float64, count=len(first)) < now - 60
-            record["ttl"][first[due]] = -SECONDS_KEY_TTL
-            collected.append(record)
-            collected_names.append(seconds.names)
-        if not collected:
-            return np.zeros(0, dtype=_SHARE_RECORD), np.zeros(0, dtype=object)
-        return np.concatenate(collected), np.concatenate(collected_names)
+            record = np.zeros(count, dtype=_SHARE_RECORD)
+            if isinstance(cells, LiveSeconds):
+                record["kind"], record["index"], record["length"] = _SECONDS_KIND, cells.seconds % SECOND_FIELDS, \
+                    LIVE_SECOND.size
+                record["value"][:, :LIVE_SECOND.size] = cells.records.view(np.uint8).reshape(-1, LIVE_SECOND.size)
+                # a seconds hash's TTL is renewed once a minute (it outlives the last share by 4 to 5 minutes)
+                first = _first_of_each(cell_ids)
+                due = first[np.fromiter(map(self._seconds_renewed.get, cells.names[first].tolist(),
+                                            itertools.repeat(-math.inf)), dtype=np.float64, count=len(first))
+                            < now - 60]
+                record["ttl"][due] = -SECONDS_KEY_TTL
+                renewed += cells.names[due].tolist()
+                kept_names = cells.names
+            else:
+                periods = cells.periods
+                ttls = np.zeros(count, dtype=np.int64)
+                for period in np.unique(periods).tolist():
+                    ttls[periods == period] = block_ttl(width, period, self._keep[width], now)
+                kept = ttls > 0
+                record["kind"], record["period"], record["index"] = _KIND_OF_WIDTH[width], periods, cells.indices
+                record["length"] = LIVE_CELL.size
+                record["value"] = cells.records.view(np.uint8).reshape(-1, LIVE_CELL.size)
+                # a block hash gets its TTL once: on its first record of the first share of its period
+                first = _first_of_each(cell_ids * (1 << 32) + (periods - periods.min()))
+                first = first[kept[first]]
+                for period in np.unique(periods[first]).tolist():
+                    had = self._expiring.get((width, period), set())
+                    of_period = first[periods[first] == period]
+                    fresh = of_period[~np.fromiter(map(had.__contains__, cells.names[of_period].tolist()),
+                                                   dtype=bool, count=len(of_period))]
+                    record["ttl"][fresh] = ttls[fresh]
+                    given[width, period] = cells.names[fresh].tolist()
+                record, kept_names, cell_ids = record[kept], cells.names[kept], cell_ids[kept]
+            records.append(record)
+            names.append(kept_names)
+            ids.append(cell_ids)
+        if not records:
+            return _ShareRecords(np.zeros(0, dtype=_SHARE_RECORD), _NO_NAMES, np.zeros(0, dtype=np.int64), {}, [])
+        return _ShareRecords(np.concatenate(records), np.concatenate(names), np.concatenate(ids), given, renewed)
 
-    def _write_share_calls(self, records: np.ndarray, names: np.ndarray) -> None:
-        """Write ``records`` in script calls of ``_SHARE_CELLS_PER_CALL`` (a server's records together), one
-        pipeline per node holding their servers' keys: one round trip a node. (A node's own connection, not
-        the cluster pipeline: that one asks the node for the keys of every EVAL, a round trip each.)"""
-        _, first, servers = np.unique(name_ids(names), return_index=True, return_inverse=True)
+    def _write_share_calls(self, share: _ShareRecords) -> None:
+        """Write a share's records in script calls of ``_SHARE_CELLS_PER_CALL`` (a server's records
+        together), one pipeline per node holding their servers' keys: one round trip a node. (A node's own
+        connection, not the cluster pipeline: that one asks the node for the keys of every EVAL, a round trip
+        each.)"""
+        records, names = share.records, share.names
+        _, first, servers = np.unique(share.ids, return_index=True, return_inverse=True)
         distinct = names[first].tolist()
         prefixes = self._prefixes
         for name in distinct:
@@ -489,6 +518,7 @@ class RedisHistory:
         order = np.lexsort((servers, node_of_record))  # by node, then by server
         bounds = np.flatnonzero(np.diff(node_of_record[order])) + 1
         prefix = f"{self.collector}/"
+        lines_of = [prefixes[name] for name in distinct]
         targets = list(nodes)
         for group in np.split(order, bounds):
             node = targets[int(node_of_record[group[0]])]
@@ -499,25 +529,19 @@ class RedisHistory:
                 held, local = np.unique(servers[chunk], return_inverse=True)
                 call = records[chunk]
                 call["server"] = local + 1
-                lines = "\n".join([prefixes[distinct[server]] for server in held.tolist()])
+                lines = "\n".join([lines_of[server] for server in held.tolist()])
                 pipe.execute_command("EVAL", _SHARE_SCRIPT, 1, known_key(distinct[int(held[0])]), prefix, lines,
                                      call.tobytes())
             pipe.execute()
         if len(self._prefixes) > 4 * len(distinct) + 100_000:
             self._prefixes.clear()
 
-    def _shared(self, entries: LiveEntries, now: float) -> None:
+    def _shared(self, share: _ShareRecords, now: float) -> None:
         """Remember what a share just wrote: the block hashes given a TTL, the seconds hashes renewed; and once
         a minute forget the periods of the hours and days gone."""
-        for width, cells in ((60, entries.minutes), (3600, entries.hours)):
-            for period in np.unique(cells.periods).tolist():
-                self._expiring.setdefault((width, period), set()).update(
-                    cells.names[cells.periods == period].tolist())
-        if len(entries.seconds.names):
-            renewed = self._seconds_renewed
-            names = entries.seconds.names[_first_of_each(name_ids(entries.seconds.names))].tolist()
-            due = [name for name in names if renewed.get(name, -math.inf) < now - 60]
-            renewed.update(zip(due, itertools.repeat(now)))
+        for key, names in share.given_ttl.items():
+            self._expiring.setdefault(key, set()).update(names)
+        self._seconds_renewed.update(zip(share.renewed, itertools.repeat(now)))
         if now - self._pruned_at >= 60:
             self._pruned_at = now
             current = {60: int(now // 3600), 3600: int(now // 86_400)}
@@ -635,9 +659,7 @@ class RedisReads:
             where = f"{width}-second blocks of {server!r}"
             parts = [(first_period + offset, _text(field), bytes(blob))
                      for offset, fields in enumerate(hashes) for field, blob in fields.items()]
-            merged = [stored_period_cells(parts, per_period, first_period, spans_read, where, None)]
-            merged.append(merged[0] if own is None else
-                          stored_period_cells(parts, per_period, first_period, spans_read, where, own))
+            merged = split_period_cells(parts, per_period, first_period, spans_read, where, own)
             offset = first_bucket - first_period * per_period
             cut = [StoredCells._make([first_bucket, width,
                                       *(np.ascontiguousarray(field.reshape(-1)[offset:offset + count])
@@ -724,23 +746,36 @@ def stored_period_cells(parts: list[tuple[int, str, bytes]], per_period: int, fi
     """The ``[spans, per_period]`` cells of periods ``first_period ..`` from the fields of their block hashes
     ``(period, field, value)``: block parts (``C/0``, ``C/N``) decoded and merged, live cells (``C/mI``)
     merged in; the fields of collector ``leave_out`` left out."""
-    rows: list[tuple[int, int, bytes]] = []
-    live: list[tuple[int, int, bytes]] = []
+    return split_period_cells(parts, per_period, first_period, spans, where, leave_out)[leave_out is not None]
+
+
+def split_period_cells(parts: list[tuple[int, str, bytes]], per_period: int, first_period: int, spans: int,
+                       where: str, own: str | None) -> tuple[BlockCells, BlockCells]:
+    """``stored_period_cells`` of every collector, and of every collector but ``own`` (the same when
+    ``own`` is None), each block decoded once."""
+    rows: tuple[list[tuple[int, int, bytes]], list[tuple[int, int, bytes]]] = ([], [])  # others', own
+    live: tuple[list[tuple[int, int, bytes]], list[tuple[int, int, bytes]]] = ([], [])
     for period, field, value in parts:
         collector, rest = part_of_field(field)
-        if collector == leave_out and leave_out is not None:
-            continue
+        mine = int(own is not None and collector == own)
         if rest.startswith("m"):
             index = int(rest[1:]) if rest[1:].isdigit() else -1
             if 0 <= index < per_period and len(value) == LIVE_CELL.size:
-                live.append((period - first_period, index, value))
+                live[mine].append((period - first_period, index, value))
         elif rest.isdigit():
-            rows.append((period, int(rest), value))
+            rows[mine].append((period, int(rest), value))
+    others = _period_cells(rows[0], live[0], per_period, first_period, spans, where)
+    if not rows[1] and not live[1]:
+        return others, others
+    return merge(others, _period_cells(rows[1], live[1], per_period, first_period, spans, where)), others
+
+
+def _period_cells(rows: list[tuple[int, int, bytes]], live: list[tuple[int, int, bytes]], per_period: int,
+                  first_period: int, spans: int, where: str) -> BlockCells:
+    """Block parts ``(period, part, blob)`` decoded and merged, live cells ``(span, index, cell)`` merged in."""
     rows.sort()
     cells = merged_periods(rows, per_period, first_period, spans, where) if rows else empty_cells((spans, per_period))
-    if live:
-        cells = merge(cells, _live_block(live, spans, per_period))
-    return cells
+    return merge(cells, _live_block(live, spans, per_period)) if live else cells
 
 
 def _live_block(live: list[tuple[int, int, bytes]], spans: int, per_period: int) -> BlockCells:
