@@ -421,3 +421,32 @@ def test_a_share_reads_back_on_another_collector_cell_for_cell(redis_target: tup
             client.flushall()
         writer.close()
         reader.close()
+
+
+def test_the_shared_directory_lists_every_node_when_it_is_built_in_parts(
+        redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The directory's node columns are filled in parts (the loop turns between two): with parts of two
+    nodes, all five nodes are listed with their addresses."""
+    from servertrack.store.fleet_directory import decode_directory
+
+    monkeypatch.setattr(durable, "SHARE_PART_NODES", 2)
+    clock = FakeClock(START)
+    monitor = Monitor(factory(redis_url), tmp_path, clock)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        names = [f"node-{index}" for index in range(5)]
+        for index, name in enumerate(names):
+            monitor.nodes.hello(name, [f"10.0.0.{index + 1}"], dict(HELLO_INFO), paused=False)
+            monitor.batch.add(name, clock.now, 10.0, 20.0)
+        monitor.batch.add("plain-server", clock.now, 10.0, 20.0)
+        clock.now += 2  # a share is due
+        monitor.apply()
+        wait_drained(monitor)
+        directory = decode_directory(client.get(f"st:dir:{monitor.store.collector}"))
+        listed = dict(zip(directory.table.names, directory.ips))
+        assert listed == {**{name: [f"10.0.0.{index + 1}"] for index, name in enumerate(names)}, "plain-server": []}
+        assert directory.table.is_node.tolist() == [True] * 5 + [False]
+    finally:
+        monitor.close()
+        client.flushall()
+        client.close()
