@@ -412,13 +412,19 @@ class RedisHistory:
     # ---------------------------------------------------------------- the fleet's live state
 
     def write_share(self, entries: LiveEntries, directory: bytes | None, servers: int) -> None:
-        """See ``_write_share``; after a failure every hash gets its TTL again (Redis may have lost them)."""
+        """See ``_write_share``; after a failure every hash gets its TTL again (Redis may have lost them) and a
+        cluster's slots are asked for again."""
         try:
             self._write_share(entries, directory, servers)
         except BaseException:
             self._expiring.clear()
             self._seconds_renewed.clear()
             self._slots.clear()
+            if self._cluster:  # its calls go to nodes' own connections: a moved slot is not learnt by itself
+                try:
+                    self._client.nodes_manager.initialize()
+                except (RedisError, RedisClusterException, OSError):
+                    pass  # the cluster is down: the next attempt asks again
             raise
 
     def _write_share(self, entries: LiveEntries, directory: bytes | None, servers: int) -> None:

@@ -450,3 +450,57 @@ def test_the_shared_directory_lists_every_node_when_it_is_built_in_parts(
         monitor.close()
         client.flushall()
         client.close()
+
+
+def test_a_share_after_a_slot_moved_goes_to_the_slots_new_node(tmp_path: Path) -> None:
+    """A share writes to nodes' own connections; when a server's slot moves to another master, the share
+    that meets the old node fails, the cluster's slots are asked for again, and its retry writes there."""
+    from servertrack.common.aggregator import Aggregator
+    from servertrack.store.live_share import LiveShare
+    from servertrack.store.redis_store import connect
+    from servertrack.store.store_url import parse_store
+    from tests.redis_servers import started_cluster
+
+    with started_cluster("servertrack-redis-move-") as cluster:
+        target = parse_store(cluster.url)
+        assert not isinstance(target, str)
+        now = [START]
+        aggregator = Aggregator(10, clock=lambda: now[0], closing=True)
+        aggregator.sharing = True
+        keep = {60: 7 * 86_400.0, 3600: 400 * 86_400.0}
+        writer = RedisHistory(connect(target), keep, 7 * 86_400.0, lambda: now[0], collector="a")
+        reader = RedisHistory(connect(target), keep, 7 * 86_400.0, lambda: now[0], collector="b")
+        share = LiveShare()
+        clients = [node.client() for node in cluster.nodes]
+        try:
+            aggregator.apply(["mover"], [START], [10.0], [10.0], chunk_id=1)
+            share.add(aggregator.take_shared())
+            writer.write_share(share.take(), None, 1)
+            slot = key_slot(b"st:{mover}:known")
+            ids = {client.execute_command("CLUSTER MYID").decode(): client for client in clients}
+            owner_id = next(node_id for node_id, client in ids.items()  # the node holding the share's keys
+                            if client.execute_command("CLUSTER COUNTKEYSINSLOT", slot))
+            source = ids[owner_id]
+            dest_id, dest = next((node_id, client) for node_id, client in ids.items() if node_id != owner_id)
+            dest.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", owner_id)
+            source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dest_id)
+            keys = source.execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+            assert keys
+            port = dest.connection_pool.connection_kwargs["port"]
+            source.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
+            for client in clients:
+                client.execute_command("CLUSTER SETSLOT", slot, "NODE", dest_id)
+            aggregator.apply(["mover"], [START + 1], [30.0], [30.0], chunk_id=2)
+            share.add(aggregator.take_shared())
+            entries = share.take()
+            with pytest.raises(redis.RedisError):  # MOVED: the writer still held the old node
+                writer.write_share(entries, None, 1)
+            writer.write_share(entries, None, 1)  # the retry, as the store's worker makes it
+            splits, _ = reader.reader().read_fleet("mover", [(60, int(START // 60), 1)], "b")
+            assert splits[0] is not None and splits[0][1].samples.tolist() == [2]
+            assert dest.hexists("st:{mover}:s", "a/" + str(int(START + 1) % 64))
+        finally:
+            for client in clients:
+                client.close()
+            writer.close()
+            reader.close()
