@@ -83,14 +83,15 @@ class FleetMirror:
         """Hold the node records just read (None: none kept); forget the nodes no directory has any more."""
         self.hold_records(*decode_records(records))
 
-    def hold_records(self, nodes: list[Node], problems: list[str]) -> None:
-        """Hold node records ``decode_records`` made, counting and logging what it left out."""
+    def hold_records(self, nodes: list[tuple[str, Node]], problems: list[str]) -> None:
+        """Hold node records ``decode_records`` made (by the name they were read under), counting and logging
+        what it left out."""
         times = self._record_times()
         for problem in problems:
             self.refused += 1
             _log.warning("fleet: %s", problem)
-        for node in nodes:
-            self._records[node.name] = (times.get(node.name, 0.0), node)
+        for name, node in nodes:
+            self._records[name] = (times.get(name, 0.0), node)
         for gone in self._records.keys() - times.keys():
             del self._records[gone]
         self._by_ip = None
@@ -150,15 +151,16 @@ def decode_directories(directories: list[tuple[str, bytes]]) -> tuple[dict[str, 
     return decoded, problems
 
 
-def decode_records(records: list[tuple[str, bytes | None]]) -> tuple[list[Node], list[str]]:
-    """The node records of ``(name, record or None)`` that decode, and a line for each that does not."""
-    nodes: list[Node] = []
+def decode_records(records: list[tuple[str, bytes | None]]) -> tuple[list[tuple[str, Node]], list[str]]:
+    """The node records of ``(name, record or None)`` that decode, as ``(name, node)``, and a line for each
+    that does not."""
+    nodes: list[tuple[str, Node]] = []
     problems: list[str] = []
     for name, record in records:
         if record is None:
             continue
         try:
-            nodes.append(decode_node(record))
+            nodes.append((name, decode_node(record)))
         except ValueError as error:
             problems.append(f"the record of node {name!r} is left out: {error}")
     return nodes, problems

@@ -85,7 +85,6 @@ from .fleet_directory import (
     LIVE_SECOND,
     SECOND_FIELDS,
     check_collector_id,
-    live_field,
     part_of_field,
 )
 from .history_backend import no_cells
@@ -255,7 +254,6 @@ class RedisHistory:
         self._cluster = isinstance(client, RedisCluster)  # asked once: an isinstance of it is slow (~2 µs)
         self.collector = check_collector_id(collector)
         self._slots: dict[str, Any] = {}  # the cluster node of a server's slot, by name (a cluster client only)
-        self._live_fields = [live_field(self.collector, index) for index in range(60)]
         self._expiring: dict[tuple[int, int], set[str]] = {}  # the servers whose block hash (width, period) has a TTL
         self._seconds_renewed: dict[str, float] = {}  # when a share last renewed a seconds hash's TTL
         self._pruned_at = -math.inf
