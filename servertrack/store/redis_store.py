@@ -74,7 +74,7 @@ import numpy as np
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import MovedError, RedisClusterException, RedisError
 from redis.retry import Retry
 
 from ..common.errors import ServerTrackError
@@ -410,19 +410,21 @@ class RedisHistory:
     # ---------------------------------------------------------------- the fleet's live state
 
     def write_share(self, entries: LiveEntries, directory: bytes | None, servers: int) -> None:
-        """See ``_write_share``; after a failure every hash gets its TTL again (Redis may have lost them) and a
-        cluster's slots are asked for again."""
+        """See ``_write_share``; after a failure every hash gets its TTL again (Redis may have lost them), and a
+        slot a cluster node says moved is looked up again."""
         try:
             self._write_share(entries, directory, servers)
-        except BaseException:
+        except BaseException as error:
             self._expiring.clear()
             self._seconds_renewed.clear()
             self._slots.clear()
-            if self._cluster:  # its calls go to nodes' own connections: a moved slot is not learnt by itself
+            if self._cluster and isinstance(error, MovedError):
+                # its calls go to nodes' own connections, which do not learn a moved slot by themselves: told
+                # here, as the cluster client does on MOVED (no I/O: a node down is the client's own to find)
                 try:
-                    self._client.nodes_manager.initialize()
-                except (RedisError, RedisClusterException, OSError):
-                    pass  # the cluster is down: the next attempt asks again
+                    self._client.nodes_manager.move_slot(error)
+                except (RedisError, RedisClusterException, LookupError):
+                    pass  # the retry meets MOVED again; the client's own commands refresh its map
             raise
 
     def _write_share(self, entries: LiveEntries, directory: bytes | None, servers: int) -> None:
