@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import ipaddress
 import math
 import os
 import re
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -542,6 +544,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"servertrack serving http={monitor.http_url} ingest={monitor.ingest_endpoint} "
               f"control={monitor.control_endpoint} store={monitor.store_description} loop={loop_name}", flush=True)
 
+    if hasattr(signal, "SIGUSR1"):  # kill -USR1: every thread's stack to stderr, the culprit of a stall
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     run_on_loop(serve(settings, on_ready=announce), settings.event_loop)
     return 0
 

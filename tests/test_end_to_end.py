@@ -166,3 +166,16 @@ def test_loads_recorded_over_http_are_readable_within_a_second_or_so(service: Se
     assert len(recorded_minutes) == 1 and recorded_minutes[0]["cpu"] == {"avg": 12.5, "min": 12.5, "max": 12.5}
     assert http("GET", f"{service.url}/servers/nobody/loads")[0] == 404
     assert stop(service.process) == 0
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_service_goes_on() -> None:
+    with running_service("--store", "memory") as started:
+        started.process.send_signal(signal.SIGUSR1)  # without its handler, SIGUSR1 ends a process
+        # the dump is written by the signal handler as the signal arrives, before the next request is served
+        wait_for(lambda: http("GET", f"{started.url}/healthz")[0] == 200, START_SECONDS, "serve after SIGUSR1")
+        started.process.kill()
+        started.process.wait(5)
+        assert started.process.stderr is not None
+        dump = started.process.stderr.read()
+    assert "Current thread 0x" in dump and "most recent call first" in dump, dump[-2000:]
+    assert "in _run_serve" in dump  # the loop's own stack, down to the serve command
