@@ -273,7 +273,12 @@ def test_a_redis_master_failed_over_to_its_replica_is_survived(
                 wait_for(lambda service=service: hours_of(service) == 3, WAIT_SECONDS,
                          f"the third sample on {service.url} after the failover")
             except AssertionError:
-                raise AssertionError((service is a, hours_of(a), hours_of(b), http("GET", f"{a.url}/stats")[1]["store"],
-                                      http("GET", f"{b.url}/stats")[1]["store"])) from None
+                seen = (service is a, hours_of(a), hours_of(b), http("GET", f"{a.url}/stats")[1]["store"],
+                        http("GET", f"{b.url}/stats")[1]["store"])
+                b.process.send_signal(signal.SIGUSR1)  # b's threads, for what a stuck share waits on
+                time.sleep(0.5)
+                b.process.kill()
+                b.process.wait(5)
+                raise AssertionError((seen, b.process.stderr.read()[-8000:] if b.process.stderr else "")) from None
             wait_for(lambda service=service: http("GET", f"{service.url}/healthz")[1].get("store") == "ok",
                      WAIT_SECONDS, f"{service.url}'s store writes to go on")
