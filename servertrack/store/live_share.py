@@ -29,6 +29,7 @@ from ..common.seconds import SECOND_SLOTS
 from .fleet_directory import LIVE_DTYPE, LIVE_SECOND_DTYPE, SECOND_FIELDS
 
 _NO_NAMES = np.zeros(0, dtype=object)
+MAX_WAITING_TAKES = 8  # takes waiting for the store before they are folded into one
 _NO_INTS = np.zeros(0, dtype=np.int64)
 
 
@@ -113,9 +114,13 @@ class LiveShare:
         self._events: list[tuple[str, Any]] = []
 
     def add(self, shared: SharedLoads) -> None:
-        """Keep the cells of ``shared`` (newer cells of a bucket replace older ones)."""
+        """Keep the cells of ``shared`` (newer cells of a bucket replace older ones). While shares cannot be
+        written (the store down), what waits is folded into one entry per (server, bucket) every
+        ``MAX_WAITING_TAKES`` takes: bounded by the servers' open buckets, not by the outage's length."""
         with self._lock:
             self._events.append(("cells", shared))
+            if sum(kind == "cells" for kind, _ in self._events) > MAX_WAITING_TAKES:
+                self._events = [("entries", _replayed(self._events, {}))]
 
     def add_snapshot(self, node: str, record: bytes) -> None:
         """Keep a node's newest snapshot (``latest_snapshot``) for the next share."""
@@ -133,24 +138,34 @@ class LiveShare:
         with self._lock:
             events, self._events = self._events, []
             snapshots, self._snapshots = self._snapshots, {}
-        parts: dict[int, list[LiveCells]] = {60: [], 3600: []}
-        seconds: list[LiveSeconds] = []
-        for kind, event in events:
-            if kind == "cells":
-                shared: SharedLoads = event
-                parts[60].append(live_cells_of(shared.minutes, 60))
-                parts[3600].append(live_cells_of(shared.hours, 3600))
-                seconds.append(live_seconds_of(shared.seconds))
-            else:
-                names, width, periods = event
-                gone = set(zip(names, periods.tolist()))
-                parts[width] = [_without(part, gone) for part in parts[width]]
-        return LiveEntries(_newest_cells(parts[60]), _newest_cells(parts[3600]), _newest_seconds(seconds),
-                           snapshots)
+        return _replayed(events, snapshots)
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._snapshots) + len(self._events)
+
+
+def _replayed(events: list[tuple[str, Any]], snapshots: dict[str, bytes]) -> LiveEntries:
+    """The entries ``events`` leave, in order: takes of the rings (``cells``), entries folded before
+    (``entries``) and periods closed since (``closed``: their cells go)."""
+    parts: dict[int, list[LiveCells]] = {60: [], 3600: []}
+    seconds: list[LiveSeconds] = []
+    for kind, event in events:
+        if kind == "cells":
+            shared: SharedLoads = event
+            parts[60].append(live_cells_of(shared.minutes, 60))
+            parts[3600].append(live_cells_of(shared.hours, 3600))
+            seconds.append(live_seconds_of(shared.seconds))
+        elif kind == "entries":
+            folded: LiveEntries = event
+            parts[60].append(folded.minutes)
+            parts[3600].append(folded.hours)
+            seconds.append(folded.seconds)
+        else:
+            names, width, periods = event
+            gone = set(zip(names, periods.tolist()))
+            parts[width] = [_without(part, gone) for part in parts[width]]
+    return LiveEntries(_newest_cells(parts[60]), _newest_cells(parts[3600]), _newest_seconds(seconds), snapshots)
 
 
 def _without(cells: LiveCells, gone: set[tuple[str, int]]) -> LiveCells:

@@ -239,3 +239,28 @@ def test_a_share_holds_one_cell_per_bucket_the_newest() -> None:
     assert sorted(zip(entries.seconds.names.tolist(), entries.seconds.seconds.tolist())) == [
         ("a", int(START)), ("a", int(START) + 1), ("a", int(START) + 2), ("b", int(START))]
     assert float(entries.hours.records["cpu_sum"][entries.hours.names.tolist().index("a")]) == pytest.approx(90.0)
+
+
+def test_takes_waiting_for_a_store_that_is_down_stay_bounded_and_newest() -> None:
+    """While shares cannot be written, the waiting takes are folded: what the share holds stays one entry
+    per (server, bucket), the newest, and a period closed meanwhile is still left out."""
+    from servertrack.store import live_share
+
+    now = [START]
+    aggregator = Aggregator(10, clock=lambda: now[0], closing=True)
+    aggregator.sharing = True
+    share = LiveShare()
+    for second in range(3 * live_share.MAX_WAITING_TAKES):  # one take a second, none written
+        now[0] = START + second
+        aggregator.apply(["a", "b"], [now[0], now[0]], [10.0, 20.0], [30.0, 40.0], chunk_id=second + 1)
+        share.add(aggregator.take_shared())
+        assert len(share) <= live_share.MAX_WAITING_TAKES + 1
+    entries = share.take()
+    takes = 3 * live_share.MAX_WAITING_TAKES  # 24 seconds from 22:13:20: one minute
+    minute = int(START // 60)
+    assert sorted(zip(entries.minutes.names.tolist(), entries.minutes.periods.tolist(),
+                      entries.minutes.indices.tolist(), entries.minutes.records["samples"].tolist())) == [
+        ("a", minute // 60, minute % 60, takes), ("b", minute // 60, minute % 60, takes)]  # the newest: all
+    hours = dict(zip(entries.hours.names.tolist(), entries.hours.records["cpu_sum"].tolist()))
+    assert hours == pytest.approx({"a": 10.0 * takes, "b": 20.0 * takes})
+    assert len(entries.seconds.names) == 2 * 3 * live_share.MAX_WAITING_TAKES  # every second (under 64 each)
