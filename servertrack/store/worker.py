@@ -43,6 +43,7 @@ class StoreWorker:
         self.failing = False
         self._clock = clock
         self._queued_bytes = 0
+        self._running = False  # a job taken from the queue is being attempted
         self._lock = threading.Lock()
         self._jobs: queue.Queue[tuple[Callable[[], Any], int, Future[Any]] | None] = queue.Queue()
         self._closing = threading.Event()
@@ -57,7 +58,7 @@ class StoreWorker:
 
     def pending(self) -> int:
         """Jobs waiting or running."""
-        return self._jobs.qsize()
+        return self._jobs.qsize() + self._running
 
     def submit(self, job: Callable[[], Any], size: int = 0) -> Future[Any] | None:
         """Queue ``job`` (holding ``size`` bytes of data); None, counted in ``refused``, when it does not fit."""
@@ -84,7 +85,11 @@ class StoreWorker:
             if item is None:
                 return
             job, size, future = item
-            self._attempt(job, future)
+            self._running = True
+            try:
+                self._attempt(job, future)
+            finally:
+                self._running = False
             with self._lock:
                 self._queued_bytes -= size
 
