@@ -41,9 +41,9 @@ Clock = Callable[[], float]
 SILENCE_EVICTION_SECONDS = 24 * 3600.0
 DAY_SECONDS = 86_400
 DEFAULT_MAX_SERVERS = 200_000
-# A touched (row, bucket) pair as one int64: row * _PAIR_SHIFT + bucket (a bucket below 2**34: an epoch second
+# A touched (row, bucket) pair as one int64: row * PAIR_SHIFT + bucket (a bucket below 2**34: an epoch second
 # until the year 2514; rows below 2**29)
-_PAIR_SHIFT = 1 << 34
+PAIR_SHIFT = 1 << 34
 
 
 class ApplyResult(NamedTuple):
@@ -267,7 +267,7 @@ class Aggregator:
             self._hours.add(per_hour, chunk_id)
             if self.sharing:
                 for touched, groups in zip(self._touched, (per_second, per_minute, per_hour)):
-                    touched.append(groups.rows * _PAIR_SHIFT + groups.buckets)
+                    touched.append(groups.rows * PAIR_SHIFT + groups.buckets)
             self._collect_closed()
         self._last_seen[rows] = self._clock() if now is None else now
         self.changes += 1
@@ -339,7 +339,7 @@ class Aggregator:
         empty = [OpenCells(names[:0], *_open_cells(ring, nothing, nothing)[1:], nothing) for ring in rings]
         for kind, (pairs, ring) in enumerate(zip(taken, rings)):
             for start in range(0, max(len(pairs), 1), most):
-                rows, buckets = pairs[start:start + most] // _PAIR_SHIFT, pairs[start:start + most] % _PAIR_SHIFT
+                rows, buckets = np.divmod(pairs[start:start + most], PAIR_SHIFT)
                 named = names[rows].astype(bool)  # a server evicted since (None) is left out; a name is never empty
                 rows, buckets = rows[named], buckets[named]
                 kept_rows, kept_buckets, cells = _open_cells(ring, rows, buckets)

@@ -23,13 +23,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ..common.aggregator import OpenCells, SharedLoads
+from ..common.aggregator import PAIR_SHIFT, OpenCells, SharedLoads
 from ..common.periods import BUCKETS_PER_PERIOD
 from ..common.seconds import SECOND_SLOTS
 from .fleet_directory import LIVE_DTYPE, LIVE_SECOND_DTYPE, SECOND_FIELDS
 
-_NO_NAMES = np.zeros(0, dtype=object)
 MAX_WAITING_TAKES = 8  # takes waiting for the store before they are folded into one
+NO_NAMES = np.zeros(0, dtype=object)
 _NO_INTS = np.zeros(0, dtype=np.int64)
 
 
@@ -66,18 +66,18 @@ class LiveEntries(NamedTuple):
 
 def no_live_cells() -> LiveCells:
     """No cells."""
-    return LiveCells(_NO_NAMES, _NO_INTS, _NO_INTS, np.zeros(0, dtype=LIVE_DTYPE))
+    return LiveCells(NO_NAMES, _NO_INTS, _NO_INTS, np.zeros(0, dtype=LIVE_DTYPE))
 
 
 def no_live_seconds() -> LiveSeconds:
     """No seconds."""
-    return LiveSeconds(_NO_NAMES, _NO_INTS, np.zeros(0, dtype=LIVE_SECOND_DTYPE))
+    return LiveSeconds(NO_NAMES, _NO_INTS, np.zeros(0, dtype=LIVE_SECOND_DTYPE))
 
 
 def _once_each(opened: OpenCells) -> npt.NDArray[np.int64]:
     """The positions of one entry per (server, bucket) of ``opened`` (its rows and buckets)."""
     buckets = np.asarray(opened.buckets, dtype=np.int64)
-    keys = np.asarray(opened.rows, dtype=np.int64) * (1 << 34) + buckets  # a bucket is below 2**34
+    keys = np.asarray(opened.rows, dtype=np.int64) * PAIR_SHIFT + buckets
     return np.unique(keys, return_index=True)[1]
 
 

@@ -89,7 +89,7 @@ from .fleet_directory import (
 )
 from .history_backend import no_cells
 from .history_codec import BlockCells, empty_cells, encode_blocks, fields_of, merge
-from .live_share import LiveEntries, LiveSeconds, name_ids
+from .live_share import NO_NAMES, LiveEntries, LiveSeconds, name_ids
 from .records import (
     BASE_PART,
     BUCKETS_PER_PERIOD,
@@ -146,13 +146,15 @@ return 1
 # its hash (kind 0: the seconds hash, 1: a minutes block hash, 2: an hours block hash, with the period), the
 # field's number, a ttl (positive: set when the key has none, a block hash's; negative: always, a seconds
 # hash's) and its value. KEYS[1] only routes the call to the node holding every key it writes.
-_SHARE_SCRIPT = """#!lua flags=allow-cross-slot-keys
+_SHARE_RECORD = np.dtype([("server", "<u4"), ("kind", "u1"), ("period", "<i4"), ("index", "<u2"), ("ttl", "<i4"),
+                          ("length", "u1"), ("value", "u1", (LIVE_CELL.size,))])
+_SHARE_SCRIPT_TEXT = """#!lua flags=allow-cross-slot-keys
 local prefix, data = ARGV[1], ARGV[3]
 local unpack, sub, call = struct.unpack, string.sub, redis.call
 local servers, second_fields, cell_fields, hashes = {}, {}, {}, {'m:', 'h:'}
 for line in string.gmatch(ARGV[2], '[^\\n]+') do servers[#servers + 1] = line end
 for index = 0, 63 do second_fields[index], cell_fields[index] = prefix .. index, prefix .. 'm' .. index end
-for at = 1, #data, 52 do
+for at = 1, #data, RECORD_BYTES do
   local server, kind, period, index, ttl, length = unpack('<I4Bi4Hi4B', data, at)
   local key, field
   if kind == 0 then
@@ -160,17 +162,15 @@ for at = 1, #data, 52 do
   else
     key, field = servers[server] .. hashes[kind] .. period, cell_fields[index]
   end
-  call('HSET', key, field, sub(data, at + 16, at + 15 + length))
+  call('HSET', key, field, sub(data, at + HEADER_BYTES, at + HEADER_BYTES - 1 + length))
   if ttl > 0 then call('EXPIRE', key, ttl, 'NX') elseif ttl < 0 then call('EXPIRE', key, -ttl) end
 end
-return #data / 52
+return #data / RECORD_BYTES
 """
-_SHARE_RECORD = np.dtype([("server", "<u4"), ("kind", "u1"), ("period", "<i4"), ("index", "<u2"), ("ttl", "<i4"),
-                          ("length", "u1"), ("value", "u1", (LIVE_CELL.size,))])
+_SHARE_SCRIPT = _SHARE_SCRIPT_TEXT.replace("RECORD_BYTES", str(_SHARE_RECORD.itemsize)).replace(
+    "HEADER_BYTES", str(_SHARE_RECORD.itemsize - LIVE_CELL.size))  # a record's header: all before its value
 _SECONDS_KIND, _KIND_OF_WIDTH = 0, {60: 1, 3600: 2}
 
-
-_NO_NAMES = np.zeros(0, dtype=object)
 
 
 class _ShareRecords(NamedTuple):
@@ -501,7 +501,7 @@ class RedisHistory:
             names.append(kept_names)
             ids.append(cell_ids)
         if not records:
-            return _ShareRecords(np.zeros(0, dtype=_SHARE_RECORD), _NO_NAMES, np.zeros(0, dtype=np.int64), {}, [])
+            return _ShareRecords(np.zeros(0, dtype=_SHARE_RECORD), NO_NAMES, np.zeros(0, dtype=np.int64), {}, [])
         return _ShareRecords(np.concatenate(records), np.concatenate(names), np.concatenate(ids), given, renewed)
 
     def _write_share_calls(self, share: _ShareRecords) -> None:
