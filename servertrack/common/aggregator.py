@@ -160,11 +160,13 @@ class OpenCells(NamedTuple):
 
 
 class SharedLoads(NamedTuple):
-    """What changed since the last ``take_shared``: the seconds, and the minutes and hours of open periods."""
+    """What changed since the last ``take_shared``: the seconds, the minutes and hours of open periods, and
+    the provisional cells of the current hour (``Aggregator.shared_parts`` says when each is shared)."""
 
     seconds: OpenCells
     minutes: OpenCells
     hours: OpenCells
+    provisional_hours: OpenCells
 
 
 def _open_cells(ring: SecondRing | BucketRing, rows: np.ndarray, buckets: np.ndarray
@@ -176,7 +178,7 @@ def _open_cells(ring: SecondRing | BucketRing, rows: np.ndarray, buckets: np.nda
 def join_shared(parts: list[SharedLoads]) -> SharedLoads:
     """One ``SharedLoads`` of several (``Aggregator.shared_parts``: at least one)."""
     joined = []
-    for kind in range(3):
+    for kind in range(len(SharedLoads._fields)):
         cells = [part[kind] for part in parts if len(part[kind].names)] or [parts[0][kind]]
         joined.append(cells[0] if len(cells) == 1 else OpenCells(
             np.concatenate([each.names for each in cells]), np.concatenate([each.buckets for each in cells]),
@@ -217,6 +219,10 @@ class Aggregator:
         # With ``sharing`` set, the (row, bucket) pairs each apply touched, for ``take_shared``.
         self.sharing = False
         self._touched: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+        # The current hour's cell of each row touched in it, held back from the shares (see ``shared_parts``):
+        # the hour a row holds (-1: none), and the minute the held cells were last shared as provisional.
+        self._held_hour = np.full(0, -1, dtype=np.int64)
+        self._provisional_minute = -1
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -327,14 +333,22 @@ class Aggregator:
     def shared_parts(self, most: int = 1 << 62) -> Iterator[SharedLoads]:
         """``take_shared`` in parts of at most ``most`` (server, bucket) pairs, so that the loop can serve
         others between two; what was touched is taken at the first part. No apply may run until the last
-        part is read (the cells are read as the rings hold them then)."""
+        part is read (the cells are read as the rings hold them then).
+
+        A cell of the current hour (by the clock) is held back: it changes with every sample, and the minute
+        cells of the hour, shared every time, say the same (a reader adds them up, see ``redis_store``). It is
+        shared once its hour is over (at the first share after), and meanwhile once a minute as a
+        provisional cell (what a reader falls back on once the minutes are gone)."""
         # one C-level pass builds the names as an array: no Python per (server, bucket), this runs on the loop
         names = np.array(self._names, dtype=object) if self._names else np.zeros(0, dtype=object)
-        rings: tuple[SecondRing | BucketRing, ...] = (self._seconds, self._minutes, self._hours)
+        rings: tuple[SecondRing | BucketRing, ...] = (self._seconds, self._minutes, self._hours, self._hours)
         # not made unique here (a sort of every pair): the store worker does it (``OpenCells.rows``)
         taken = [np.concatenate(touched) if touched else np.zeros(0, dtype=np.int64) for touched in self._touched]
         for touched in self._touched:
             touched.clear()
+        now = self._clock()
+        taken[2], provisional = self._hold_current_hour(taken[2], int(now // HOUR_SECONDS), int(now // MINUTE_SECONDS))
+        taken.append(provisional)
         nothing = np.zeros(0, dtype=np.int64)
         empty = [OpenCells(names[:0], *_open_cells(ring, nothing, nothing)[1:], nothing) for ring in rings]
         for kind, (pairs, ring) in enumerate(zip(taken, rings)):
@@ -346,6 +360,32 @@ class Aggregator:
                 part = list(empty)
                 part[kind] = OpenCells(names[kept_rows], kept_buckets, cells, kept_rows)
                 yield SharedLoads(*part)
+
+    def _hold_current_hour(self, pairs: npt.NDArray[np.int64], hour: int, minute: int
+                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The hour pairs to share now, and the provisional ones: the touched pairs of ``hour`` are held
+        (one per row), the rest shared; the rows held for an hour before ``hour`` are released (shared);
+        once a ``minute``, the rows held for ``hour`` are shared as provisional (and stay held)."""
+        held = self._held_hour
+        if len(held) < len(self._names):
+            grown = np.full(max(len(self._names), 2 * len(held)), -1, dtype=np.int64)
+            grown[:len(held)] = held
+            held = self._held_hour = grown
+        shared = []
+        released = np.flatnonzero((held >= 0) & (held != hour))  # before this share's rows are held again
+        if released.size:
+            shared.append(released * PAIR_SHIFT + held[released])
+            held[released] = -1
+        rows, buckets = np.divmod(pairs, PAIR_SHIFT)
+        current = buckets == hour
+        held[rows[current]] = hour
+        shared.append(pairs[~current])
+        provisional = np.zeros(0, dtype=np.int64)
+        if minute != self._provisional_minute:
+            self._provisional_minute = minute
+            rows_held = np.flatnonzero(held == hour)
+            provisional = rows_held * PAIR_SHIFT + hour
+        return np.concatenate(shared) if len(shared) > 1 else shared[0], provisional
 
     def _rows_of(self, names: Sequence[str]) -> np.ndarray:
         """The row of each name, -1 for a server without one."""
@@ -477,6 +517,7 @@ class Aggregator:
             self._names[row] = None
             evicted.append(name)
         self._free_rows.extend(silent.tolist())
+        self._held_hour[silent[silent < len(self._held_hour)]] = -1
         self._last_seen[silent] = np.inf
         self._sorted_names = None
         self.changes += 1

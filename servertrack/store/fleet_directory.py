@@ -7,10 +7,12 @@ A collector of a fleet (several ``serve`` on one Redis store) shares, every
   columns (name, node or not, state, last seen, current cpu and ram), one
   msgpack map of packed arrays, so that any collector lists the whole fleet;
 - the *live cells* of the servers that changed: the open buckets its rings
-  hold (the current minute and hour, and any other bucket of an open period a
-  sample touched), and the seconds. They are written into the same block
-  hashes the closed periods are kept in, under fields named by the
-  collector, so a read merges every collector's part (``redis_store``).
+  hold (the current minute, and any other bucket of an open period a sample
+  touched; the current hour only once it is over, and once a minute as a
+  provisional copy, see ``fleet_cells``), and the seconds. They are written
+  into the same block hashes the closed periods are kept in, under fields
+  named by the collector, so a read merges every collector's part
+  (``redis_store``).
 
 Collector ids are short, lower case and free of ``/`` (the field separator).
 Decoding is validation: a directory another collector wrote that does not
@@ -140,7 +142,8 @@ def live_field(collector: str, index: int) -> str:
 
 
 def part_of_field(field: str) -> tuple[str, str]:
-    """``(collector, rest)`` of a block hash field: ``C/0`` a base, ``C/N`` a delta, ``C/mI`` a live cell; a
-    field without ``/`` is a part written by a single collector before fleets (collector ``""``)."""
+    """``(collector, rest)`` of a block hash field: ``C/0`` a base, ``C/N`` a delta, ``C/mI`` a live cell, ``C/pI``
+    a provisional hour cell; a field without ``/`` is a part written by a single collector before fleets
+    (collector ``""``)."""
     collector, slash, rest = field.rpartition("/")
     return (collector, rest) if slash else ("", field)

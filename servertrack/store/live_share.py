@@ -52,16 +52,19 @@ class LiveSeconds(NamedTuple):
 
 
 class LiveEntries(NamedTuple):
-    """What one share writes: the live cells of the minutes and the hours, the seconds, and the nodes' newest
-    snapshots (``latest_snapshot``, by node)."""
+    """What one share writes: the live cells of the minutes and the hours, the seconds, the nodes' newest
+    snapshots (``latest_snapshot``, by node), and the provisional cells of the current hour (see
+    ``Aggregator.shared_parts``)."""
 
     minutes: LiveCells
     hours: LiveCells
     seconds: LiveSeconds
     snapshots: dict[str, bytes]
+    provisional_hours: LiveCells
 
     def __len__(self) -> int:
-        return len(self.minutes.names) + len(self.hours.names) + len(self.seconds.names) + len(self.snapshots)
+        return (len(self.minutes.names) + len(self.hours.names) + len(self.seconds.names) + len(self.snapshots)
+                + len(self.provisional_hours.names))
 
 
 def no_live_cells() -> LiveCells:
@@ -148,24 +151,30 @@ class LiveShare:
 def _replayed(events: list[tuple[str, Any]], snapshots: dict[str, bytes]) -> LiveEntries:
     """The entries ``events`` leave, in order: takes of the rings (``cells``), entries folded before
     (``entries``) and periods closed since (``closed``: their cells go)."""
-    parts: dict[int, list[LiveCells]] = {60: [], 3600: []}
+    minutes: list[LiveCells] = []
+    hours: list[LiveCells] = []
+    provisional: list[LiveCells] = []
     seconds: list[LiveSeconds] = []
     for kind, event in events:
         if kind == "cells":
             shared: SharedLoads = event
-            parts[60].append(live_cells_of(shared.minutes, 60))
-            parts[3600].append(live_cells_of(shared.hours, 3600))
+            minutes.append(live_cells_of(shared.minutes, 60))
+            hours.append(live_cells_of(shared.hours, 3600))
+            provisional.append(live_cells_of(shared.provisional_hours, 3600))
             seconds.append(live_seconds_of(shared.seconds))
         elif kind == "entries":
             folded: LiveEntries = event
-            parts[60].append(folded.minutes)
-            parts[3600].append(folded.hours)
+            minutes.append(folded.minutes)
+            hours.append(folded.hours)
+            provisional.append(folded.provisional_hours)
             seconds.append(folded.seconds)
         else:
             names, width, periods = event
             gone = set(zip(names, periods.tolist()))
-            parts[width] = [_without(part, gone) for part in parts[width]]
-    return LiveEntries(_newest_cells(parts[60]), _newest_cells(parts[3600]), _newest_seconds(seconds), snapshots)
+            for of_width in ((minutes,) if width == 60 else (hours, provisional)):
+                of_width[:] = [_without(part, gone) for part in of_width]
+    return LiveEntries(_newest_cells(minutes), _newest_cells(hours), _newest_seconds(seconds), snapshots,
+                       _newest_cells(provisional))
 
 
 def _without(cells: LiveCells, gone: set[tuple[str, int]]) -> LiveCells:

@@ -42,7 +42,8 @@ minutes and today's hours, which only the rings and the log held).
 Several collectors (``fleet_directory``): every ``serve`` on one Redis store is
 a collector of one fleet, named by its id ``C``. The fields of a block hash
 are named by collector (``C/0`` its base, ``C/CHUNK`` its deltas, ``C/mI``
-its live cell of bucket ``I``), so a read merges every collector's part as it
+its live cell of bucket ``I``, ``C/pI`` a provisional copy of its current
+hour: ``fleet_cells``), so a read merges every collector's part as it
 merges base and deltas (``history_codec.merge``), and a base replaces only its
 own collector's fields (a script on the server's one slot, ``_BASE_SCRIPT``,
 instead of ``DEL``). The crash index and the agents' seqs are per collector
@@ -79,20 +80,22 @@ from redis.retry import Retry
 
 from ..common.errors import ServerTrackError
 from .agent_seqs import AgentSeqs, decode_agent_seqs, encode_agent_seqs
+from .fleet_cells import split_hour_cells, split_period_cells
 from .fleet_directory import (
     LIVE_CELL,
-    LIVE_DTYPE,
     LIVE_SECOND,
     SECOND_FIELDS,
     check_collector_id,
     part_of_field,
 )
 from .history_backend import no_cells
-from .history_codec import BlockCells, empty_cells, encode_blocks, fields_of, merge
+from .history_codec import encode_blocks, fields_of
 from .live_share import NO_NAMES, LiveEntries, LiveSeconds, name_ids
 from .records import (
     BASE_PART,
     BUCKETS_PER_PERIOD,
+    HOUR_WIDTH,
+    MINUTE_WIDTH,
     HistoryBlocks,
     SnapshotRecord,
     StoredCells,
@@ -118,7 +121,7 @@ from .redis_keys import (
     snapshot_ttl,
     snapshots_key,
 )
-from .sqlite_store import MAX_READ_BUCKETS, merged_periods
+from .sqlite_store import MAX_READ_BUCKETS
 from .store_url import RedisTarget
 
 SCHEMA_VERSION = 2  # 2: fields named by collector (C/PART); the unprefixed fields of 1 still read
@@ -143,33 +146,40 @@ return 1
 """
 # A share's cells on one node: ARGV[1] the collector's field prefix (C/), ARGV[2] the key prefixes of the servers
 # (st:{NAME}:), one a line, ARGV[3] the cells as _SHARE_RECORD records. A record names its server (1-based line),
-# its hash (kind 0: the seconds hash, 1: a minutes block hash, 2: an hours block hash, with the period), the
-# field's number, a ttl (positive: set when the key has none, a block hash's; negative: always, a seconds
-# hash's) and its value. KEYS[1] only routes the call to the node holding every key it writes.
+# its hash and field (kind 0: the seconds hash, field C/N; 1: a minutes block hash, C/mN; 2: an hours block
+# hash, C/mN, which replaces the provisional C/pN; 3: an hours block hash, C/pN, a provisional cell of the
+# current hour; with the period), a ttl (positive: set when the key has none, a block hash's; negative: always,
+# a seconds hash's) and its value. KEYS[1] only routes the call to the node holding every key it writes.
 _SHARE_RECORD = np.dtype([("server", "<u4"), ("kind", "u1"), ("period", "<i4"), ("index", "<u2"), ("ttl", "<i4"),
                           ("length", "u1"), ("value", "u1", (LIVE_CELL.size,))])
 _SHARE_SCRIPT_TEXT = """#!lua flags=allow-cross-slot-keys
 local prefix, data = ARGV[1], ARGV[3]
 local unpack, sub, call = struct.unpack, string.sub, redis.call
-local servers, second_fields, cell_fields, hashes = {}, {}, {}, {'m:', 'h:'}
+local servers, second_fields, cell_fields, provisional_fields, hashes = {}, {}, {}, {}, {'m:', 'h:', 'h:'}
 for line in string.gmatch(ARGV[2], '[^\\n]+') do servers[#servers + 1] = line end
-for index = 0, 63 do second_fields[index], cell_fields[index] = prefix .. index, prefix .. 'm' .. index end
+for index = 0, 63 do
+  second_fields[index], cell_fields[index], provisional_fields[index] = prefix .. index, prefix .. 'm' .. index,
+    prefix .. 'p' .. index
+end
 for at = 1, #data, RECORD_BYTES do
   local server, kind, period, index, ttl, length = unpack('<I4Bi4Hi4B', data, at)
   local key, field
   if kind == 0 then
     key, field = servers[server] .. 's', second_fields[index]
+  elseif kind == 3 then
+    key, field = servers[server] .. 'h:' .. period, provisional_fields[index]
   else
     key, field = servers[server] .. hashes[kind] .. period, cell_fields[index]
   end
   call('HSET', key, field, sub(data, at + HEADER_BYTES, at + HEADER_BYTES - 1 + length))
+  if kind == 2 then call('HDEL', key, provisional_fields[index]) end
   if ttl > 0 then call('EXPIRE', key, ttl, 'NX') elseif ttl < 0 then call('EXPIRE', key, -ttl) end
 end
 return #data / RECORD_BYTES
 """
 _SHARE_SCRIPT = _SHARE_SCRIPT_TEXT.replace("RECORD_BYTES", str(_SHARE_RECORD.itemsize)).replace(
     "HEADER_BYTES", str(_SHARE_RECORD.itemsize - LIVE_CELL.size))  # a record's header: all before its value
-_SECONDS_KIND, _KIND_OF_WIDTH = 0, {60: 1, 3600: 2}
+_SECONDS_KIND, _MINUTES_KIND, _HOURS_KIND, _PROVISIONAL_KIND = range(4)
 
 
 
@@ -451,15 +461,17 @@ class RedisHistory:
     def _share_records(self, entries: LiveEntries, now: float) -> _ShareRecords:
         """The ``_SHARE_RECORD`` of every cell of ``entries`` (those out of retention left out); a key's first
         record carries its TTL when it needs one."""
-        kinds = ((60, entries.minutes), (3600, entries.hours), (1, entries.seconds))
-        every_id = name_ids(np.concatenate([cells.names for _, cells in kinds]))
+        # a provisional cell before the hour's cell: the latter deletes the former when both come at once
+        kinds = ((60, entries.minutes, _MINUTES_KIND), (3600, entries.provisional_hours, _PROVISIONAL_KIND),
+                 (3600, entries.hours, _HOURS_KIND), (1, entries.seconds, _SECONDS_KIND))
+        every_id = name_ids(np.concatenate([cells.names for _, cells, _ in kinds]))
         records: list[np.ndarray] = []
         names: list[np.ndarray] = []
         ids: list[np.ndarray] = []
         given: dict[tuple[int, int], list[str]] = {}
         renewed: list[str] = []
         at = 0
-        for width, cells in kinds:
+        for width, cells, kind in kinds:
             count = len(cells.names)
             cell_ids, at = every_id[at:at + count], at + count
             if not count:
@@ -483,7 +495,7 @@ class RedisHistory:
                 for period in np.unique(periods).tolist():
                     ttls[periods == period] = block_ttl(width, period, self._keep[width], now)
                 kept = ttls > 0
-                record["kind"], record["period"], record["index"] = _KIND_OF_WIDTH[width], periods, cells.indices
+                record["kind"], record["period"], record["index"] = kind, periods, cells.indices
                 record["length"] = LIVE_CELL.size
                 record["value"] = cells.records.view(np.uint8).reshape(-1, LIVE_CELL.size)
                 # a block hash gets its TTL once: on its first record of the first share of its period
@@ -495,7 +507,7 @@ class RedisHistory:
                     fresh = of_period[~np.fromiter(map(had.__contains__, cells.names[of_period].tolist()),
                                                    dtype=bool, count=len(of_period))]
                     record["ttl"][fresh] = ttls[fresh]
-                    given[width, period] = cells.names[fresh].tolist()
+                    given.setdefault((width, period), []).extend(cells.names[fresh].tolist())
                 record, kept_names, cell_ids = record[kept], cells.names[kept], cell_ids[kept]
             records.append(record)
             names.append(kept_names)
@@ -635,6 +647,8 @@ class RedisReads:
         plans = []
         pipe = self._client.pipeline(transaction=False)
         pipe.exists(known_key(server))
+        asked = 1
+        minutes_at: dict[int, int] = {}  # the answer that is the minutes hash of an hour
         for width, first_bucket, count in spans:
             per_period = BUCKETS_PER_PERIOD.get(width)
             if per_period is None:
@@ -647,16 +661,31 @@ class RedisReads:
             periods = range(first_period, last_period + 1) if count else range(0)
             for period in periods:
                 pipe.hgetall(block_key(server, width, period))
-            plans.append((width, first_bucket, count, per_period, first_period, len(periods)))
+                if width == MINUTE_WIDTH:
+                    minutes_at[period] = asked
+                asked += 1
+            plans.append((width, first_bucket, count, per_period, first_period, asked - len(periods), len(periods)))
+        # the current and the previous hour of an hours span are added up from their minutes too (see
+        # ``fleet_cells``): their minutes hashes, read in the same round trip unless a minutes span reads them
+        hour = int(self._clock() // HOUR_WIDTH)
+        summed = sorted({recent for width, first_bucket, count in spans if width == HOUR_WIDTH
+                         for recent in (hour - 1, hour) if first_bucket <= recent < first_bucket + count})
+        for recent in summed:
+            if recent not in minutes_at:
+                pipe.hgetall(block_key(server, MINUTE_WIDTH, recent))
+                minutes_at[recent] = asked
+                asked += 1
         if seconds:
             pipe.hgetall(seconds_key(server))
         answers = pipe.execute()
-        known, at = bool(answers[0]), 1
+        known = bool(answers[0])
+        minutes_of = {recent: [(_text(field), bytes(blob)) for field, blob in answers[minutes_at[recent]].items()]
+                      for recent in summed}
         splits: list[tuple[StoredCells, StoredCells] | None] = []
-        for width, first_bucket, count, per_period, first_period, spans_read in plans:
+        for width, first_bucket, count, per_period, first_period, at, spans_read in plans:
             hashes: list[dict[Any, Any]] = answers[at:at + spans_read]
-            at += spans_read
-            if not known and not any(hashes):
+            of_hours = minutes_of if width == HOUR_WIDTH else {}
+            if not known and not any(hashes) and not any(of_hours.values()):
                 splits.append(None)
                 continue
             if count == 0:
@@ -665,13 +694,16 @@ class RedisReads:
             where = f"{width}-second blocks of {server!r}"
             parts = [(first_period + offset, _text(field), bytes(blob))
                      for offset, fields in enumerate(hashes) for field, blob in fields.items()]
-            merged = split_period_cells(parts, per_period, first_period, spans_read, where, own)
+            if width == HOUR_WIDTH:
+                merged = split_hour_cells(parts, of_hours, first_period, spans_read, where, own)
+            else:
+                merged = split_period_cells(parts, per_period, first_period, spans_read, where, own)
             offset = first_bucket - first_period * per_period
             cut = [StoredCells._make([first_bucket, width,
                                       *(np.ascontiguousarray(field.reshape(-1)[offset:offset + count])
                                         for field in fields_of(cells))]) for cells in merged]
             splits.append((cut[0], cut[1]))
-        shared = _shared_seconds(answers[at], own) if seconds else []
+        shared = _shared_seconds(answers[-1], own) if seconds else []
         return splits, shared
 
     def read_cells(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells:
@@ -745,75 +777,6 @@ def _shared_seconds(fields: dict[Any, Any], own: str | None) -> list[tuple[int, 
         if collector != own and len(value) == LIVE_SECOND.size:
             seconds.append(LIVE_SECOND.unpack(value))
     return seconds
-
-
-def stored_period_cells(parts: list[tuple[int, str, bytes]], per_period: int, first_period: int, spans: int,
-                        where: str, leave_out: str | None) -> BlockCells:
-    """The ``[spans, per_period]`` cells of periods ``first_period ..`` from the fields of their block hashes
-    ``(period, field, value)``: block parts (``C/0``, ``C/N``) decoded and merged, live cells (``C/mI``)
-    merged in; the fields of collector ``leave_out`` left out."""
-    return split_period_cells(parts, per_period, first_period, spans, where, leave_out)[leave_out is not None]
-
-
-def split_period_cells(parts: list[tuple[int, str, bytes]], per_period: int, first_period: int, spans: int,
-                       where: str, own: str | None) -> tuple[BlockCells, BlockCells]:
-    """``stored_period_cells`` of every collector, and of every collector but ``own`` (the same when
-    ``own`` is None), each block decoded once."""
-    rows: tuple[list[tuple[int, int, bytes]], list[tuple[int, int, bytes]]] = ([], [])  # others', own
-    live: tuple[list[tuple[int, int, bytes]], list[tuple[int, int, bytes]]] = ([], [])
-    for period, field, value in parts:
-        collector, rest = part_of_field(field)
-        mine = int(own is not None and collector == own)
-        if rest.startswith("m"):
-            index = int(rest[1:]) if rest[1:].isdigit() else -1
-            if 0 <= index < per_period and len(value) == LIVE_CELL.size:
-                live[mine].append((period - first_period, index, value))
-        elif rest.isdigit():
-            rows[mine].append((period, int(rest), value))
-    others = _period_cells(rows[0], live[0], per_period, first_period, spans, where)
-    if not rows[1] and not live[1]:
-        return others, others
-    return merge(others, _period_cells(rows[1], live[1], per_period, first_period, spans, where)), others
-
-
-def _period_cells(rows: list[tuple[int, int, bytes]], live: list[tuple[int, int, bytes]], per_period: int,
-                  first_period: int, spans: int, where: str) -> BlockCells:
-    """Block parts ``(period, part, blob)`` decoded and merged, live cells ``(span, index, cell)`` merged in."""
-    rows.sort()
-    cells = merged_periods(rows, per_period, first_period, spans, where) if rows else empty_cells((spans, per_period))
-    return merge(cells, _live_block(live, spans, per_period)) if live else cells
-
-
-def _live_block(live: list[tuple[int, int, bytes]], spans: int, per_period: int) -> BlockCells:
-    """Live cells as one ``[spans, per_period]`` block (several collectors' cells of one bucket merged:
-    counts and sums add, min of mins, max of maxes), in a few array operations."""
-    out = empty_cells((spans, per_period))
-    if not live:
-        return out
-    records = np.frombuffer(b"".join(value for _, _, value in live), dtype=LIVE_DTYPE)
-    flat = np.fromiter((span * per_period + index for span, index, _ in live), dtype=np.int64, count=len(live))
-    filled = records["samples"] > 0
-    records, flat = records[filled], flat[filled]
-    size = spans * per_period
-    samples = np.zeros(size, dtype=np.int64)
-    np.add.at(samples, flat, records["samples"])
-    sums = {}
-    for name in ("cpu_sum", "ram_sum"):
-        sums[name] = np.zeros(size)
-        np.add.at(sums[name], flat, records[name])
-    extremes = {}
-    for name in ("cpu_min", "ram_min"):
-        extremes[name] = np.full(size, np.iinfo(np.uint32).max, dtype=np.uint32)
-        np.minimum.at(extremes[name], flat, records[name])
-        extremes[name][samples == 0] = 0
-    for name in ("cpu_max", "ram_max"):
-        extremes[name] = np.zeros(size, dtype=np.uint32)
-        np.maximum.at(extremes[name], flat, records[name])
-    shape = (spans, per_period)
-    return BlockCells(np.minimum(samples, np.iinfo(np.uint32).max).astype(np.uint32).reshape(shape),
-                      sums["cpu_sum"].reshape(shape), sums["ram_sum"].reshape(shape),
-                      extremes["cpu_min"].reshape(shape), extremes["cpu_max"].reshape(shape),
-                      extremes["ram_min"].reshape(shape), extremes["ram_max"].reshape(shape))
 
 
 def open_redis_history(target: RedisTarget, password: str | None, ca_file: str | None, keep: dict[int, float],

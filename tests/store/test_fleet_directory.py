@@ -20,7 +20,7 @@ from servertrack.store.fleet_directory import (
 )
 from servertrack.store.history_codec import BlockCells, encode_many
 from servertrack.store.live_share import LiveShare, live_cells_of
-from servertrack.store.redis_store import stored_period_cells
+from servertrack.store.fleet_cells import stored_period_cells
 
 START = 1_700_000_000.0  # 22:13:20 UTC: mid-hour
 
@@ -156,7 +156,8 @@ def test_a_closed_period_leaves_the_share_before_its_base_is_written() -> None:
     share.closed(closed[0].names, 60, closed[0].periods)
     entries = share.take()
     assert len(entries.minutes.names) == 0 and len(share) == 0
-    assert entries.seconds.names.tolist() == ["a"] and entries.hours.names.tolist() == ["a"]
+    assert entries.seconds.names.tolist() == ["a"] and entries.provisional_hours.names.tolist() == ["a"]
+    assert len(entries.hours.names) == 0  # the current hour's cell is held back (provisional once a minute)
     cells = live_cells_of(aggregator.take_shared().minutes, 60)
     assert len(cells.names) == 1 and LIVE_CELL.unpack(cells.records.tobytes())[0] == 1
 
@@ -232,13 +233,18 @@ def test_a_share_holds_one_cell_per_bucket_the_newest() -> None:
     assert taken.minutes.names.tolist().count("a") == 2
     share.add(taken)
     aggregator.apply(["a"], [START + 2], [50.0], [50.0], chunk_id=3)
+    now[0] = START - START % 3600 + 3600  # the hour is over: the next take has its cells
     share.add(aggregator.take_shared())  # the worker was late: two takes wait
     entries = share.take()
     minutes = dict(zip(entries.minutes.names.tolist(), entries.minutes.records["samples"].tolist()))
     assert minutes == {"a": 3, "b": 1} and len(entries.minutes.names) == 2
     assert sorted(zip(entries.seconds.names.tolist(), entries.seconds.seconds.tolist())) == [
         ("a", int(START)), ("a", int(START) + 1), ("a", int(START) + 2), ("b", int(START))]
-    assert float(entries.hours.records["cpu_sum"][entries.hours.names.tolist().index("a")]) == pytest.approx(90.0)
+    hours = dict(zip(entries.hours.names.tolist(), entries.hours.records["cpu_sum"].tolist()))
+    assert hours == pytest.approx({"a": 90.0, "b": 20.0})  # the hour's cells once it was over
+    provisional = dict(zip(entries.provisional_hours.names.tolist(),
+                           entries.provisional_hours.records["cpu_sum"].tolist()))
+    assert provisional == pytest.approx({"a": 40.0, "b": 20.0})  # the first take of the minute, as it was then
 
 
 def test_takes_waiting_for_a_store_that_is_down_stay_bounded_and_newest() -> None:
@@ -261,6 +267,8 @@ def test_takes_waiting_for_a_store_that_is_down_stay_bounded_and_newest() -> Non
     assert sorted(zip(entries.minutes.names.tolist(), entries.minutes.periods.tolist(),
                       entries.minutes.indices.tolist(), entries.minutes.records["samples"].tolist())) == [
         ("a", minute // 60, minute % 60, takes), ("b", minute // 60, minute % 60, takes)]  # the newest: all
-    hours = dict(zip(entries.hours.names.tolist(), entries.hours.records["cpu_sum"].tolist()))
-    assert hours == pytest.approx({"a": 10.0 * takes, "b": 20.0 * takes})
+    assert len(entries.hours.names) == 0  # the current hour: held back, shared once a minute as provisional
+    provisional = dict(zip(entries.provisional_hours.names.tolist(),
+                           entries.provisional_hours.records["cpu_sum"].tolist()))
+    assert provisional == pytest.approx({"a": 10.0, "b": 20.0})  # the minute's first take
     assert len(entries.seconds.names) == 2 * 3 * live_share.MAX_WAITING_TAKES  # every second (under 64 each)

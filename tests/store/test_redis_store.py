@@ -17,6 +17,7 @@ import pytest
 import redis
 from redis.cluster import key_slot
 from redis.connection import Connection
+from redis.exceptions import ResponseError
 
 from servertrack.common.errors import ServerTrackError
 from servertrack.common.periods import HistoryBlocks
@@ -68,6 +69,21 @@ def wait_drained(monitor: Monitor, seconds: float = 10.0) -> None:
     while monitor.store.health()["history"]["queued_jobs"]:
         assert time.monotonic() < deadline, "the history queue did not drain"
         time.sleep(0.02)
+
+
+def sharing_pair(target: Any, now: list[float]) -> tuple[Any, RedisHistory, RedisHistory, Any]:
+    """A sharing aggregator of ten servers on clock ``now``, a writer (collector a) and a reader (b) of
+    ``target`` (a week of minutes, 400 days of hours), and an empty ``LiveShare``."""
+    from servertrack.common.aggregator import Aggregator
+    from servertrack.store.live_share import LiveShare
+    from servertrack.store.redis_store import connect
+
+    aggregator = Aggregator(10, clock=lambda: now[0], closing=True)
+    aggregator.sharing = True
+    keep = {60: 7 * 86_400.0, 3600: 400 * 86_400.0}
+    writer = RedisHistory(connect(target), keep, 7 * 86_400.0, lambda: now[0], collector="a")
+    reader = RedisHistory(connect(target), keep, 7 * 86_400.0, lambda: now[0], collector="b")
+    return aggregator, writer, reader, LiveShare()
 
 
 @pytest.fixture(params=["redis", "redis+cluster"])
@@ -363,8 +379,9 @@ def test_the_queue_stays_within_its_cap_while_redis_is_down(tmp_path: Path, monk
 
 def test_a_share_reads_back_on_another_collector_cell_for_cell(redis_target: tuple[str, list[Any]]) -> None:
     """What one collector shares (``write_share``) is what another reads of it (``read_fleet`` leaving
-    itself out): every open minute and hour cell and every second of each server, over more servers than
-    one script call takes, on every node; the keys it writes carry TTLs; a later share replaces a cell."""
+    itself out): every open minute and hour cell (the current hour's summed from its minutes) and every
+    second of each server, over more servers than one script call takes, on every node; the keys it writes
+    carry TTLs; a later share replaces a cell."""
     from servertrack.common.aggregator import Aggregator
     from servertrack.store.live_share import LiveShare
     from servertrack.store.redis_store import connect
@@ -414,7 +431,7 @@ def test_a_share_reads_back_on_another_collector_cell_for_cell(redis_target: tup
         aggregator.apply([names[0]], [START + 60.5], [100.0], [100.0], chunk_id=9)
         share.add(aggregator.take_shared())
         entries = share.take()
-        assert len(entries.minutes.names) == len(entries.hours.names) == 1
+        assert len(entries.minutes.names) == 1 and len(entries.hours.names) == 0  # the current hour: held back
         writer.write_share(entries, None, len(names))
         splits, _ = reader.reader().read_fleet(names[0], [(60, int(START // 60) + 1, 1)], "b")
         assert splits[0] is not None and splits[0][1].samples.tolist() == [2]
@@ -427,6 +444,84 @@ def test_a_share_reads_back_on_another_collector_cell_for_cell(redis_target: tup
             client.flushall()
         writer.close()
         reader.close()
+
+
+def test_the_current_hour_is_summed_from_the_minutes_and_shared_once_it_is_over(
+        redis_target: tuple[str, list[Any]]) -> None:
+    """A share leaves the current hour's cell out (a provisional copy once a minute): another collector
+    reads that hour, and the previous one, as the writer's minutes add up; once the hour is over the next
+    share writes its cell and deletes the provisional one; two hours later the cell alone answers. A
+    collector gone mid-hour leaves its provisional cell: what an hour no minutes are read for shows."""
+    from servertrack.common.aggregator import Aggregator
+    from servertrack.store.live_share import LiveShare
+    from servertrack.store.redis_store import connect
+    from servertrack.store.store_url import parse_store
+
+    url, clients = redis_target
+    target = parse_store(url)
+    assert not isinstance(target, str)
+    hour = int(START // 3600)
+    now = [START]
+    aggregator, writer, reader, share = sharing_pair(target, now)
+    keep = {60: 7 * 86_400.0, 3600: 400 * 86_400.0}
+
+    def shared(at: float, *samples: tuple[str, float, float]) -> None:
+        now[0] = at
+        for chunk, (name, ts, cpu) in enumerate(samples, start=1):
+            aggregator.apply([name], [ts], [cpu], [cpu], chunk_id=int(at) * 10 + chunk)
+        share.add(aggregator.take_shared())
+        writer.write_share(share.take(), None, 1)
+
+    def hours_read(name: str) -> dict[int, tuple[int, float]]:
+        split = reader.reader().read_split(name, 3600, hour - 2, 5, "b")
+        assert split is not None
+        others = split[1]
+        return {others.first_bucket + offset: (int(count), round(float(cpu), 6)) for offset, (count, cpu)
+                in enumerate(zip(others.samples.tolist(), others.cpu_sum.tolist())) if count}
+
+    day_key, index = f"st:{{web}}:h:{hour // 24}", hour % 24
+
+    def day_fields() -> set[str]:
+        for client in clients:
+            try:
+                fields = client.hkeys(day_key)
+            except ResponseError:  # a cluster node that does not hold the slot: MOVED
+                continue
+            if fields:
+                return {field.decode() for field in fields}
+        return set()
+
+    stopped = RedisHistory(connect(target), keep, 7 * 86_400.0, lambda: now[0], collector="c")
+    try:
+        # collector c shares one sample of "gone" mid-hour, then stops for good
+        gone = Aggregator(10, clock=lambda: now[0], closing=True)
+        gone.sharing = True
+        gone.apply(["gone"], [START], [70.0], [70.0], chunk_id=1)
+        gone_share = LiveShare()
+        gone_share.add(gone.take_shared())
+        stopped.write_share(gone_share.take(), None, 1)
+        shared(START, ("web", START, 10.0))
+        shared(START + 1, ("web", START + 1, 20.0))  # the same minute: no provisional cell again
+        assert day_fields() == {f"a/p{index}"}  # the hour's cell is not shared, its provisional copy is
+        assert hours_read("web") == {hour: (2, 30.0)}  # the minutes, added up
+        shared(START + 60, ("web", START + 60, 30.0))  # a new minute: a new provisional cell
+        assert hours_read("web") == {hour: (3, 60.0)}
+        next_hour = (hour + 1) * 3600.0
+        now[0] = next_hour + 30
+        assert hours_read("web") == {hour: (3, 60.0)}  # the previous hour: its minutes still
+        assert hours_read("gone") == {hour: (1, 70.0)}
+        shared(next_hour + 30, ("web", next_hour + 30, 40.0))  # the hour is over: its cell is shared
+        assert f"a/m{index}" in day_fields() and f"a/p{index}" not in day_fields()
+        assert hours_read("web") == {hour: (3, 60.0), hour + 1: (1, 40.0)}
+        now[0] = next_hour + 2 * 3600 + 30  # two hours later: no minutes read for those hours
+        assert hours_read("web") == {hour: (3, 60.0), hour + 1: (1, 40.0)}  # its cell; the next one's provisional
+        assert hours_read("gone") == {hour: (1, 70.0)}  # its provisional cell, as collector c shared it
+    finally:
+        for client in clients:
+            client.flushall()
+        writer.close()
+        reader.close()
+        stopped.close()
 
 
 def test_the_shared_directory_lists_every_node_when_it_is_built_in_parts(
@@ -461,9 +556,6 @@ def test_the_shared_directory_lists_every_node_when_it_is_built_in_parts(
 def test_a_share_after_a_slot_moved_goes_to_the_slots_new_node(tmp_path: Path) -> None:
     """A share writes to nodes' own connections; when a server's slot moves to another master, the share
     that meets the old node fails, the cluster's slots are asked for again, and its retry writes there."""
-    from servertrack.common.aggregator import Aggregator
-    from servertrack.store.live_share import LiveShare
-    from servertrack.store.redis_store import connect
     from servertrack.store.store_url import parse_store
     from tests.redis_servers import started_cluster
 
@@ -471,12 +563,7 @@ def test_a_share_after_a_slot_moved_goes_to_the_slots_new_node(tmp_path: Path) -
         target = parse_store(cluster.url)
         assert not isinstance(target, str)
         now = [START]
-        aggregator = Aggregator(10, clock=lambda: now[0], closing=True)
-        aggregator.sharing = True
-        keep = {60: 7 * 86_400.0, 3600: 400 * 86_400.0}
-        writer = RedisHistory(connect(target), keep, 7 * 86_400.0, lambda: now[0], collector="a")
-        reader = RedisHistory(connect(target), keep, 7 * 86_400.0, lambda: now[0], collector="b")
-        share = LiveShare()
+        aggregator, writer, reader, share = sharing_pair(target, now)
         clients = [node.client() for node in cluster.nodes]
         try:
             aggregator.apply(["mover"], [START], [10.0], [10.0], chunk_id=1)
