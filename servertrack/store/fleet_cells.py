@@ -9,9 +9,9 @@ minute cells of that hour, shared every time, say the same), only once the
 hour is over and, meanwhile, once a minute as a provisional cell.
 
 So the hour cells of a collector are, for each hour, the one of most samples
-of: its live cell, its provisional cell and, for the current and the
-previous hour (the hours whose minutes a reader has at hand), the sum of its
-minute parts of that hour. Within an hour each of these holds a part of what
+of: its live cell, its provisional cell and, for the current hour and for
+the previous one until its cell is written (the hours whose minutes a reader
+has at hand), the sum of its minute parts of that hour. Within an hour each of these holds a part of what
 the next holds (a provisional cell is older than the minutes, the minutes
 leave out what came more than an hour late, an hour's cell written early by
 an agent ahead of time is older than the minutes), so the one of most samples
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .fleet_directory import LIVE_CELL, LIVE_DTYPE, part_of_field
-from .history_codec import U32_TOP, BlockCells, empty_cells, merge
+from .history_codec import U32_TOP, BlockCells, empty_cells, fields_of, merge
 from .records import BUCKETS_PER_PERIOD, HOUR_WIDTH, MINUTE_WIDTH
 from .sqlite_store import merged_periods
 
@@ -65,8 +65,10 @@ def split_period_cells(parts: list[tuple[int, str, bytes]], per_period: int, fir
 def _period_cells(rows: list[tuple[int, int, bytes]], live: list[tuple[int, int, bytes]], per_period: int,
                   first_period: int, spans: int, where: str) -> BlockCells:
     """Block parts ``(period, part, blob)`` decoded and merged, live cells ``(span, index, cell)`` merged in."""
+    if not rows:
+        return _live_block(live, spans, per_period)
     rows.sort()
-    cells = merged_periods(rows, per_period, first_period, spans, where) if rows else empty_cells((spans, per_period))
+    cells = merged_periods(rows, per_period, first_period, spans, where)
     return merge(cells, _live_block(live, spans, per_period)) if live else cells
 
 
@@ -80,6 +82,11 @@ def _live_block(live: list[tuple[int, int, bytes]], spans: int, per_period: int)
     flat = np.fromiter((span * per_period + index for span, index, _ in live), dtype=np.int64, count=len(live))
     filled = records["samples"] > 0
     records, flat = records[filled], flat[filled]
+    shape = (spans, per_period)
+    if np.unique(flat).size == flat.size:  # one cell a bucket (one collector's): placed, nothing to merge
+        for name, field in zip(LIVE_DTYPE.names or (), fields_of(out)):
+            field.reshape(-1)[flat] = records[name]
+        return out
     size = spans * per_period
     samples = np.zeros(size, dtype=np.int64)
     np.add.at(samples, flat, records["samples"])
@@ -95,7 +102,6 @@ def _live_block(live: list[tuple[int, int, bytes]], spans: int, per_period: int)
     for name in ("cpu_max", "ram_max"):
         extremes[name] = np.zeros(size, dtype=np.uint32)
         np.maximum.at(extremes[name], flat, records[name])
-    shape = (spans, per_period)
     return BlockCells(np.minimum(samples, np.iinfo(np.uint32).max).astype(np.uint32).reshape(shape),
                       sums["cpu_sum"].reshape(shape), sums["ram_sum"].reshape(shape),
                       extremes["cpu_min"].reshape(shape), extremes["cpu_max"].reshape(shape),
@@ -103,12 +109,15 @@ def _live_block(live: list[tuple[int, int, bytes]], spans: int, per_period: int)
 
 
 def split_hour_cells(parts: list[tuple[int, str, bytes]], minutes_of: dict[int, list[tuple[str, bytes]]],
-                     first_period: int, spans: int, where: str, own: str | None) -> tuple[BlockCells, BlockCells]:
+                     current: int, first_period: int, spans: int, where: str, own: str | None
+                     ) -> tuple[BlockCells, BlockCells]:
     """``split_period_cells`` of hours hashes (``parts``: ``(day, field, value)``), with the current and
     previous hours of each collector added up from its minutes where those say more (``minutes_of``: the
-    fields of the minutes hash of each such hour; see the module's docstring)."""
+    fields of the minutes hash of each such hour; see the module's docstring). An hour before ``current``
+    whose cell a collector wrote (it does once the hour is over) is that cell: its minutes are not added
+    up again (the closed minutes block would be decoded twice a read)."""
     closed: dict[str, list[tuple[int, int, bytes]]] = {}
-    chosen: dict[str, dict[tuple[int, int], bytes]] = {}
+    chosen: dict[str, dict[tuple[int, int], bytes]] = {}  # (span, index) -> cell, by collector
     provisional: list[tuple[str, tuple[int, int], bytes]] = []
     for period, field, value in parts:
         collector, rest = part_of_field(field)
@@ -122,6 +131,7 @@ def split_hour_cells(parts: list[tuple[int, str, bytes]], minutes_of: dict[int, 
                     provisional.append((collector, (period - first_period, index), value))
         elif rest.isdigit():
             closed.setdefault(collector, []).append((period, int(rest), value))
+    written = {collector: set(cells) for collector, cells in chosen.items()}  # the hours' own cells
     for collector, key, value in provisional:
         _keep_fuller(chosen.setdefault(collector, {}), key, value, ties=False)
     for hour, fields in minutes_of.items():
@@ -135,18 +145,22 @@ def split_hour_cells(parts: list[tuple[int, str, bytes]], minutes_of: dict[int, 
         for collector, minute_fields in by_collector.items():
             if any(period == day for period, _, _ in closed.get(collector, ())):
                 continue  # its day is closed: the base holds the hour
+            key = (day - first_period, index)
+            if hour < current and key in written.get(collector, ()):
+                continue
             cell = _hour_of_minutes(minute_fields, hour, where)
             if cell is not None:
-                _keep_fuller(chosen.setdefault(collector, {}), (day - first_period, index), cell)
-    every = empty_cells((spans, _PER_DAY))
-    others = every
+                _keep_fuller(chosen.setdefault(collector, {}), key, cell)
+    every: BlockCells | None = None
+    others: BlockCells | None = None
     for collector in sorted(closed.keys() | chosen.keys()):
         live = [(span, index, value) for (span, index), value in chosen.get(collector, {}).items()]
         cells = _period_cells(closed.get(collector, []), live, _PER_DAY, first_period, spans, where)
-        every = merge(every, cells)
+        every = cells if every is None else merge(every, cells)
         if own is None or collector != own:
-            others = merge(others, cells)
-    return every, (every if own is None else others)
+            others = cells if others is None else merge(others, cells)
+    every = empty_cells((spans, _PER_DAY)) if every is None else every
+    return every, (every if own is None else empty_cells((spans, _PER_DAY)) if others is None else others)
 
 
 def _keep_fuller(cells: dict[tuple[int, int], bytes], key: tuple[int, int], value: bytes, ties: bool = True
@@ -165,17 +179,23 @@ def _hour_of_minutes(fields: list[tuple[str, bytes]], hour: int, where: str) -> 
     """One collector's minute parts of ``hour`` (its fields of the hour's minutes hash, without ``C/``) as
     one hour cell (``LIVE_CELL``); None if they hold no sample."""
     rows = [(hour, int(rest), value) for rest, value in fields if rest.isdigit()]
-    live = [(0, int(rest[1:]), value) for rest, value in fields
+    live = [(int(rest[1:]), value) for rest, value in fields
             if rest[:1] == "m" and rest[1:].isdigit() and int(rest[1:]) < _PER_HOUR and len(value) == LIVE_CELL.size]
     if not rows and not live:
         return None
-    cells = _period_cells(rows, live, _PER_HOUR, hour, 1, where)
-    filled = cells.samples > 0
+    if rows:
+        cells = _period_cells(rows, [(0, index, value) for index, value in live], _PER_HOUR, hour, 1, where)
+        samples, cpu_sum, ram_sum, cpu_min, cpu_max, ram_min, ram_max = (field.reshape(-1) for field in cells)
+    else:  # the live cells alone (an open hour's, the common case): added up as they are
+        records = np.frombuffer(b"".join(value for _, value in live), dtype=LIVE_DTYPE)
+        samples, cpu_sum, ram_sum, cpu_min, cpu_max, ram_min, ram_max = (records[name] for name in
+                                                                          LIVE_DTYPE.names or ())
+    filled = samples > 0
     if not filled.any():
         return None
     record = np.zeros(1, dtype=LIVE_DTYPE)
-    record["samples"] = min(int(cells.samples.sum(dtype=np.int64)), U32_TOP)
-    record["cpu_sum"], record["ram_sum"] = cells.cpu_sum.sum(), cells.ram_sum.sum()
-    record["cpu_min"], record["ram_min"] = cells.cpu_min[filled].min(), cells.ram_min[filled].min()
-    record["cpu_max"], record["ram_max"] = cells.cpu_max.max(), cells.ram_max.max()
+    record["samples"] = min(int(samples.sum(dtype=np.int64)), U32_TOP)
+    record["cpu_sum"], record["ram_sum"] = cpu_sum[filled].sum(), ram_sum[filled].sum()
+    record["cpu_min"], record["ram_min"] = cpu_min[filled].min(), ram_min[filled].min()
+    record["cpu_max"], record["ram_max"] = cpu_max[filled].max(), ram_max[filled].max()
     return record.tobytes()

@@ -23,7 +23,7 @@ def cell(samples: int, cpu: float, low: int = 100, high: int = 900) -> bytes:
 def hours_of(parts: list[tuple[int, str, bytes]], minutes: dict[int, list[tuple[str, bytes]]],
              own: str | None = None) -> tuple[dict[int, int], dict[int, int]]:
     """The samples per hour number of every collector, and of all but ``own``."""
-    every, others = split_hour_cells(parts, minutes, DAY, 1, "test", own)
+    every, others = split_hour_cells(parts, minutes, HOUR + 2, DAY, 1, "test", own)
     return ({DAY * 24 + index: int(count) for index, count in enumerate(every.samples[0].tolist()) if count},
             {DAY * 24 + index: int(count) for index, count in enumerate(others.samples[0].tolist()) if count})
 
@@ -31,7 +31,7 @@ def hours_of(parts: list[tuple[int, str, bytes]], minutes: dict[int, list[tuple[
 def test_the_current_hour_is_the_sum_of_a_collectors_minutes() -> None:
     minutes = {HOUR + 1: [("a/m0", cell(2, 20.0, 300, 700)), ("a/m5", cell(3, 90.0, 200, 800)),
                           ("b/m7", cell(1, 5.0))]}
-    every, _ = split_hour_cells([], minutes, DAY, 1, "test", None)
+    every, _ = split_hour_cells([], minutes, HOUR + 1, DAY, 1, "test", None)
     assert every.samples[0, 1] == 6 and every.cpu_sum[0, 1] == 115.0
     assert (every.cpu_min[0, 1], every.cpu_max[0, 1]) == (100, 900)  # min of mins, max of maxes
     assert hours_of([], minutes, own="b") == ({HOUR + 1: 6}, {HOUR + 1: 5})  # b's own minutes left out
@@ -55,3 +55,12 @@ def test_a_closed_day_is_read_from_its_base_not_from_its_last_minutes() -> None:
     parts = [(DAY, "a/0", encode(base))]
     minutes = {last_hour: [("a/0", b"?"), ("a/m59", cell(60, 600.0))]}  # the minutes' block, never decoded
     assert hours_of(parts, minutes)[0] == {last_hour: 60}
+
+
+def test_an_hour_before_the_current_one_with_its_cell_written_is_that_cell() -> None:
+    # written once the hour was over, it holds all the hour got (the minutes may miss a sample that came
+    # more than an hour late); the hour's closed minutes block is then not decoded again
+    parts = [(DAY, "a/m1", cell(3, 30.0))]
+    minutes = {HOUR + 1: [("a/0", b"?"), ("a/m5", cell(5, 50.0))], HOUR + 2: [("a/m0", cell(1, 10.0))]}
+    every, _ = split_hour_cells(parts, minutes, HOUR + 2, DAY, 1, "test", None)
+    assert every.samples[0, 1:3].tolist() == [3, 1]

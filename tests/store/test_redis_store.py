@@ -555,7 +555,8 @@ def test_the_shared_directory_lists_every_node_when_it_is_built_in_parts(
 
 def test_a_share_after_a_slot_moved_goes_to_the_slots_new_node(tmp_path: Path) -> None:
     """A share writes to nodes' own connections; when a server's slot moves to another master, the share
-    that meets the old node fails, the cluster's slots are asked for again, and its retry writes there."""
+    that meets the old node fails, the cluster's slots are asked for again, and its retry writes there. A
+    read (also on the node's own connection) that meets the old node is answered through the cluster."""
     from servertrack.store.store_url import parse_store
     from tests.redis_servers import started_cluster
 
@@ -569,6 +570,8 @@ def test_a_share_after_a_slot_moved_goes_to_the_slots_new_node(tmp_path: Path) -
             aggregator.apply(["mover"], [START], [10.0], [10.0], chunk_id=1)
             share.add(aggregator.take_shared())
             writer.write_share(share.take(), None, 1)
+            minute = [(60, int(START // 60), 1)]
+            assert reader.reader().read_fleet("mover", minute, "b")[0][0][1].samples.tolist() == [1]  # type: ignore[index]
             slot = key_slot(b"st:{mover}:known")
             ids = {client.execute_command("CLUSTER MYID").decode(): client for client in clients}
             owner_id = next(node_id for node_id, client in ids.items()  # the node holding the share's keys
@@ -583,6 +586,7 @@ def test_a_share_after_a_slot_moved_goes_to_the_slots_new_node(tmp_path: Path) -
             source.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
             for client in clients:
                 client.execute_command("CLUSTER SETSLOT", slot, "NODE", dest_id)
+            assert reader.reader().read_fleet("mover", minute, "b")[0][0][1].samples.tolist() == [1]  # type: ignore[index]
             aggregator.apply(["mover"], [START + 1], [30.0], [30.0], chunk_id=2)
             share.add(aggregator.take_shared())
             entries = share.take()
