@@ -90,7 +90,7 @@ from .fleet_directory import (
 )
 from .history_backend import no_cells
 from .history_codec import encode_blocks, fields_of
-from .live_share import NO_NAMES, LiveEntries, LiveSeconds, name_ids
+from .live_share import NO_NAMES, LiveEntries, LiveSeconds, name_ids, sliced_map
 from .records import (
     BASE_PART,
     BUCKETS_PER_PERIOD,
@@ -483,9 +483,9 @@ class RedisHistory:
                 record["value"][:, :LIVE_SECOND.size] = cells.records.view(np.uint8).reshape(-1, LIVE_SECOND.size)
                 # a seconds hash's TTL is renewed once a minute (it outlives the last share by 4 to 5 minutes)
                 first = _first_of_each(cell_ids)
-                due = first[np.fromiter(map(self._seconds_renewed.get, cells.names[first].tolist(),
-                                            itertools.repeat(-math.inf)), dtype=np.float64, count=len(first))
-                            < now - 60]
+                renewed_at = cells.names[first].tolist()
+                due = first[sliced_map(self._seconds_renewed.get, (renewed_at, [-math.inf] * len(renewed_at)),
+                                       np.float64) < now - 60]
                 record["ttl"][due] = -SECONDS_KEY_TTL
                 renewed += cells.names[due].tolist()
                 kept_names = cells.names
@@ -504,8 +504,7 @@ class RedisHistory:
                 for period in np.unique(periods[first]).tolist():
                     had = self._expiring.get((width, period), set())
                     of_period = first[periods[first] == period]
-                    fresh = of_period[~np.fromiter(map(had.__contains__, cells.names[of_period].tolist()),
-                                                   dtype=bool, count=len(of_period))]
+                    fresh = of_period[~sliced_map(had.__contains__, (cells.names[of_period].tolist(),), bool)]
                     record["ttl"][fresh] = ttls[fresh]
                     given.setdefault((width, period), []).extend(cells.names[fresh].tolist())
                 record, kept_names, cell_ids = record[kept], cells.names[kept], cell_ids[kept]

@@ -272,3 +272,16 @@ def test_takes_waiting_for_a_store_that_is_down_stay_bounded_and_newest() -> Non
                            entries.provisional_hours.records["cpu_sum"].tolist()))
     assert provisional == pytest.approx({"a": 10.0, "b": 20.0})  # the minute's first take
     assert len(entries.seconds.names) == 2 * 3 * live_share.MAX_WAITING_TAKES  # every second (under 64 each)
+
+
+def test_name_ids_and_sliced_maps_span_their_slices() -> None:
+    """Passes of ``GIL_SLICE`` items give what one pass gives: an id per name equal for equal names
+    (its first position) across slices, and a map of several columns item by item."""
+    from servertrack.store import live_share
+
+    count = 2 * live_share.GIL_SLICE + 5
+    names = np.array([f"srv-{index % 1000}" for index in range(count)], dtype=object)
+    ids = live_share.name_ids(names)
+    assert ids.tolist() == [index % 1000 for index in range(count)]
+    mapped = live_share.sliced_map(lambda a, b: a * 2 + b, (list(range(count)), [1] * count), np.int64)
+    assert mapped.tolist() == [2 * index + 1 for index in range(count)]
