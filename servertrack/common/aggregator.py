@@ -361,6 +361,17 @@ class Aggregator:
                 part[kind] = OpenCells(names[kept_rows], kept_buckets, cells, kept_rows)
                 yield SharedLoads(*part)
 
+    def start_sharing(self) -> None:
+        """Set ``sharing``, and hold the current hour's cell of every row applied to in it (what a restart
+        recovered), so that the share after the hour writes it (``shared_parts``) as for a row just touched."""
+        self.sharing = True
+        hour = int(self._clock() // HOUR_SECONDS)
+        used = len(self._names)
+        seen = self._last_seen[:used]
+        rows = np.flatnonzero((seen >= hour * HOUR_SECONDS) & np.isfinite(seen))  # an evicted row: +inf
+        if rows.size:
+            self._hold_current_hour(rows * PAIR_SHIFT + hour, hour, self._provisional_minute)
+
     def _hold_current_hour(self, pairs: npt.NDArray[np.int64], hour: int, minute: int
                            ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """The hour pairs to share now, and the provisional ones: the touched pairs of ``hour`` are held

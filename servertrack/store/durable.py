@@ -291,7 +291,8 @@ class DurableStore:
         progress.finish()
         self._start_workers()
         now = self._clock()
-        aggregator.sharing = self._share is not None
+        if self._share is not None:
+            aggregator.start_sharing()
         self._next_checkpoint = now + self.checkpoint_every
         self._next_purge = now
         self._next_snapshots = now + self.retention.snapshot_every

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from servertrack.common.aggregator import Aggregator
 from servertrack.common.fleet import FleetTable
+from servertrack.store.fleet_cells import stored_period_cells
 from servertrack.store.fleet_directory import (
     LIVE_CELL,
     check_collector_id,
@@ -20,7 +21,6 @@ from servertrack.store.fleet_directory import (
 )
 from servertrack.store.history_codec import BlockCells, encode_many
 from servertrack.store.live_share import LiveShare, live_cells_of
-from servertrack.store.fleet_cells import stored_period_cells
 
 START = 1_700_000_000.0  # 22:13:20 UTC: mid-hour
 
@@ -285,3 +285,20 @@ def test_name_ids_and_sliced_maps_span_their_slices() -> None:
     assert ids.tolist() == [index % 1000 for index in range(count)]
     mapped = live_share.sliced_map(lambda a, b: a * 2 + b, (list(range(count)), [1] * count), np.int64)
     assert mapped.tolist() == [2 * index + 1 for index in range(count)]
+
+
+def test_a_restarted_collector_writes_the_hour_its_rows_recovered_once_it_is_over() -> None:
+    """Rows applied to before sharing starts (a restart's recovery) are held like touched ones: the share
+    after their hour writes its cell, with every sample the rings hold."""
+    now = [START]
+    aggregator = Aggregator(10, clock=lambda: now[0], closing=True)
+    aggregator.apply(["a", "b"], [START, START], [10.0, 20.0], [10.0, 20.0], chunk_id=1)  # recovered
+    aggregator.start_sharing()
+    share = LiveShare()
+    share.add(aggregator.take_shared())
+    assert len(share.take().hours.names) == 0  # the hour is not over
+    now[0] = START - START % 3600 + 3600
+    share.add(aggregator.take_shared())
+    entries = share.take()
+    hours = dict(zip(entries.hours.names.tolist(), entries.hours.records["cpu_sum"].tolist()))
+    assert hours == pytest.approx({"a": 10.0, "b": 20.0})
