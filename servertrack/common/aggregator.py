@@ -336,7 +336,7 @@ class Aggregator:
         part is read (the cells are read as the rings hold them then).
 
         A cell of the current hour (by the clock) is held back: it changes with every sample, and the minute
-        cells of the hour, shared every time, say the same (a reader adds them up, see ``redis_store``). It is
+        cells of the hour, shared every time, say the same (a reader adds them up, see ``fleet_cells``). It is
         shared once its hour is over (at the first share after), and meanwhile once a minute as a
         provisional cell (what a reader falls back on once the minutes are gone)."""
         # one C-level pass builds the names as an array: no Python per (server, bucket), this runs on the loop
