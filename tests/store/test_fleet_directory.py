@@ -302,3 +302,24 @@ def test_a_restarted_collector_writes_the_hour_its_rows_recovered_once_it_is_ove
     entries = share.take()
     hours = dict(zip(entries.hours.names.tolist(), entries.hours.records["cpu_sum"].tolist()))
     assert hours == pytest.approx({"a": 10.0, "b": 20.0})
+
+
+def test_a_directory_after_one_of_the_same_servers_is_decoded_alike_and_a_changed_one_checked_again() -> None:
+    """The names and addresses of a collector's last directory are reused while their text is the same:
+    the next directory decodes to the same entries with its own columns; one whose names changed is split
+    and checked again (out of order: refused), and does not spoil the next good one."""
+    names = [f"web-{index:03d}" for index in range(20)]
+    ips = [[f"10.0.0.{index}"] if index % 2 else [] for index in range(20)]
+    first = decode_directory(encode_directory(table(names), "memo-a", START, ips))
+    later = table(names)._replace(cpu=np.full(20, 42.0))
+    second = decode_directory(encode_directory(later, "memo-a", START + 1, ips))
+    assert second.table.names == first.table.names == names and second.ips == ips and second.ts == START + 1
+    assert second.table.cpu.tolist() == [42.0] * 20
+    moved = [[f"10.9.9.{index}"] for index in range(20)]  # new addresses, same names
+    assert decode_directory(encode_directory(later, "memo-a", START + 2, moved)).ips == moved
+    body = msgpack.unpackb(encode_directory(table(names), "memo-a", START + 3, ips))
+    body["names"] = "\n".join(reversed(names))
+    with pytest.raises(ValueError, match="not in order"):
+        decode_directory(msgpack.packb(body, use_bin_type=True))
+    again = decode_directory(encode_directory(table(names), "memo-a", START + 4, ips))
+    assert again.table.names == names and again.ips == ips
