@@ -263,7 +263,9 @@ class RedisHistory:
         self._client = client
         self._cluster = isinstance(client, RedisCluster)  # asked once: an isinstance of it is slow (~2 µs)
         self.collector = check_collector_id(collector)
-        self._slots: dict[str, Any] = {}  # the cluster node of a server's slot, by name (a cluster client only)
+        # the node holding a server's keys, by name, as its number in ``_nodes`` (one None for a single Redis)
+        self._slots: dict[str, int] = {}
+        self._nodes: list[Any] = []
         self._expiring: dict[tuple[int, int], set[str]] = {}  # the servers whose block hash (width, period) has a TTL
         self._seconds_renewed: dict[str, float] = {}  # when a share last renewed a seconds hash's TTL
         self._pruned_at = -math.inf
@@ -428,6 +430,7 @@ class RedisHistory:
             self._expiring.clear()
             self._seconds_renewed.clear()
             self._slots.clear()
+            self._nodes = []
             if self._cluster and isinstance(error, MovedError):
                 # its calls go to nodes' own connections, which do not learn a moved slot by themselves: told
                 # here, as the cluster client does on MOVED (no I/O: a node down is the client's own to find)
@@ -527,16 +530,12 @@ class RedisHistory:
         for name in distinct:
             if name not in prefixes:  # the name checked once
                 prefixes[name] = server_prefix(name)
-        nodes: dict[Any, int] = {}
-        slots, node_of = self._slots, self._node_of
-        node_of_server = np.fromiter((nodes.setdefault(slots.get(name) or node_of(name), len(nodes))
-                                      for name in distinct), dtype=np.int64, count=len(distinct))
-        node_of_record = node_of_server[servers]
+        node_of_record = self._node_numbers(distinct)[servers]
         order = np.lexsort((servers, node_of_record))  # by node, then by server
         bounds = np.flatnonzero(np.diff(node_of_record[order])) + 1
         prefix = f"{self.collector}/"
         lines_of = [prefixes[name] for name in distinct]
-        targets = list(nodes)
+        targets = self._nodes
         for group in np.split(order, bounds):
             node = targets[int(node_of_record[group[0]])]
             pipe = (self._client if node is None else self._client.get_redis_connection(node)).pipeline(
@@ -565,16 +564,24 @@ class RedisHistory:
             self._expiring = {key: names for key, names in self._expiring.items() if key[1] >= current[key[0]] - 1}
             self._seconds_renewed = {name: at for name, at in self._seconds_renewed.items() if at >= now - 600}
 
-    def _node_of(self, name: str) -> Any:
-        """The cluster node that holds ``name``'s keys (None for a single Redis), looked up once until a
-        share fails."""
-        if not self._cluster:
-            return None
-        node = self._slots.get(name)
-        if node is None:  # forgotten after a failed share (a node down, slots moved): asked again
-            node = self._slots[name] = self._client.nodes_manager.get_node_from_slot(
-                self._client.keyslot(known_key(name)))
-        return node
+    def _node_numbers(self, names: list[str]) -> np.ndarray:
+        """The number in ``_nodes`` of the node holding each server's keys (None for a single Redis), looked
+        up once until a share fails (a dictionary lookup per name, in slices: see ``sliced_map``)."""
+        if len(self._slots) > 4 * len(names) + 100_000:
+            self._slots.clear()
+        numbers = sliced_map(self._slots.get, (names, [-1] * len(names)), np.int64)
+        missing = np.flatnonzero(numbers < 0).tolist()
+        if missing:
+            number_of = {node: number for number, node in enumerate(self._nodes)}
+            for at in missing:
+                node = self._client.nodes_manager.get_node_from_slot(self._client.keyslot(known_key(names[at]))) \
+                    if self._cluster else None
+                number = number_of.get(node)
+                if number is None:
+                    number = number_of[node] = len(self._nodes)
+                    self._nodes.append(node)
+                numbers[at] = self._slots[names[at]] = number
+        return numbers
 
     def read_directories(self) -> list[tuple[str, bytes]]:
         """See ``RedisReads.read_directories``."""
