@@ -97,6 +97,7 @@ class StoreUnavailable(ServerTrackError):
 
 
 RECOVER_ERRORS: tuple[type[Exception], ...] = (ServerTrackError, *STORE_ERRORS)
+OPEN_ERRORS: tuple[type[Exception], ...] = (*STORE_ERRORS, ValueError)  # the file or server refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,7 @@ class DurableStore:
         except ServerTrackError:
             self._lock.release()
             raise
-        except Exception as error:
+        except OPEN_ERRORS as error:  # a bug (any other exception) still shows its traceback
             self._lock.release()
             raise StoreUnavailable(f"cannot open the store in {self.directory}: {error}") from None
 

@@ -24,9 +24,15 @@ from __future__ import annotations
 import numpy as np
 
 from .fleet_directory import LIVE_CELL, LIVE_DTYPE, part_of_field
-from .history_codec import U32_TOP, BlockCells, empty_cells, fields_of, merge
+from .history_codec import (
+    U32_TOP,
+    BlockCells,
+    empty_cells,
+    fields_of,
+    merge,
+    merged_periods,
+)
 from .records import BUCKETS_PER_PERIOD, HOUR_WIDTH, MINUTE_WIDTH
-from .sqlite_store import merged_periods
 
 _PER_HOUR = BUCKETS_PER_PERIOD[MINUTE_WIDTH]
 _PER_DAY = BUCKETS_PER_PERIOD[HOUR_WIDTH]

@@ -148,6 +148,34 @@ def merge(base: BlockCells, delta: BlockCells) -> BlockCells:
     )
 
 
+def merged_periods(rows: list[tuple[int, int, bytes]], per_period: int, first_period: int, spans: int,
+                   where_stored: str) -> BlockCells:
+    """The ``[spans, per_period]`` cells of periods ``first_period ..`` from their stored parts
+    ``(period, part, blob)``, ordered by period then part (``where_stored`` names them in errors)."""
+    try:
+        decoded = decode_many([row[2] for row in rows], per_period)
+    except CorruptBlock:
+        for period, part, blob in rows:  # name the block that does not decode
+            try:
+                decode_many([blob], per_period)
+            except CorruptBlock as error:
+                raise CorruptBlock(f"{where_stored}, period {period} part {part}: {error}") from None
+        raise
+    where = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)) - first_period
+    out = empty_cells((spans, per_period))
+    if np.unique(where).size == where.size:  # one part per period: nothing to merge
+        for target, source in zip(fields_of(out), fields_of(decoded)):
+            target[where] = source
+        return out
+    for row in range(where.size):  # base and delta parts (rare): merge them in
+        span = int(where[row])
+        merged = merge(BlockCells._make(field[span] for field in fields_of(out)),
+                       BlockCells._make(field[row] for field in fields_of(decoded)))
+        for target, source in zip(fields_of(out), fields_of(merged)):
+            target[span] = source
+    return out
+
+
 def encode(cells: BlockCells) -> bytes:
     """One block's cells (arrays ``[buckets]``) as bytes."""
     return encode_many(BlockCells._make(np.asarray(field)[None, :] for field in cells))[0]

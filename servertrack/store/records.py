@@ -19,8 +19,10 @@ from ..common.periods import (
     HistoryBlocks,
 )
 
-__all__ = ["BASE_PART", "BUCKETS_PER_PERIOD", "HOUR_WIDTH", "MINUTE_WIDTH", "HistoryBlocks", "LoggedBatch",
-           "SnapshotRecord", "StoredCells"]
+__all__ = ["BASE_PART", "BUCKETS_PER_PERIOD", "HOUR_WIDTH", "MAX_READ_BUCKETS", "MINUTE_WIDTH", "HistoryBlocks",
+           "LoggedBatch", "SnapshotRecord", "StoredCells"]
+
+MAX_READ_BUCKETS = 1_000_000  # what one read of any backend may ask for: its cells stay a few tens of MB
 
 
 class LoggedBatch(NamedTuple):

@@ -95,6 +95,7 @@ from .records import (
     BASE_PART,
     BUCKETS_PER_PERIOD,
     HOUR_WIDTH,
+    MAX_READ_BUCKETS,
     MINUTE_WIDTH,
     HistoryBlocks,
     SnapshotRecord,
@@ -121,7 +122,6 @@ from .redis_keys import (
     snapshot_ttl,
     snapshots_key,
 )
-from .sqlite_store import MAX_READ_BUCKETS
 from .store_url import RedisTarget
 
 SCHEMA_VERSION = 2  # 2: fields named by collector (C/PART); the unprefixed fields of 1 still read

@@ -46,21 +46,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from ..common.errors import StoreVersionError
-from .history_codec import (
-    BlockCells,
-    CorruptBlock,
-    decode_many,
-    empty_cells,
-    encode_blocks,
-    fields_of,
-    merge,
-)
+from .history_codec import empty_cells, encode_blocks, fields_of, merged_periods
 from .records import (
     BUCKETS_PER_PERIOD,
     HOUR_WIDTH,
+    MAX_READ_BUCKETS,
     MINUTE_WIDTH,
     HistoryBlocks,
     SnapshotRecord,
@@ -73,7 +64,6 @@ BUSY_TIMEOUT_SECONDS = 5.0
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # the -wal file is cut back to this after a checkpoint
 WRITER_CACHE_KIB = 64 * 1024
 TABLES = {MINUTE_WIDTH: "minute_blocks", HOUR_WIDTH: "hour_blocks"}
-MAX_READ_BUCKETS = 1_000_000  # one read's cells stay a few tens of MB
 
 LAST_COLUMNS = {MINUTE_WIDTH: "minute_last", HOUR_WIDTH: "hour_last"}
 
@@ -153,34 +143,6 @@ class _Reads:
         return [(int(ts), bytes(sections)) for ts, sections in self._connection.execute(
             "SELECT ts, sections FROM snapshots WHERE node = ? AND ts BETWEEN ? AND ? ORDER BY ts LIMIT ?",
             (node, from_ts, to_ts, limit))]
-
-
-def merged_periods(rows: list[tuple[int, int, bytes]], per_period: int, first_period: int, spans: int,
-                   where_stored: str) -> BlockCells:
-    """The ``[spans, per_period]`` cells of periods ``first_period ..`` from their stored parts
-    ``(period, part, blob)``, ordered by period then part (``where_stored`` names them in errors)."""
-    try:
-        decoded = decode_many([row[2] for row in rows], per_period)
-    except CorruptBlock:
-        for period, part, blob in rows:  # name the block that does not decode
-            try:
-                decode_many([blob], per_period)
-            except CorruptBlock as error:
-                raise CorruptBlock(f"{where_stored}, period {period} part {part}: {error}") from None
-        raise
-    where = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)) - first_period
-    out = empty_cells((spans, per_period))
-    if np.unique(where).size == where.size:  # one part per period: nothing to merge
-        for target, source in zip(fields_of(out), fields_of(decoded)):
-            target[where] = source
-        return out
-    for row in range(where.size):  # base and delta parts (rare): merge them in
-        span = int(where[row])
-        merged = merge(BlockCells._make(field[span] for field in fields_of(out)),
-                       BlockCells._make(field[row] for field in fields_of(decoded)))
-        for target, source in zip(fields_of(out), fields_of(merged)):
-            target[span] = source
-    return out
 
 
 class SqliteReader(_Reads):
