@@ -15,6 +15,11 @@ What runs (everything on 127.0.0.1, started and stopped by this script)
     - reads under load: ``--reads`` requests ``GET /servers/NAME/loads`` (keep-alive ``http.client``)
       spread evenly over the steady window, each for a random server, sent to the collector that
       does NOT own it; p50 / p99 / max of the 200s, and the count of other statuses;
+    - the floor under the same load (``--floor``, a process of its own so as not to share the reader's
+      interpreter): as many rounds, each ``RedisReads.read_fleet`` of a random server straight from the
+      store (the round trip and decoding a non-owner's read holds, no collector in the way) and one
+      ``GET /healthz`` (the cheapest route: the wait for a collector's loop and the machine) on either
+      collector; p50 / p99 of each. A read through a collector cannot be quicker than these;
     - after the load: both idle, then one share interval (+1 s) passes; ``GET /servers`` paged
       (limit 10,000) on each collector must count every server; for ``--check`` random servers the
       minute window's sample count (sum over its buckets) is read from the owner and right after from
@@ -95,6 +100,76 @@ def sender_main(argv: list[str]) -> int:
                               on_start=lambda: print(loadgen.START_LINE, flush=True))
     print(json.dumps(asdict(result)), flush=True)
     return 0
+
+
+def floor_main(argv: list[str]) -> int:
+    """``fleet.py --floor STORE_URL HTTP_URL,HTTP_URL SERVERS COUNT DELAY SECONDS``: after ``DELAY`` s,
+    ``COUNT`` rounds spread over ``SECONDS`` s, each a direct store read of a random server's windows and a
+    ``GET /healthz`` on one of the collectors (alternating); JSON of the latencies' p50 / p99 in ms."""
+    from servertrack.common.buckets import HOURS_SHOWN, MINUTES_SHOWN
+    from servertrack.store.redis_store import RedisReads, connect
+    from servertrack.store.store_url import parse_store
+
+    store_url, urls, servers, count = argv[0], argv[1].split(","), int(argv[2]), int(argv[3])
+    delay, seconds = float(argv[4]), float(argv[5])
+    target = parse_store(store_url)
+    assert not isinstance(target, str), store_url
+    client = connect(target)
+    reads = RedisReads(client, 3600.0, time.time, collector="bench")  # "bench" shares nothing: every part read
+    connections = [http.client.HTTPConnection(*url.split("://", 1)[1].rsplit(":", 1), timeout=30) for url in urls]
+    rng = random.Random(7)
+    store_ms: list[float] = []
+    healthz_ms: list[float] = []
+    errors = 0
+    print(loadgen.START_LINE, flush=True)
+    start = time.monotonic() + delay
+    interval = seconds / max(1, count)
+    try:
+        for k in range(count):
+            wait = start + k * interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            now = time.time()
+            minute, hour = int(now // 60), int(now // 3600)
+            spans = [(60, minute - MINUTES_SHOWN + 1, MINUTES_SHOWN), (3600, hour - HOURS_SHOWN + 1, HOURS_SHOWN)]
+            name = loadgen.server_name(rng.randrange(servers))
+            started = time.perf_counter()
+            try:
+                reads.read_fleet(name, spans, None)
+                store_ms.append((time.perf_counter() - started) * 1000)
+            except Exception:  # noqa: BLE001 - a failed probe is counted, the bench goes on
+                errors += 1
+            connection = connections[k % len(connections)]
+            started = time.perf_counter()
+            try:
+                connection.request("GET", "/healthz")
+                response = connection.getresponse()
+                response.read()
+                if response.status == 200:
+                    healthz_ms.append((time.perf_counter() - started) * 1000)
+                else:
+                    errors += 1
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                connection.close()
+    finally:
+        for connection in connections:
+            connection.close()
+        client.close()
+    print(json.dumps({"store_p50_ms": harness.percentile(store_ms, 0.5),
+                      "store_p99_ms": harness.percentile(store_ms, 0.99), "store_reads": len(store_ms),
+                      "healthz_p50_ms": harness.percentile(healthz_ms, 0.5),
+                      "healthz_p99_ms": harness.percentile(healthz_ms, 0.99), "healthz_gets": len(healthz_ms),
+                      "errors": errors}), flush=True)
+    return 0
+
+
+def floor_probe(store_url: str, services: list[harness.Service], servers: int, count: int, delay: float,
+                seconds: float) -> harness.Process:
+    """The ``--floor`` process (see ``floor_main``); it prints a start line, then its JSON when done."""
+    argv = [harness.PYTHON, os.path.abspath(__file__), "--floor", store_url, ",".join(s.url for s in services),
+            str(servers), str(count), str(delay), str(seconds)]
+    return harness.Process(argv, name="floor")
 
 
 def sender(endpoint: str, rate: int, servers: int, seconds: float, first: int) -> harness.Process:
@@ -295,6 +370,7 @@ class FleetRun:
     not_found_at: list[float]
     read_statuses: dict[int, int]
     read_errors: int
+    floor: dict[str, float]  # floor_main's JSON: direct store read and GET /healthz p50 / p99 under the load
     redis_ops_per_sample: float
     redis_writes_per_sample: float
     redis_reads_per_get: float
@@ -353,6 +429,11 @@ def fleet_run(args: argparse.Namespace, servers: int, run: int, workdir: Path) -
         window_start, window_end = load_start + args.settle, load_start + total
         reader = Reader(services, half, servers, args.reads, window_start, window_end - 0.5, seed=run)
         reader.start()
+        floor = floor_probe(cluster.url, services, servers, args.reads, window_start - time.monotonic(),
+                            window_end - 0.5 - window_start)
+        senders.append(floor)  # stopped with the senders, whatever happens
+        if floor.read_line(timeout=60) != loadgen.START_LINE:
+            raise RuntimeError("the floor probe did not start")
         time.sleep(max(0.0, window_start - time.monotonic()))
         first_snap = snap(services, cluster)
         commands_before = redis_commands(cluster)
@@ -363,7 +444,8 @@ def fleet_run(args: argparse.Namespace, servers: int, run: int, workdir: Path) -
         commands_after = redis_commands(cluster)
         reads_in_window = reader.done - reads_before
         rss = [s.rss() / 2**20 for s in services]
-        results = [harness.last_json_line(s, timeout=total + 60) for s in senders]
+        results = [harness.last_json_line(s, timeout=total + 60) for s in senders[:2]]
+        floor_result = harness.last_json_line(floor, timeout=60)
         reader.stop_event.set()
         reader.join(timeout=60)
         finals = [s.wait_idle(timeout=60) for s in services]
@@ -424,7 +506,7 @@ def fleet_run(args: argparse.Namespace, servers: int, run: int, workdir: Path) -
             owner_p50_ms=harness.percentile(reader.owner_latencies, 0.5),
             owner_p99_ms=harness.percentile(reader.owner_latencies, 0.99), owner_reads=len(reader.owner_latencies),
             not_found_at=reader.not_found_at[:20],
-            read_errors=reader.errors,
+            read_errors=reader.errors, floor=floor_result,
             redis_ops_per_sample=(last_snap.redis["calls"] - first_snap.redis["calls"]) / max(1, samples_window),
             redis_writes_per_sample=(last_snap.redis["writes"] - first_snap.redis["writes"]) / max(1, samples_window),
             redis_reads_per_get=(last_snap.redis["reads"] - first_snap.redis["reads"]) / max(1, reads_in_window),
@@ -470,6 +552,11 @@ def print_fleet_run(run: int, r: FleetRun) -> None:
           + (f" (404s at s after the window start: {r.not_found_at})" if r.not_found_at else ""))
     print(f"    owner GET /servers/NAME/loads under load (for comparison): {r.owner_reads:,} x 200, "
           f"p50 {r.owner_p50_ms:.2f} ms, p99 {r.owner_p99_ms:.2f} ms")
+    fl = r.floor
+    print(f"    floor under the same load, from a process of its own: direct store read (read_fleet of a random "
+          f"server) {fl['store_reads']:,} x, p50 {fl['store_p50_ms']:.2f} ms, p99 {fl['store_p99_ms']:.2f} ms; "
+          f"GET /healthz {fl['healthz_gets']:,} x, p50 {fl['healthz_p50_ms']:.2f} ms, p99 "
+          f"{fl['healthz_p99_ms']:.2f} ms; errors {fl['errors']}")
     print(f"    Redis: {r.redis_writes_per_server_second:.3f} write commands per server per second; "
           f"{r.redis_ops_per_sample:.4f} commands/sample ({r.redis_writes_per_sample:.4f} writes/sample; "
           f"{r.redis_reads_per_get:.2f} read commands per GET, {r.reads_in_window:,} GETs in the window), {r.redis_cpu_us_per_sample:.2f} us CPU/sample, "
@@ -562,6 +649,8 @@ def med(values: list[float]) -> float:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--sender":
         return sender_main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "--floor":
+        return floor_main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--servers", type=int, default=100_000, help="servers in the fleet, at 1 Hz (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=30.0, help="steady (measured) window (default %(default)s)")
@@ -673,6 +762,10 @@ def summarize(args: argparse.Namespace, fleet: list[FleetRun], fallback: list[Fl
         line("non-owner GET /servers/NAME/loads p50 under load", [r.read_p50_ms for r in fleet], "ms")
         line("owner GET /servers/NAME/loads p99 under load (comparison)", [r.owner_p99_ms for r in fleet], "ms")
         line("owner GET /servers/NAME/loads p50 under load (comparison)", [r.owner_p50_ms for r in fleet], "ms")
+        line("floor: direct store read (read_fleet, no collector) p99 under load", [r.floor["store_p99_ms"] for r in fleet], "ms")
+        line("floor: direct store read p50 under load", [r.floor["store_p50_ms"] for r in fleet], "ms")
+        line("floor: GET /healthz p99 under load", [r.floor["healthz_p99_ms"] for r in fleet], "ms")
+        line("floor: GET /healthz p50 under load", [r.floor["healthz_p50_ms"] for r in fleet], "ms")
         line("Redis commands per sample (3 masters)", [r.redis_ops_per_sample for r in fleet], "commands", 4)
         line("Redis write commands per sample (HSET, EXPIRE, DEL, SET, EVAL, ...)",
              [r.redis_writes_per_sample for r in fleet], "commands", 4)
