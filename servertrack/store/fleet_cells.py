@@ -9,9 +9,10 @@ minute cells of that hour, shared every time, say the same), only once the
 hour is over and, meanwhile, once a minute as a provisional cell.
 
 So the hour cells of a collector are, for each hour, the one of most samples
-of: its live cell, its provisional cell and, for the current hour and for
-the previous one until its cell is written (the hours whose minutes a reader
-has at hand), the sum of its minute parts of that hour. Within an hour each of these holds a part of what
+of: its live cell, its provisional cell and, for the current hour, for the
+previous one until its cell is written, and for an hour it stopped in (a
+provisional cell that no cell replaced: ``provisional_hours``), the sum of its
+minute parts of that hour. Within an hour each of these holds a part of what
 the next holds (a provisional cell is older than the minutes, the minutes
 leave out what came more than an hour late, an hour's cell written early by
 an agent ahead of time is older than the minutes), so the one of most samples
@@ -20,6 +21,8 @@ gone, its base written) is read from those only: its live cells went with it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Container
 
 import numpy as np
 
@@ -167,6 +170,33 @@ def split_hour_cells(parts: list[tuple[int, str, bytes]], minutes_of: dict[int, 
             others = cells if others is None else merge(others, cells)
     every = empty_cells((spans, _PER_DAY)) if every is None else every
     return every, (every if own is None else empty_cells((spans, _PER_DAY)) if others is None else others)
+
+
+def provisional_hours(parts: list[tuple[int, str]], at_hand: Container[int] = ()) -> set[int]:
+    """The hours (UTC hour numbers) of hours hashes' fields ``(day, field)`` where a collector left a
+    provisional cell that no cell of its own replaced, in a day it did not close: it stopped in that hour,
+    and its minutes of the hour say more than that copy (up to a minute more; ``split_hour_cells`` adds
+    them up when it is given them). Hours of ``at_hand`` (whose minutes are read anyway) are left out."""
+    fields_of_day: dict[int, set[str]] = {}
+    for day, field in parts:
+        fields_of_day.setdefault(day, set()).add(field)
+    hours: set[int] = set()
+    for day, fields in fields_of_day.items():
+        for field in fields:
+            if "/p" not in field:  # the common case, told without splitting the field
+                continue
+            collector, rest = part_of_field(field)
+            index = rest[1:]
+            if rest[:1] != "p" or not index.isdigit() or int(index) >= _PER_DAY:
+                continue
+            hour = day * _PER_DAY + int(index)
+            if hour in at_hand or f"{collector}/m{index}" in fields:
+                continue
+            prefix = f"{collector}/"
+            if any(other.startswith(prefix) and other[len(prefix):].isdigit() for other in fields):
+                continue  # it closed the day: its base holds the hour
+            hours.add(hour)
+    return hours
 
 
 def _keep_fuller(cells: dict[tuple[int, int], bytes], key: tuple[int, int], value: bytes, ties: bool = True

@@ -80,7 +80,7 @@ from redis.retry import Retry
 
 from ..common.errors import ServerTrackError
 from .agent_seqs import AgentSeqs, decode_agent_seqs, encode_agent_seqs
-from .fleet_cells import split_hour_cells, split_period_cells
+from .fleet_cells import provisional_hours, split_hour_cells, split_period_cells
 from .fleet_directory import (
     LIVE_CELL,
     LIVE_SECOND,
@@ -687,6 +687,13 @@ class RedisReads:
         known = bool(answers[0])
         minutes_of = {recent: [(_text(field), bytes(blob)) for field, blob in answers[minutes_at[recent]].items()]
                       for recent in summed}
+        # an hour a collector stopped in holds its provisional copy (up to a minute behind its last share):
+        # its minutes too, in a second round trip, only for such hours (a collector gone: rare)
+        stopped_in = sorted(self._stopped_hours(plans, answers, minutes_of))
+        if stopped_in:
+            extra = self._one_slot([("hgetall", block_key(server, MINUTE_WIDTH, hour_of)) for hour_of in stopped_in])
+            for hour_of, fields in zip(stopped_in, extra):
+                minutes_of[hour_of] = [(_text(field), bytes(blob)) for field, blob in fields.items()]
         splits: list[tuple[StoredCells, StoredCells] | None] = []
         for width, first_bucket, count, per_period, first_period, at, spans_read in plans:
             hashes: list[dict[Any, Any]] = answers[at:at + spans_read]
@@ -711,6 +718,21 @@ class RedisReads:
             splits.append((cut[0], cut[1]))
         shared = _shared_seconds(answers[-1], own) if seconds else []
         return splits, shared
+
+    @staticmethod
+    def _stopped_hours(plans: list[tuple[int, int, int, int, int, int, int]], answers: list[Any],
+                       at_hand: dict[int, Any]) -> set[int]:
+        """The hours of the hours spans of ``plans`` (their hashes in ``answers``) that a collector stopped in
+        (``fleet_cells.provisional_hours``), but those of ``at_hand``."""
+        hours: set[int] = set()
+        for width, first_bucket, count, _, first_period, at, spans_read in plans:
+            if width != HOUR_WIDTH:
+                continue
+            fields = [(first_period + offset, _text(field))
+                      for offset, hashed in enumerate(answers[at:at + spans_read]) for field in hashed]
+            hours.update(hour for hour in provisional_hours(fields, at_hand)
+                         if first_bucket <= hour < first_bucket + count)
+        return hours
 
     def _one_slot(self, commands: list[tuple[str, str]]) -> list[Any]:
         """The answers to ``commands`` (``(method, key)``, keys of one slot) in one pipeline. On a cluster, the

@@ -1,10 +1,11 @@
-"""How a reader builds a collector's hours from what the fleet wrote (``fleet_cells.split_hour_cells``)."""
+"""How a reader builds a collector's hours from what the fleet wrote (``fleet_cells.split_hour_cells``,
+``fleet_cells.provisional_hours``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from servertrack.store.fleet_cells import split_hour_cells
+from servertrack.store.fleet_cells import provisional_hours, split_hour_cells
 from servertrack.store.fleet_directory import LIVE_DTYPE
 from servertrack.store.history_codec import empty_cells, encode
 
@@ -64,3 +65,17 @@ def test_an_hour_before_the_current_one_with_its_cell_written_is_that_cell() -> 
     minutes = {HOUR + 1: [("a/0", b"?"), ("a/m5", cell(5, 50.0))], HOUR + 2: [("a/m0", cell(1, 10.0))]}
     every, _ = split_hour_cells(parts, minutes, HOUR + 2, DAY, 1, "test", None)
     assert every.samples[0, 1:3].tolist() == [3, 1]
+
+
+def test_an_hour_a_collector_stopped_in_is_the_one_with_only_a_provisional_copy() -> None:
+    fields = [(DAY, "a/p3"),  # a stopped in hour 3 of the day
+              (DAY, "b/p4"), (DAY, "b/m4"),  # b's hour 4 was over: its cell replaced the copy
+              (DAY, "c/p5"), (DAY, "c/0"),  # c closed the day: its base holds the hour
+              (DAY + 1, "a/p0"), (DAY + 1, "b/p1"),  # the current hour (read anyway) and a stopped b
+              (DAY, "a/m2"), (DAY, "b/7"), (DAY, "x/p99"), (DAY, "pm"), (DAY, "a/pX")]  # not provisional copies
+    assert provisional_hours(fields, at_hand={HOUR + 24}) == {HOUR + 3, HOUR + 25}
+    assert provisional_hours(fields) == {HOUR + 3, HOUR + 24, HOUR + 25}
+    assert provisional_hours([]) == set()
+    # given its minutes, the hour it stopped in counts them, not the copy a minute behind
+    minutes = {HOUR + 1: [("a/m0", cell(2, 20.0)), ("a/m1", cell(1, 5.0))]}
+    assert hours_of([(DAY, "a/p1", cell(2, 20.0))], minutes)[0] == {HOUR + 1: 3}  # hour 2 is the current one

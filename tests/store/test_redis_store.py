@@ -451,7 +451,8 @@ def test_the_current_hour_is_summed_from_the_minutes_and_shared_once_it_is_over(
     """A share leaves the current hour's cell out (a provisional copy once a minute): another collector
     reads that hour, and the previous one, as the writer's minutes add up; once the hour is over the next
     share writes its cell and deletes the provisional one; two hours later the cell alone answers. A
-    collector gone mid-hour leaves its provisional cell: what an hour no minutes are read for shows."""
+    collector gone mid-hour leaves a provisional cell up to a minute behind its last share: that hour is
+    read from its minutes, however long ago."""
     from servertrack.common.aggregator import Aggregator
     from servertrack.store.live_share import LiveShare
     from servertrack.store.redis_store import connect
@@ -493,13 +494,16 @@ def test_the_current_hour_is_summed_from_the_minutes_and_shared_once_it_is_over(
 
     stopped = RedisHistory(connect(target), keep, 7 * 86_400.0, lambda: now[0], collector="c")
     try:
-        # collector c shares one sample of "gone" mid-hour, then stops for good
+        # collector c shares a sample of "gone" mid-hour, and one more in the same minute (no new
+        # provisional copy: that one holds the first only), then stops for good
         gone = Aggregator(10, clock=lambda: now[0], closing=True)
         gone.sharing = True
-        gone.apply(["gone"], [START], [70.0], [70.0], chunk_id=1)
         gone_share = LiveShare()
-        gone_share.add(gone.take_shared())
-        stopped.write_share(gone_share.take(), None, 1)
+        for chunk, (ts, cpu) in enumerate([(START, 70.0), (START + 1, 30.0)], start=1):
+            now[0] = ts
+            gone.apply(["gone"], [ts], [cpu], [cpu], chunk_id=chunk)
+            gone_share.add(gone.take_shared())
+            stopped.write_share(gone_share.take(), None, 1)
         shared(START, ("web", START, 10.0))
         shared(START + 1, ("web", START + 1, 20.0))  # the same minute: no provisional cell again
         assert day_fields() == {f"a/p{index}"}  # the hour's cell is not shared, its provisional copy is
@@ -509,13 +513,15 @@ def test_the_current_hour_is_summed_from_the_minutes_and_shared_once_it_is_over(
         next_hour = (hour + 1) * 3600.0
         now[0] = next_hour + 30
         assert hours_read("web") == {hour: (3, 60.0)}  # the previous hour: its minutes still
-        assert hours_read("gone") == {hour: (1, 70.0)}
+        assert hours_read("gone") == {hour: (2, 100.0)}
         shared(next_hour + 30, ("web", next_hour + 30, 40.0))  # the hour is over: its cell is shared
         assert f"a/m{index}" in day_fields() and f"a/p{index}" not in day_fields()
         assert hours_read("web") == {hour: (3, 60.0), hour + 1: (1, 40.0)}
         now[0] = next_hour + 2 * 3600 + 30  # two hours later: no minutes read for those hours
         assert hours_read("web") == {hour: (3, 60.0), hour + 1: (1, 40.0)}  # its cell; the next one's provisional
-        assert hours_read("gone") == {hour: (1, 70.0)}  # its provisional cell, as collector c shared it
+        # c's hour holds only its provisional copy (1 sample): the hour it stopped in is read from its
+        # minutes, as its last share left them
+        assert hours_read("gone") == {hour: (2, 100.0)}
     finally:
         for client in clients:
             client.flushall()
