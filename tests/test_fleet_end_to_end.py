@@ -23,6 +23,10 @@ from typing import Any
 import pytest
 
 from servertrack.common.rendezvous import chosen_index
+from servertrack.store.redis_store import (
+    READ_SOCKET_TIMEOUT_SECONDS,
+    SILENT_NODE_SECONDS,
+)
 from tests.redis_servers import RedisClusterServers, started_cluster
 from tests.test_end_to_end import Service, http, running_service, spawned, wait_for
 
@@ -178,6 +182,43 @@ def test_a_redis_master_killed_and_restarted_is_survived_and_caught_up(
                      WAIT_SECONDS, "the store to be ok again")
         wait_for(lambda: counted(loads(a, "steady.example"), "hours") == 3, WAIT_SECONDS, "the catch-up on a")
         assert counted(loads(b, "steady.example"), "hours") == 3
+
+
+def test_a_redis_master_gone_silent_holds_fleet_reads_for_a_second_or_two_not_for_its_timeouts(
+        own_cluster: RedisClusterServers, tmp_path: Path) -> None:
+    """A master that stops answering without closing its connections (a host gone silent; here SIGSTOP):
+    the first fleet read of a server whose keys it holds gives up after about two read timeouts (the
+    writer's timeout and retries held it ~20 s), the next ones do not wait for the node at all while it
+    stays silent, each answered from the collector's own part; both parts come back once it answers."""
+    name = "quiet.example"
+    probe = own_cluster.nodes[0].client()
+    slot = int(probe.execute_command("CLUSTER KEYSLOT", f"st:{{{name}}}:known"))
+    port = next(int(entry[2][1]) for entry in probe.execute_command("CLUSTER SLOTS")
+                if int(entry[0]) <= slot <= int(entry[1]))
+    victim = next(node for node in own_cluster.nodes if node.port == port)
+    assert victim.process is not None
+    with collector(own_cluster.url, tmp_path / "a", "col-a") as a, \
+            collector(own_cluster.url, tmp_path / "b", "col-b") as b:
+        stamps = recent_stamps(3)
+        post_samples(a, name, stamps[:1])
+        post_samples(b, name, stamps[1:])
+        wait_for(lambda: samples_shown(a, name) == 3, WAIT_SECONDS, "b's part on a")
+        victim.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            first = counted(loads(a, name), "minutes")
+            waited = time.monotonic() - started
+            started = time.monotonic()
+            second = counted(loads(a, name), "minutes")
+            then = time.monotonic() - started
+        finally:
+            victim.process.send_signal(signal.SIGCONT)
+        assert first == 1 and second == 1  # a's own part: b's is on the silent node
+        assert waited < 2 * READ_SOCKET_TIMEOUT_SECONDS + 3.0, waited
+        if then < SILENT_NODE_SECONDS:  # still silent for the readers (the first read may have taken long)
+            assert then < READ_SOCKET_TIMEOUT_SECONDS, then  # it did not wait for the node
+        assert http("GET", f"{a.url}/stats")[1]["store"]["read_failures"] >= 2
+        wait_for(lambda: samples_shown(a, name) == 3, WAIT_SECONDS, "both parts again on a")
 
 
 def names_picking(collectors: list[str]) -> list[str]:

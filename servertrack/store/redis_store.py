@@ -75,7 +75,9 @@ import numpy as np
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..common.errors import ServerTrackError
@@ -128,6 +130,11 @@ SCHEMA_VERSION = 2  # 2: fields named by collector (C/PART); the unprefixed fiel
 CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 5.0
 CLIENT_RETRIES = 2
+# The readers' own client waits this long for a node, and does not retry: a healthy node answers a read in
+# milliseconds (p99 ~40 ms under the fleet bench's full load), while one that stopped answering (a host gone
+# silent, a frozen process) held every fleet read ~20 s with the writer's timeout and retries.
+READ_SOCKET_TIMEOUT_SECONDS = 1.0
+SILENT_NODE_SECONDS = 2.0  # after a node failed a read, reads of its keys fail at once this long (then one tries it)
 MIN_REDIS_MAJOR = 7
 _TS = struct.Struct(">q")
 CONTROLS_TTL = 3600  # a pause or resume asked of a node another collector holds waits this long at most
@@ -195,19 +202,44 @@ class _ShareRecords(NamedTuple):
     renewed: list[str]
 
 
+class NodeSilence:
+    """The Redis nodes that lately did not answer a read, shared by a store's reader threads: until
+    ``SILENT_NODE_SECONDS`` after a node failed one, a read of its keys fails at once instead of waiting for
+    it again (a collector answering from its own rings, or a 503), and the first read after that tries it."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._until: dict[str, float] = {}
+        self._clock = clock
+
+    def silent(self, node: str) -> bool:
+        """Whether ``node`` (``host:port``) failed a read less than ``SILENT_NODE_SECONDS`` ago."""
+        until = self._until.get(node)
+        return until is not None and until > self._clock()
+
+    def failed(self, node: str) -> None:
+        """``node`` did not answer a read (a timeout, a connection refused or cut)."""
+        self._until[node] = self._clock() + SILENT_NODE_SECONDS
+
+    def answered(self, node: str) -> None:
+        """``node`` answered a read."""
+        if self._until:
+            self._until.pop(node, None)
+
+
 class RedisUnavailable(ServerTrackError):
     """The Redis store cannot be used: unreachable, refused the password, not what the URL says."""
 
 
 def connect(target: RedisTarget, password: str | None = None, ca_file: str | None = None,
-            socket_timeout: float = SOCKET_TIMEOUT_SECONDS) -> Any:
-    """A client for ``target`` (``redis.Redis`` or ``RedisCluster``), checked with a PING;
-    ``RedisUnavailable`` with one line saying why not."""
+            socket_timeout: float = SOCKET_TIMEOUT_SECONDS, retries: int = CLIENT_RETRIES) -> Any:
+    """A client for ``target`` (``redis.Redis`` or ``RedisCluster``), checked with a PING, whose commands
+    wait ``socket_timeout`` for an answer and are tried again ``retries`` times; ``RedisUnavailable`` with
+    one line saying why not."""
     # redis-py retries a command a little (a reconnect, a failover); the store's worker retries the job
     # after that, with its own pause, so a node down shows as "failing" within a second or two
     options: dict[str, Any] = {"username": target.username, "password": password,
                                "socket_timeout": socket_timeout, "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
-                               "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), CLIENT_RETRIES)}
+                               "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)}
     if target.tls:
         options.update(ssl=True, ssl_ca_certs=ca_file)
     try:
@@ -257,10 +289,14 @@ class RedisHistory:
     purges = False  # every key has a TTL
 
     def __init__(self, client: Any, keep: dict[int, float], keep_snapshots: float,
-                 clock: Callable[[], float] = time.time, description: str = "redis", collector: str = "c") -> None:
+                 clock: Callable[[], float] = time.time, description: str = "redis", collector: str = "c",
+                 read_client: Any = None) -> None:
         """``keep``: seconds of history per bucket width (60, 3600); ``collector``: this collector's id (the
-        prefix of the fields it writes, see ``fleet_directory``)."""
+        prefix of the fields it writes, see ``fleet_directory``); ``read_client``: the client of ``reader``
+        (default ``client``; ``open_redis_history`` gives it one of its own, quick to give up on a node)."""
         self._client = client
+        self._read_client = client if read_client is None else read_client
+        self._silence = NodeSilence()  # the readers' (``reader``), shared by their threads
         self._cluster = isinstance(client, RedisCluster)  # asked once: an isinstance of it is slow (~2 µs)
         self.collector = check_collector_id(collector)
         # the node holding a server's keys, by name, as its number in ``_nodes`` (one None for a single Redis)
@@ -433,11 +469,19 @@ class RedisHistory:
             self._nodes = []
             if self._cluster and isinstance(error, MovedError):
                 # its calls go to nodes' own connections, which do not learn a moved slot by themselves: told
-                # here, as the cluster client does on MOVED (no I/O: a node down is the client's own to find)
+                # here, as the cluster client does on MOVED (no I/O)
                 try:
                     self._client.nodes_manager.move_slot(error)
                 except (RedisError, RedisClusterException, LookupError):
                     pass  # the retry meets MOVED again; the client's own commands refresh its map
+            elif self._cluster and isinstance(error, (RedisConnectionError, RedisTimeoutError)):
+                # a node that does not answer may have been failed over: the slot map is asked again (the
+                # client's own commands would only if one of their keys were on that node). This client is
+                # the store thread's alone: the readers have their own (``read_client``).
+                try:
+                    self._client.nodes_manager.initialize()
+                except (RedisError, RedisClusterException, OSError):
+                    pass  # no node answers: the next retry asks again
             raise
 
     def _write_share(self, entries: LiveEntries, directory: bytes | None, servers: int) -> None:
@@ -600,7 +644,7 @@ class RedisHistory:
 
     def reader(self) -> RedisReads:
         """A reader for one thread (the client's connection pool is shared; pipelines are per read)."""
-        return RedisReads(self._client, self._keep_snapshots, self._clock, self.collector)
+        return RedisReads(self._read_client, self._keep_snapshots, self._clock, self.collector, self._silence)
 
     def read_range(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells | None:
         """See ``RedisReads.read_range``."""
@@ -619,19 +663,24 @@ class RedisHistory:
         return self.reader().read_snapshots(node, from_ts, to_ts, limit)
 
     def close(self) -> None:
-        """Close the client's connections."""
+        """Close the clients' connections."""
         self._client.close()
+        if self._read_client is not self._client:
+            self._read_client.close()
 
 
 class RedisReads:
     """Reads of the Redis history: a range in one pipeline (one server's keys share a slot: one node)."""
 
-    def __init__(self, client: Any, keep_snapshots: float, clock: Callable[[], float], collector: str = "c") -> None:
+    def __init__(self, client: Any, keep_snapshots: float, clock: Callable[[], float], collector: str = "c",
+                 silence: NodeSilence | None = None) -> None:
+        """``silence``: the nodes that lately did not answer, shared with the other readers of the store."""
         self._client = client
         self._cluster = isinstance(client, RedisCluster)
         self.collector = collector
         self._keep_snapshots = keep_snapshots
         self._clock = clock
+        self._silence = NodeSilence() if silence is None else silence
 
     def read_range(self, server: str, width: int, first_bucket: int, count: int) -> StoredCells | None:
         """Buckets ``first_bucket .. first_bucket + count - 1`` of ``server`` (every part of every block
@@ -738,21 +787,50 @@ class RedisReads:
         """The answers to ``commands`` (``(method, key)``, keys of one slot) in one pipeline. On a cluster, the
         pipeline goes to the connection of the node holding the slot (the cluster pipeline costs ~0.4 ms of
         Python a read to route commands that all go to one node); when that node does not answer for the
-        slot (it moved, the node failed over), through the cluster pipeline, which finds the node."""
-        if self._cluster:
+        slot (it moved, the node failed over), through the cluster pipeline, which finds the node. A node
+        that did not answer at all fails the reads of its keys at once for a while (``NodeSilence``)."""
+        if not self._cluster:
+            return self._silenced("redis", lambda: self._pipelined(self._client, commands))
+        node = self._client.nodes_manager.get_node_from_slot(self._client.keyslot(commands[0][1]))
+        if self._silence.silent(node.name):
+            raise RedisConnectionError(f"Redis node {node.name} did not answer a read in the last "
+                                       f"{SILENT_NODE_SECONDS:g} s")
+        try:
+            answers = self._pipelined(self._client.get_redis_connection(node), commands)
+            self._silence.answered(node.name)
+            return answers
+        except (RedisConnectionError, RedisTimeoutError):
+            # the cluster pipeline finds a replica that took over, if one did; if not, the node is silent
             try:
-                node = self._client.nodes_manager.get_node_from_slot(self._client.keyslot(commands[0][1]))
-                pipe = self._client.get_redis_connection(node).pipeline(transaction=False)
-                for method, key in commands:
-                    getattr(pipe, method)(key)
-                return list(pipe.execute())
-            except (RedisError, RedisClusterException) as error:
-                if isinstance(error, MovedError):
-                    try:
-                        self._client.nodes_manager.move_slot(error)
-                    except (RedisError, RedisClusterException, LookupError):
-                        pass
-        pipe = self._client.pipeline(transaction=False)
+                return self._pipelined(self._client, commands)
+            except (RedisError, RedisClusterException):
+                self._silence.failed(node.name)
+                raise
+        except (RedisError, RedisClusterException) as error:
+            if isinstance(error, MovedError):
+                try:
+                    self._client.nodes_manager.move_slot(error)
+                except (RedisError, RedisClusterException, LookupError):
+                    pass
+        return self._pipelined(self._client, commands)
+
+    def _silenced(self, node: str, read: Callable[[], list[Any]]) -> list[Any]:
+        """``read()``, which asks ``node``: failing at once while it is silent, making it silent if it does
+        not answer."""
+        if self._silence.silent(node):
+            raise RedisConnectionError(f"Redis {node} did not answer a read in the last {SILENT_NODE_SECONDS:g} s")
+        try:
+            answers = read()
+        except (RedisConnectionError, RedisTimeoutError):
+            self._silence.failed(node)
+            raise
+        self._silence.answered(node)
+        return answers
+
+    @staticmethod
+    def _pipelined(client: Any, commands: list[tuple[str, str]]) -> list[Any]:
+        """``commands`` in one pipeline of ``client`` (a node's connection, or the cluster's)."""
+        pipe = client.pipeline(transaction=False)
         for method, key in commands:
             getattr(pipe, method)(key)
         return list(pipe.execute())
@@ -835,12 +913,19 @@ def open_redis_history(target: RedisTarget, password: str | None, ca_file: str |
     """Connect to ``target`` and check what it holds; ``RedisUnavailable`` with one line if it cannot be used."""
     client = connect(target, password, ca_file)
     try:
-        return RedisHistory(client, keep, keep_snapshots, clock, target.describe(), collector)
+        read_client = connect(target, password, ca_file, socket_timeout=READ_SOCKET_TIMEOUT_SECONDS, retries=0)
+    except BaseException:
+        client.close()
+        raise
+    try:
+        return RedisHistory(client, keep, keep_snapshots, clock, target.describe(), collector, read_client)
     except (RedisError, RedisClusterException, OSError) as error:
         client.close()
+        read_client.close()
         raise RedisUnavailable(f"cannot use the Redis store {target.describe()}: {_one_line(error)}") from None
     except BaseException:
         client.close()
+        read_client.close()
         raise
 
 
