@@ -28,6 +28,10 @@ WARMUP_SECONDS = 5.0  # from the generator's start: the rows, names and rings to
 # ~11 s after the warm-up is >= 10 MB at 40,000 samples/s: one float kept per sample (in PendingBatch)
 # grew RSS by 20 MiB here; without a leak it grew 1.0-3.2 MiB (transparent huge pages move it in 2 MiB steps).
 MAX_GROWTH_BYTES = 8 * 2**20
+# RSS is compared as the least of it over a second at the warm-up's end and over the load's last second: a
+# leak only grows, so it shows in both least values, while a batch or a backlog in flight (a loaded machine
+# runs behind for a moment) does not (one grew it 8.4 MiB at the load's very end on a slow day)
+RSS_WINDOW_SECONDS = 1.0
 GET_EVERY = 0.1
 
 
@@ -45,11 +49,10 @@ def test_short_soak_loses_nothing_keeps_rss_flat_and_answers_gets(tmp_path: Path
             address = urlsplit(service.url)
             client = http.client.HTTPConnection(address.hostname, address.port, timeout=5)
             statuses: list[int] = []
-            rss_warm: int | None = None
+            rss_seen: list[tuple[float, int]] = []  # (seconds since the load started, RSS)
             index = 0
             while loadgen.poll() is None and time.monotonic() - started < LOAD_SECONDS + 10:
-                if rss_warm is None and time.monotonic() - started >= WARMUP_SECONDS:
-                    rss_warm = serve.memory_info().rss
+                rss_seen.append((time.monotonic() - started, serve.memory_info().rss))
                 client.request("GET", f"/servers/srv-{index % SERVERS:06d}.bench/loads")
                 response = client.getresponse()
                 response.read()
@@ -57,7 +60,6 @@ def test_short_soak_loses_nothing_keeps_rss_flat_and_answers_gets(tmp_path: Path
                 index += 7
                 time.sleep(GET_EVERY)
             client.close()
-            rss_end = serve.memory_info().rss
             out, err = loadgen.communicate(timeout=30)
         finally:
             if loadgen.poll() is None:
@@ -78,6 +80,9 @@ def test_short_soak_loses_nothing_keeps_rss_flat_and_answers_gets(tmp_path: Path
         assert sent <= stats["received"] <= sent + warmup  # a few warm-up frames may go to the slow joiner
         assert stats["store"]["store"] == "ok"
         assert len(statuses) >= LOAD_SECONDS / (2 * GET_EVERY) and set(statuses) == {200}
-        assert rss_warm is not None
-        growth = rss_end - rss_warm
+        last = rss_seen[-1][0]
+        warm = [rss for at, rss in rss_seen if WARMUP_SECONDS <= at < WARMUP_SECONDS + RSS_WINDOW_SECONDS]
+        end = [rss for at, rss in rss_seen if at >= last - RSS_WINDOW_SECONDS]
+        assert warm and end and last >= LOAD_SECONDS - 1, (last, len(rss_seen))
+        growth = min(end) - min(warm)
         assert growth < MAX_GROWTH_BYTES, f"RSS grew {growth / 2**20:.1f} MiB after the warm-up"
