@@ -791,7 +791,10 @@ class RedisReads:
         that did not answer at all fails the reads of its keys at once for a while (``NodeSilence``)."""
         if not self._cluster:
             return self._silenced("redis", lambda: self._pipelined(self._client, commands))
-        node = self._client.nodes_manager.get_node_from_slot(self._client.keyslot(commands[0][1]))
+        try:
+            node = self._client.nodes_manager.get_node_from_slot(self._client.keyslot(commands[0][1]))
+        except (RedisError, RedisClusterException):  # no node known for the slot: the cluster pipeline asks
+            return self._pipelined(self._client, commands)
         if self._silence.silent(node.name):
             raise RedisConnectionError(f"Redis node {node.name} did not answer a read in the last "
                                        f"{SILENT_NODE_SECONDS:g} s")
