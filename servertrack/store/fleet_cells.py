@@ -172,13 +172,14 @@ def split_hour_cells(parts: list[tuple[int, str, bytes]], minutes_of: dict[int, 
     return every, (every if own is None else empty_cells((spans, _PER_DAY)) if others is None else others)
 
 
-def provisional_hours(parts: list[tuple[int, str]], at_hand: Container[int] = ()) -> set[int]:
-    """The hours (UTC hour numbers) of hours hashes' fields ``(day, field)`` where a collector left a
+def provisional_hours(parts: list[tuple[int, str, bytes]], at_hand: Container[int] = ()) -> set[int]:
+    """The hours (UTC hour numbers) of hours hashes' fields ``(day, field, value)`` (``split_hour_cells``'
+    ``parts``) where a collector left a
     provisional cell that no cell of its own replaced, in a day it did not close: it stopped in that hour,
     and its minutes of the hour say more than that copy (up to a minute more; ``split_hour_cells`` adds
     them up when it is given them). Hours of ``at_hand`` (whose minutes are read anyway) are left out."""
     fields_of_day: dict[int, set[str]] = {}
-    for day, field in parts:
+    for day, field, _ in parts:
         fields_of_day.setdefault(day, set()).add(field)
     hours: set[int] = set()
     for day, fields in fields_of_day.items():

@@ -216,6 +216,11 @@ class NodeSilence:
         until = self._until.get(node)
         return until is not None and until > self._clock()
 
+    def check(self, node: str) -> None:
+        """A ``redis.ConnectionError`` while ``node`` is silent: the read does not wait for it."""
+        if self.silent(node):
+            raise RedisConnectionError(f"Redis {node} did not answer a read in the last {SILENT_NODE_SECONDS:g} s")
+
     def failed(self, node: str) -> None:
         """``node`` did not answer a read (a timeout, a connection refused or cut)."""
         self._until[node] = self._clock() + SILENT_NODE_SECONDS
@@ -736,15 +741,19 @@ class RedisReads:
         known = bool(answers[0])
         minutes_of = {recent: [(_text(field), bytes(blob)) for field, blob in answers[minutes_at[recent]].items()]
                       for recent in summed}
+        # each span's block hash fields, decoded once: (period, field, value)
+        parts_of = [[(first_period + offset, _text(field), bytes(blob))
+                     for offset, fields in enumerate(answers[at:at + spans_read]) for field, blob in fields.items()]
+                    for _, _, _, _, first_period, at, spans_read in plans]
         # an hour a collector stopped in holds its provisional copy (up to a minute behind its last share):
         # its minutes too, in a second round trip, only for such hours (a collector gone: rare)
-        stopped_in = sorted(self._stopped_hours(plans, answers, minutes_of))
+        stopped_in = sorted(self._stopped_hours(plans, parts_of, minutes_of))
         if stopped_in:
             extra = self._one_slot([("hgetall", block_key(server, MINUTE_WIDTH, hour_of)) for hour_of in stopped_in])
             for hour_of, fields in zip(stopped_in, extra):
                 minutes_of[hour_of] = [(_text(field), bytes(blob)) for field, blob in fields.items()]
         splits: list[tuple[StoredCells, StoredCells] | None] = []
-        for width, first_bucket, count, per_period, first_period, at, spans_read in plans:
+        for (width, first_bucket, count, per_period, first_period, at, spans_read), parts in zip(plans, parts_of):
             hashes: list[dict[Any, Any]] = answers[at:at + spans_read]
             of_hours = minutes_of if width == HOUR_WIDTH else {}
             if not known and not any(hashes) and not any(of_hours.values()):
@@ -754,8 +763,6 @@ class RedisReads:
                 splits.append((no_cells(first_bucket, width, 0), no_cells(first_bucket, width, 0)))
                 continue
             where = f"{width}-second blocks of {server!r}"
-            parts = [(first_period + offset, _text(field), bytes(blob))
-                     for offset, fields in enumerate(hashes) for field, blob in fields.items()]
             if width == HOUR_WIDTH:
                 merged = split_hour_cells(parts, of_hours, hour, first_period, spans_read, where, own)
             else:
@@ -769,18 +776,15 @@ class RedisReads:
         return splits, shared
 
     @staticmethod
-    def _stopped_hours(plans: list[tuple[int, int, int, int, int, int, int]], answers: list[Any],
-                       at_hand: dict[int, Any]) -> set[int]:
-        """The hours of the hours spans of ``plans`` (their hashes in ``answers``) that a collector stopped in
+    def _stopped_hours(plans: list[tuple[int, int, int, int, int, int, int]],
+                       parts_of: list[list[tuple[int, str, bytes]]], at_hand: dict[int, Any]) -> set[int]:
+        """The hours of the hours spans of ``plans`` (their fields in ``parts_of``) that a collector stopped in
         (``fleet_cells.provisional_hours``), but those of ``at_hand``."""
         hours: set[int] = set()
-        for width, first_bucket, count, _, first_period, at, spans_read in plans:
-            if width != HOUR_WIDTH:
-                continue
-            fields = [(first_period + offset, _text(field))
-                      for offset, hashed in enumerate(answers[at:at + spans_read]) for field in hashed]
-            hours.update(hour for hour in provisional_hours(fields, at_hand)
-                         if first_bucket <= hour < first_bucket + count)
+        for (width, first_bucket, count, *_), parts in zip(plans, parts_of):
+            if width == HOUR_WIDTH:
+                hours.update(hour for hour in provisional_hours(parts, at_hand)
+                             if first_bucket <= hour < first_bucket + count)
         return hours
 
     def _one_slot(self, commands: list[tuple[str, str]]) -> list[Any]:
@@ -790,14 +794,19 @@ class RedisReads:
         slot (it moved, the node failed over), through the cluster pipeline, which finds the node. A node
         that did not answer at all fails the reads of its keys at once for a while (``NodeSilence``)."""
         if not self._cluster:
-            return self._silenced("redis", lambda: self._pipelined(self._client, commands))
+            self._silence.check("redis")
+            try:
+                answers = self._pipelined(self._client, commands)
+            except (RedisConnectionError, RedisTimeoutError):
+                self._silence.failed("redis")
+                raise
+            self._silence.answered("redis")
+            return answers
         try:
             node = self._client.nodes_manager.get_node_from_slot(self._client.keyslot(commands[0][1]))
         except (RedisError, RedisClusterException):  # no node known for the slot: the cluster pipeline asks
             return self._pipelined(self._client, commands)
-        if self._silence.silent(node.name):
-            raise RedisConnectionError(f"Redis node {node.name} did not answer a read in the last "
-                                       f"{SILENT_NODE_SECONDS:g} s")
+        self._silence.check(node.name)
         try:
             answers = self._pipelined(self._client.get_redis_connection(node), commands)
             self._silence.answered(node.name)
@@ -816,19 +825,6 @@ class RedisReads:
                 except (RedisError, RedisClusterException, LookupError):
                     pass
         return self._pipelined(self._client, commands)
-
-    def _silenced(self, node: str, read: Callable[[], list[Any]]) -> list[Any]:
-        """``read()``, which asks ``node``: failing at once while it is silent, making it silent if it does
-        not answer."""
-        if self._silence.silent(node):
-            raise RedisConnectionError(f"Redis {node} did not answer a read in the last {SILENT_NODE_SECONDS:g} s")
-        try:
-            answers = read()
-        except (RedisConnectionError, RedisTimeoutError):
-            self._silence.failed(node)
-            raise
-        self._silence.answered(node)
-        return answers
 
     @staticmethod
     def _pipelined(client: Any, commands: list[tuple[str, str]]) -> list[Any]:

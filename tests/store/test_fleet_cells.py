@@ -68,11 +68,12 @@ def test_an_hour_before_the_current_one_with_its_cell_written_is_that_cell() -> 
 
 
 def test_an_hour_a_collector_stopped_in_is_the_one_with_only_a_provisional_copy() -> None:
-    fields = [(DAY, "a/p3"),  # a stopped in hour 3 of the day
-              (DAY, "b/p4"), (DAY, "b/m4"),  # b's hour 4 was over: its cell replaced the copy
-              (DAY, "c/p5"), (DAY, "c/0"),  # c closed the day: its base holds the hour
-              (DAY + 1, "a/p0"), (DAY + 1, "b/p1"),  # the current hour (read anyway) and a stopped b
-              (DAY, "a/m2"), (DAY, "b/7"), (DAY, "x/p99"), (DAY, "pm"), (DAY, "a/pX")]  # not provisional copies
+    fields = [(day, field, cell(1, 1.0)) for day, field in [
+        (DAY, "a/p3"),  # a stopped in hour 3 of the day
+        (DAY, "b/p4"), (DAY, "b/m4"),  # b's hour 4 was over: its cell replaced the copy
+        (DAY, "c/p5"), (DAY, "c/0"),  # c closed the day: its base holds the hour
+        (DAY + 1, "a/p0"), (DAY + 1, "b/p1"),  # the current hour (read anyway) and a stopped b
+        (DAY, "a/m2"), (DAY, "b/7"), (DAY, "x/p99"), (DAY, "pm"), (DAY, "a/pX")]]  # not provisional copies
     assert provisional_hours(fields, at_hand={HOUR + 24}) == {HOUR + 3, HOUR + 25}
     assert provisional_hours(fields) == {HOUR + 3, HOUR + 24, HOUR + 25}
     assert provisional_hours([]) == set()
